@@ -1,0 +1,72 @@
+"""Writing artifacts so a killed stage never leaves something that looks finished,
+and reading the Arrow files later stages share without copying them into memory."""
+
+import contextlib
+import json
+import os
+import shutil
+import tempfile
+from pathlib import Path
+
+import pyarrow as pa
+
+
+@contextlib.contextmanager
+def atomic_dir(target):
+    """Yield a temporary sibling folder; on success it replaces `target` in one rename."""
+    target = Path(target)
+    target.parent.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(prefix=f".{target.name}.tmp-", dir=target.parent))
+    tmp.chmod(0o755)  # mkdtemp makes it private; artifacts are ordinary folders
+    try:
+        yield tmp
+        if target.exists():
+            old = target.with_name(f".{target.name}.old-{os.getpid()}")
+            target.rename(old)
+            tmp.rename(target)
+            shutil.rmtree(old)
+        else:
+            tmp.rename(target)
+    finally:
+        if tmp.exists():
+            shutil.rmtree(tmp, ignore_errors=True)
+
+
+def write_json(path, obj) -> None:
+    """Stable JSON (sorted keys, fixed indent, trailing newline): same object, same bytes."""
+    path = Path(path)
+    tmp = path.with_name(f".{path.name}.tmp")
+    tmp.write_text(json.dumps(obj, indent=2, sort_keys=True, ensure_ascii=False) + "\n", encoding="utf-8")
+    tmp.replace(path)
+
+
+class ArrowWriter:
+    """Streams record batches into an Arrow IPC stream file (the format `datasets` memory-maps),
+    so peak memory is one batch whatever the corpus size."""
+
+    def __init__(self, path, schema: pa.Schema, batch_rows: int = 32):
+        self.schema, self.batch_rows, self.rows = schema, batch_rows, []
+        self.count = 0
+        self._sink = pa.OSFile(str(path), "wb")
+        self._writer = pa.ipc.new_stream(self._sink, schema)
+
+    def write(self, row: dict) -> None:
+        self.rows.append(row)
+        if len(self.rows) >= self.batch_rows:
+            self.flush()
+
+    def flush(self) -> None:
+        if self.rows:
+            self._writer.write_batch(pa.RecordBatch.from_pylist(self.rows, schema=self.schema))
+            self.count += len(self.rows)
+            self.rows = []
+
+    def close(self) -> None:
+        self.flush()
+        self._writer.close()
+        self._sink.close()
+
+
+def read_arrow(path) -> pa.Table:
+    """Memory-mapped, zero-copy: the table's buffers stay on disk until touched."""
+    return pa.ipc.open_stream(pa.memory_map(str(path), "r")).read_all()

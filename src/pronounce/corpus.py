@@ -1,0 +1,213 @@
+"""speechocean762 in either form users have it -> one stream of typed, validated entries.
+
+Forms:
+- release: the corpus's own layout: train/ and test/ Kaldi-style files (wav.scp, text,
+  utt2spk, spk2age, spk2gender), resource/scores.json (a word's `phones` is one
+  space-separated string) and the WAVE/ tree.
+- hf: the Hugging Face form (mispeech/speechocean762): a `datasets` DatasetDict saved with
+  save_to_disk, or `hf:<name>` for the Hub; `phones` is a list, audio an Audio feature read
+  with decode=False (raw bytes; decoded by pronounce.audio, no FFmpeg).
+
+Both forms yield identical `Entry`s for the same utterance. Labels are validated here; audio
+is validated when it is decoded. Problems with one utterance become a `Reject` (recorded,
+counted); problems with the corpus as a whole raise CorpusError.
+"""
+
+import json
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Iterator
+
+from .errors import CorpusError
+
+SPLITS = ("train", "test")
+SENTENCE_SCORES = ("accuracy", "completeness", "fluency", "prosodic", "total")
+KALDI_FILES = ("wav.scp", "text", "utt2spk", "spk2age", "spk2gender")
+
+
+@dataclass(frozen=True)
+class Entry:
+    """One utterance's labels (normalised to one shape) and where its audio comes from."""
+
+    utt_id: str
+    split: str
+    labels: dict  # speaker, age, gender, text, the five scores, words
+    audio: object  # a path (release form) or raw bytes (hf form)
+
+
+@dataclass(frozen=True)
+class Reject:
+    utt_id: str
+    split: str
+    reason: str
+    detail: str
+
+
+def detect_form(corpus: str) -> str:
+    if corpus.startswith("hf:"):
+        return "hf"
+    path = Path(corpus)
+    if not path.exists():
+        raise CorpusError(f"data.corpus: {corpus!r} does not exist")
+    if (path / "resource" / "scores.json").is_file() or any((path / s / "wav.scp").is_file() for s in SPLITS):
+        return "release"
+    if (path / "dataset_dict.json").is_file():
+        return "hf"
+    raise CorpusError(
+        f"data.corpus: {corpus!r} is neither the speechocean762 release layout "
+        "(resource/scores.json, train/wav.scp, test/wav.scp) nor a Hugging Face DatasetDict "
+        "saved with save_to_disk (dataset_dict.json)"
+    )
+
+
+def read_corpus(corpus: str) -> tuple[int, Iterator[Entry | Reject]]:
+    """(number of utterances, a stream of entries and rejects), in split then id order."""
+    if detect_form(corpus) == "release":
+        return _read_release(Path(corpus))
+    return _read_hf(corpus)
+
+
+# -- labels ---------------------------------------------------------------------------
+
+def normalise_labels(raw: dict, speaker: str, age: int, gender: str, phones_as_string: bool) -> dict:
+    """The one label shape both forms map to (KeyError/TypeError/ValueError on malformed input)."""
+    words = []
+    for w in raw["words"]:
+        phones = w["phones"].split() if phones_as_string else list(w["phones"])
+        words.append({
+            "text": str(w["text"]),
+            "phones": phones,
+            "phone_accuracies": [float(a) for a in w["phones-accuracy"]],
+            "accuracy": float(w["accuracy"]),
+            "stress": float(w["stress"]),
+            "total": float(w["total"]),
+            "mispronunciations": [
+                {"canonical_phone": str(m["canonical-phone"]), "index": int(m["index"]),
+                 "pronounced_phone": str(m["pronounced-phone"])}
+                for m in (w.get("mispronunciations") or [])
+            ],
+        })
+    labels = {"speaker": str(speaker), "age": int(age), "gender": str(gender), "text": str(raw["text"])}
+    labels.update({k: float(raw[k]) for k in SENTENCE_SCORES})
+    labels["words"] = words
+    return labels
+
+
+def label_problem(labels: dict) -> tuple[str, str] | None:
+    """(reason, detail) when the labels are unusable, else None."""
+    words = labels["words"]
+    said = " ".join(w["text"] for w in words).split()
+    if not words or said != labels["text"].split():
+        return "words_text_mismatch", f"words {' '.join(said)!r} != text {labels['text']!r}"
+    for w in words:
+        if not w["phones"] or len(w["phone_accuracies"]) != len(w["phones"]):
+            return "malformed_labels", f"word {w['text']!r}: {len(w['phones'])} phones, {len(w['phone_accuracies'])} accuracies"
+        for m in w["mispronunciations"]:
+            if not 0 <= m["index"] < len(w["phones"]):
+                return ("mispronunciation_index_out_of_range",
+                        f"word {w['text']!r} has {len(w['phones'])} phones, index {m['index']}")
+    return None
+
+
+def _entry_or_reject(utt_id, split, raw, speaker, age, gender, audio, phones_as_string):
+    try:
+        labels = normalise_labels(raw, speaker, age, gender, phones_as_string)
+    except (KeyError, TypeError, ValueError, AttributeError) as e:
+        return Reject(utt_id, split, "malformed_labels", f"{type(e).__name__}: {e}")
+    problem = label_problem(labels)
+    if problem:
+        return Reject(utt_id, split, *problem)
+    return Entry(utt_id, split, labels, audio)
+
+
+# -- release layout -------------------------------------------------------------------
+
+def _kaldi_map(path: Path) -> dict[str, str]:
+    out = {}
+    for line in path.read_text(encoding="utf-8").splitlines():
+        parts = line.split(maxsplit=1)  # Kaldi files separate by a tab or a space
+        if parts:
+            out[parts[0]] = parts[1].strip() if len(parts) > 1 else ""
+    return out
+
+
+def _read_release(root: Path):
+    scores_path = root / "resource" / "scores.json"
+    if not scores_path.is_file():
+        raise CorpusError(f"{scores_path} is missing: the release layout keeps the labels there")
+    try:
+        scores = json.loads(scores_path.read_text(encoding="utf-8"))
+    except (json.JSONDecodeError, UnicodeDecodeError) as e:
+        raise CorpusError(f"{scores_path} is not valid JSON: {e}") from None
+    if not isinstance(scores, dict):
+        raise CorpusError(f"{scores_path}: expected an object keyed by utterance id")
+
+    tables = {}
+    for split in SPLITS:
+        missing = [f for f in KALDI_FILES if not (root / split / f).is_file()]
+        if missing:
+            raise CorpusError(f"{root / split} lacks {', '.join(missing)} (release layout)")
+        tables[split] = {f: _kaldi_map(root / split / f) for f in KALDI_FILES}
+    total = sum(len(t["wav.scp"]) for t in tables.values())
+
+    def stream():
+        for split in SPLITS:
+            t = tables[split]
+            for utt_id in sorted(t["wav.scp"]):
+                wav = root / t["wav.scp"][utt_id]
+                if not wav.is_file():
+                    yield Reject(utt_id, split, "missing_audio_file", f"wav.scp names {t['wav.scp'][utt_id]}, not found")
+                    continue
+                if utt_id not in scores:
+                    yield Reject(utt_id, split, "missing_scores", "not in resource/scores.json")
+                    continue
+                spk = t["utt2spk"].get(utt_id)
+                if spk is None or spk not in t["spk2age"] or spk not in t["spk2gender"]:
+                    yield Reject(utt_id, split, "malformed_labels", f"no speaker/age/gender for speaker {spk!r}")
+                    continue
+                entry = _entry_or_reject(utt_id, split, scores[utt_id], spk, t["spk2age"][spk],
+                                         t["spk2gender"][spk], str(wav), phones_as_string=True)
+                if isinstance(entry, Entry) and t["text"].get(utt_id, entry.labels["text"]).split() != entry.labels["text"].split():
+                    entry = Reject(utt_id, split, "words_text_mismatch",
+                                   f"{split}/text {t['text'][utt_id]!r} != scores.json text {entry.labels['text']!r}")
+                yield entry
+
+    return total, stream()
+
+
+# -- Hugging Face form ----------------------------------------------------------------
+
+def _read_hf(corpus: str):
+    import datasets
+
+    if corpus.startswith("hf:"):
+        dsd = datasets.load_dataset(corpus[3:])
+    else:
+        dsd = datasets.load_from_disk(corpus)
+    if not isinstance(dsd, datasets.DatasetDict) or not set(SPLITS) <= set(dsd):
+        raise CorpusError(f"data.corpus: {corpus!r} must hold the splits {SPLITS}, has {list(dsd) if isinstance(dsd, dict) else 'one split'}")
+    # Raw bytes, decoded by us: no torchcodec/FFmpeg, and one decoder for both forms.
+    dsd = {s: dsd[s].cast_column("audio", datasets.Audio(decode=False)) for s in SPLITS}
+    total = sum(len(dsd[s]) for s in SPLITS)
+
+    def utt_id_of(row):
+        for key in ("utt_id", "id"):
+            if row.get(key):
+                return str(row[key])
+        return Path(row["audio"]["path"]).stem
+
+    def stream():
+        for split in SPLITS:
+            ds = dsd[split]
+            order = sorted(range(len(ds)), key=lambda i: utt_id_of(ds[i]))  # same order as the release form
+            for i in order:
+                row = ds[i]
+                utt_id = utt_id_of(row)
+                audio = row["audio"]["bytes"] or row["audio"]["path"]
+                if not audio or (isinstance(audio, str) and not Path(audio).is_file()):
+                    yield Reject(utt_id, split, "missing_audio_file", f"no bytes, path {row['audio']['path']!r} not found")
+                    continue
+                yield _entry_or_reject(utt_id, split, row, row["speaker"], row["age"], row["gender"], audio,
+                                       phones_as_string=False)
+
+    return total, stream()

@@ -1,0 +1,98 @@
+"""Stage `decode`: corpus -> data/decoded/{train,test}.arrow + report.json.
+
+Streams: one utterance's audio in memory at a time plus one write batch, so peak memory
+does not grow with the corpus. Every rejected utterance is recorded with its reason.
+"""
+
+import sys
+from collections import defaultdict
+from pathlib import Path
+
+import pyarrow as pa
+from tqdm import tqdm
+
+from .artifacts import ArrowWriter, atomic_dir, write_json
+from .audio import SAMPLE_RATE, AudioError, decode_audio
+from .corpus import SENTENCE_SCORES, SPLITS, Entry, Reject, read_corpus
+from .errors import RejectBoundExceeded
+from .phones import canonical_sequence, pronounced_sequence
+
+_MISPRONUNCIATION = pa.struct([("canonical_phone", pa.string()), ("index", pa.int32()),
+                               ("pronounced_phone", pa.string())])
+_WORD = pa.struct([
+    ("text", pa.string()), ("phones", pa.list_(pa.string())), ("phone_accuracies", pa.list_(pa.float64())),
+    ("accuracy", pa.float64()), ("stress", pa.float64()), ("total", pa.float64()),
+    ("mispronunciations", pa.list_(_MISPRONUNCIATION)),
+])
+SCHEMA = pa.schema(
+    [("utt_id", pa.string()), ("split", pa.string()), ("speaker", pa.string()), ("age", pa.int32()),
+     ("gender", pa.string()), ("text", pa.string())]
+    + [(k, pa.float64()) for k in SENTENCE_SCORES]
+    + [("words", pa.list_(_WORD)), ("canonical_phones", pa.list_(pa.string())),
+       ("pronounced_phones", pa.list_(pa.string())), ("duration", pa.float64()),
+       ("num_samples", pa.int64()), ("audio", pa.list_(pa.float32()))]
+)
+
+
+def record(entry: Entry, audio) -> dict:
+    words = entry.labels["words"]
+    return {
+        "utt_id": entry.utt_id, "split": entry.split, **entry.labels,
+        "canonical_phones": canonical_sequence(words),
+        "pronounced_phones": pronounced_sequence(words),
+        "duration": len(audio) / SAMPLE_RATE, "num_samples": len(audio), "audio": audio,
+    }
+
+
+def run_decode(corpus: str, out_dir, max_seconds: float, max_reject_fraction: float, progress=True) -> dict:
+    """Decode and validate the corpus into out_dir; returns the report (also written there)."""
+    total, stream = read_corpus(corpus)
+    rejects: dict[str, list[Reject]] = defaultdict(list)
+    kept = dict.fromkeys(SPLITS, 0)
+    out_dir = Path(out_dir)
+    with atomic_dir(out_dir) as tmp:
+        writers = {s: ArrowWriter(tmp / f"{s}.arrow", SCHEMA) for s in SPLITS}
+        for item in tqdm(stream, total=total, desc="decode", unit="utt", disable=not progress, file=sys.stderr):
+            if isinstance(item, Entry):
+                try:
+                    audio = decode_audio(item.audio, max_seconds=max_seconds)
+                except AudioError as e:
+                    item = Reject(item.utt_id, item.split, e.reason, e.detail)
+                else:
+                    writers[item.split].write(record(item, audio))
+                    kept[item.split] += 1
+                    continue
+            rejects[item.reason].append(item)
+        for w in writers.values():
+            w.close()
+        report = make_report(kept, rejects, max_reject_fraction)
+        write_json(tmp / "report.json", report)
+        if report["reject_fraction"] > max_reject_fraction or not any(kept.values()):
+            # Leave the report where the user can read it, then fail without a traceback.
+            write_json(out_dir.parent / f"{out_dir.name}-rejects.json", report)
+            raise RejectBoundExceeded(
+                f"decode: {report['rejected']} of {report['total']} utterances rejected "
+                f"({report['reject_fraction']:.1%} > data.max_reject_fraction={max_reject_fraction:.1%}); "
+                f"by reason: {_counts(report)}. "
+                f"Details: {out_dir.parent / (out_dir.name + '-rejects.json')}"
+            )
+    return report
+
+
+def make_report(kept: dict, rejects: dict, max_reject_fraction: float) -> dict:
+    rejected = sum(len(v) for v in rejects.values())
+    total = sum(kept.values()) + rejected
+    return {
+        "total": total, "kept": kept, "rejected": rejected,
+        "reject_fraction": rejected / total if total else 0.0,
+        "max_reject_fraction": max_reject_fraction,
+        "by_reason": {
+            reason: {"count": len(items),
+                     "utterances": [{"utt_id": r.utt_id, "split": r.split, "detail": r.detail} for r in items]}
+            for reason, items in sorted(rejects.items())
+        },
+    }
+
+
+def _counts(report: dict) -> str:
+    return ", ".join(f"{reason}={v['count']}" for reason, v in report["by_reason"].items()) or "none"

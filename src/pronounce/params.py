@@ -1,0 +1,82 @@
+"""params.yaml: loaded with yaml.safe_load and validated against one schema when a stage starts.
+
+A mistake names its key: unknown keys, wrong types and out-of-range values are errors, not
+silent defaults. The schema is the one place that lists every tunable value.
+"""
+
+from pathlib import Path
+
+import yaml
+
+from .errors import ParamsError
+
+# A spec is (type or tuple of types, check or None, what the check means).
+POSITIVE = (lambda v: v > 0, "> 0")
+NON_NEGATIVE = (lambda v: v >= 0, ">= 0")
+FRACTION = (lambda v: 0 <= v <= 1, "between 0 and 1")
+NUMBER = (int, float)
+
+
+def _spec(types, check=None):
+    return (types, *(check or (None, None)))
+
+
+SCHEMA = {
+    "seed": _spec(int, NON_NEGATIVE),
+    "data": {
+        "corpus": _spec(str),
+        "max_seconds": _spec(NUMBER, POSITIVE),
+        "max_reject_fraction": _spec(NUMBER, FRACTION),
+    },
+    "model": {
+        "base": _spec(str),
+        "revision": _spec((str, type(None))),
+    },
+}
+
+
+def _type_name(types) -> str:
+    types = types if isinstance(types, tuple) else (types,)
+    return " or ".join("null" if t is type(None) else t.__name__ for t in types)
+
+
+def validate(params: dict, schema: dict = SCHEMA, prefix: str = "") -> dict:
+    if not isinstance(params, dict):
+        raise ParamsError(f"params.yaml: {prefix.rstrip('.') or 'the file'} must be a mapping")
+    for key in params:
+        if key not in schema and "*" not in schema:
+            raise ParamsError(f"params.yaml: unknown key {prefix}{key} (known: {', '.join(sorted(schema))})")
+    for key, spec in schema.items():
+        if key == "*":  # a mapping of user-chosen names, each validated by the same spec
+            for name, value in params.items():
+                _check(value, spec, f"{prefix}{name}")
+            continue
+        if key not in params:
+            raise ParamsError(f"params.yaml: missing key {prefix}{key}")
+        _check(params[key], spec, f"{prefix}{key}")
+    return params
+
+
+def _check(value, spec, path: str) -> None:
+    if isinstance(spec, dict):
+        validate(value, spec, f"{path}.")
+        return
+    types, check, meaning = spec
+    # bool is an int in Python; a YAML `true` where a number belongs is a mistake.
+    if isinstance(value, bool) and bool not in (types if isinstance(types, tuple) else (types,)):
+        raise ParamsError(f"params.yaml: {path} must be {_type_name(types)}, got {value!r}")
+    if not isinstance(value, types):
+        raise ParamsError(f"params.yaml: {path} must be {_type_name(types)}, got {value!r}")
+    if check is not None and value is not None and not check(value):
+        raise ParamsError(f"params.yaml: {path} must be {meaning}, got {value!r}")
+
+
+def load_params(path="params.yaml") -> dict:
+    path = Path(path)
+    try:
+        params = yaml.safe_load(path.read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        raise ParamsError(f"{path} not found: run stages from the repository root") from None
+    except yaml.YAMLError as e:
+        raise ParamsError(f"{path} is not valid YAML: {e}") from None
+    return validate(params)
