@@ -1,0 +1,500 @@
+"""One loader for every base model: the built-in tiny Phi-4-multimodal and the real one.
+
+Everything goes through transformers' NATIVE port (``Phi4MultimodalForCausalLM``,
+``Phi4MultimodalProcessor``, ``Phi4MultimodalFeatureExtractor``): never
+``trust_remote_code``, weights as safetensors only.
+
+``builtin:tiny`` (``build_tiny_model``) is a randomly initialised, seeded miniature of
+microsoft/Phi-4-multimodal-instruct: same classes, same folder layout (config.json,
+model.safetensors, tokenizer files, preprocessor_config.json, generation_config.json and a
+``speech-lora/`` PEFT adapter folder), a byte-level BPE tokenizer trained offline on this
+project's prompts and answers. It builds on a CPU in about a second and lets every stage of
+the pipeline run end to end without a GPU or a download.
+
+The processor is audio-only: the native image processor needs torchvision, which this
+project neither has nor needs, so ``load_processor`` assembles ``Phi4MultimodalProcessor``
+from the tokenizer, the feature extractor and a stand-in image processor that refuses images.
+
+Public API: build_tiny_model, tiny_model, materialize_base, load_base_model, load_processor,
+check_vocab, speech_lora_path, load_speech_lora, speech_lora_config, suppressed_token_ids.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+from pathlib import Path
+
+from transformers.image_processing_base import ImageProcessingMixin
+
+from . import prompts
+
+BUILTIN_TINY = "builtin:tiny"
+
+# Names as in the real model (transformers' native port of Phi-4-multimodal-instruct).
+ENDOFTEXT = "<|endoftext|>"
+SYSTEM = "<|system|>"
+AUDIO_TOKEN = "<|audio|>"  # the tiny model's placeholder; always read processor.audio_token
+IMAGE_TOKEN = "<|image|>"
+# Special tokens of the tiny tokenizer, in id order after the BPE vocabulary.
+TINY_SPECIAL_TOKENS = (
+    ENDOFTEXT,
+    prompts.USER,
+    prompts.ASSISTANT,
+    prompts.END,
+    SYSTEM,
+    IMAGE_TOKEN,
+    AUDIO_TOKEN,
+    prompts.APA_TOKEN,
+    prompts.MDD_TOKEN,
+)
+TINY_BPE_VOCAB_SIZE = 2048  # BPE vocabulary (byte alphabet + merges), before the special tokens
+
+# The speech LoRA of Phi-4-multimodal-instruct, as transformers' conversion script writes
+# it (convert_phi4_multimodal_weights_to_hf.py): the text decoder's layers only. The
+# pattern is matched (re.fullmatch) against module names of Phi4MultimodalForCausalLM, so
+# the audio encoder's modules of the same names (model.embed_tokens_extend.audio_embed.
+# encoder.encoders.N.self_attn.o_proj, ...feed_forward_in.gate_up_proj, ...) are not targets.
+SPEECH_LORA_DIR = "speech-lora"
+SPEECH_LORA_TARGETS = r"model.layers.\d+.((self_attn.(qkv|o)_proj)|(mlp.(gate_up|down)_proj))"
+SPEECH_LORA_R = 320
+SPEECH_LORA_ALPHA = 640
+SPEECH_LORA_DROPOUT = 0.01
+
+ARPABET = (
+    "AA AE AH AO AW AX AY B CH D DH EH ER EY F G HH IH IY JH K L M N NG OW OY P R S SH T TH "
+    "UH UW V W Y Z ZH"
+).split()
+
+CHAT_TEMPLATE = (
+    "{% for message in messages %}{{ '<|' + message['role'] + '|>' + message['content'] + '<|end|>' }}"
+    "{% endfor %}{% if add_generation_prompt %}{{ '<|assistant|>' }}{% else %}{{ eos_token }}{% endif %}"
+)
+
+_REPO_ROOT = Path(__file__).resolve().parents[2]
+DEFAULT_TOKENIZER_CORPUS = _REPO_ROOT / "data" / "speechocean762-mini" / "resource"
+
+_WEIGHT_FILES = ("model.safetensors", "model.safetensors.index.json")
+
+
+# --------------------------------------------------------------------------- tiny model
+
+
+def _tokenizer_corpus(resource_dir: Path | None) -> list[str]:
+    """Deterministic training text for the tiny tokenizer: prompts, answers, words, phones."""
+    texts: list[str] = [prompts.APA_PROMPT, prompts.MDD_PROMPT]
+    texts += [prompts.user_turn(task, AUDIO_TOKEN) for task in prompts.TASKS]
+    texts.append(" ".join(ARPABET) + " <unk>")
+    texts.append(" ".join(str(i) for i in range(11)) + " 0123456789")
+    texts.append("{\"\": [], ,:'\"}")
+    for a in range(11):
+        texts.append(prompts.apa_answer({"accuracy": a, "fluency": a, "prosodic": a, "total": a}))
+    if resource_dir is not None:
+        scores_path = resource_dir / "scores.json"
+        if scores_path.is_file():
+            scores = json.loads(scores_path.read_text(encoding="utf-8"))
+            for utt in sorted(scores):
+                item = scores[utt]
+                texts.append(item["text"])
+                texts.append(prompts.apa_answer(item))
+                phones = []
+                for word in item.get("words", []):
+                    word_phones = word["phones"].split() if isinstance(word["phones"], str) else list(word["phones"])
+                    phones += [re.sub(r"\d", "", p) for p in word_phones]
+                texts.append(prompts.mdd_answer(item["text"], phones))
+        lexicon_path = resource_dir / "lexicon.txt"
+        if lexicon_path.is_file():
+            for line in lexicon_path.read_text(encoding="utf-8").splitlines():
+                parts = line.split()
+                if parts:
+                    texts.append(parts[0])
+                    texts.append(" ".join(re.sub(r"\d", "", p) for p in parts[1:]))
+    return texts
+
+
+def build_tiny_tokenizer(corpus_dir: str | os.PathLike | None = DEFAULT_TOKENIZER_CORPUS):
+    """A byte-level BPE tokenizer (lossless on any text) with the real model's special tokens."""
+    from tokenizers import AddedToken, Tokenizer, decoders, models, pre_tokenizers, trainers
+    from transformers import PreTrainedTokenizerFast
+
+    raw = Tokenizer(models.BPE())
+    raw.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False, use_regex=True)
+    raw.decoder = decoders.ByteLevel()
+    trainer = trainers.BpeTrainer(
+        vocab_size=TINY_BPE_VOCAB_SIZE,
+        min_frequency=1,
+        show_progress=False,
+        initial_alphabet=pre_tokenizers.ByteLevel.alphabet(),
+        special_tokens=[],
+    )
+    resource = Path(corpus_dir) if corpus_dir is not None else None
+    raw.train_from_iterator(_tokenizer_corpus(resource), trainer)
+    raw.add_special_tokens([AddedToken(t, special=True, normalized=False) for t in TINY_SPECIAL_TOKENS])
+    tok = PreTrainedTokenizerFast(
+        tokenizer_object=raw,
+        bos_token=ENDOFTEXT,
+        eos_token=ENDOFTEXT,
+        pad_token=ENDOFTEXT,
+        unk_token=ENDOFTEXT,
+        extra_special_tokens={"audio_token": AUDIO_TOKEN, "image_token": IMAGE_TOKEN},
+        clean_up_tokenization_spaces=False,
+        model_max_length=131072,
+        padding_side="right",
+    )
+    tok.chat_template = CHAT_TEMPLATE
+    return tok
+
+
+def tiny_config(tokenizer):
+    """A Phi4MultimodalConfig of the real model's shape family, scaled down."""
+    from transformers import Phi4MultimodalConfig
+
+    eot = tokenizer.convert_tokens_to_ids(ENDOFTEXT)
+    end = tokenizer.convert_tokens_to_ids(prompts.END)
+    return Phi4MultimodalConfig(
+        vocab_size=len(tokenizer),
+        hidden_size=64,
+        intermediate_size=128,
+        num_hidden_layers=2,
+        num_attention_heads=4,
+        num_key_value_heads=2,
+        max_position_embeddings=131072,
+        original_max_position_embeddings=4096,
+        rope_parameters={"rope_type": "default", "rope_theta": 10000.0, "partial_rotary_factor": 0.75},
+        tie_word_embeddings=True,
+        bos_token_id=eot,
+        eos_token_id=[eot, end],
+        pad_token_id=eot,
+        audio_config=dict(
+            hidden_size=32,
+            intermediate_size=64,
+            num_blocks=2,
+            num_attention_heads=4,
+            ext_pw_out_channel=32,
+            depthwise_separable_out_channel=32,
+            nemo_conv_channels=16,
+            time_reduction=8,  # the audio placeholder expands to ceil(frames / 8) tokens
+            audio_token_id=tokenizer.audio_token_id,
+        ),
+        vision_config=dict(
+            hidden_size=16,
+            intermediate_size=32,
+            num_hidden_layers=1,
+            num_attention_heads=2,
+            image_size=28,
+            crop_size=28,
+            patch_size=14,
+            image_token_id=tokenizer.image_token_id,
+        ),
+    )
+
+
+def tiny_model(seed: int = 0, corpus_dir=DEFAULT_TOKENIZER_CORPUS):
+    """The tiny model and its tokenizer in memory (what ``build_tiny_model`` saves)."""
+    import torch
+    from transformers import GenerationConfig, Phi4MultimodalForCausalLM
+
+    tokenizer = build_tiny_tokenizer(corpus_dir)
+    config = tiny_config(tokenizer)
+    torch.manual_seed(seed)
+    model = Phi4MultimodalForCausalLM(config).eval()
+    model.generation_config = GenerationConfig(
+        bos_token_id=config.bos_token_id,
+        eos_token_id=[tokenizer.convert_tokens_to_ids(prompts.END), config.pad_token_id],
+        pad_token_id=config.pad_token_id,
+    )
+    return model, tokenizer
+
+
+def build_tiny_model(out_dir: str | os.PathLike, seed: int = 0, corpus_dir=DEFAULT_TOKENIZER_CORPUS) -> Path:
+    """Build and save ``builtin:tiny`` into ``out_dir``; return the folder.
+
+    Writes config.json, generation_config.json, model.safetensors, tokenizer.json,
+    tokenizer_config.json, chat_template.jinja, preprocessor_config.json (the
+    Phi4MultimodalFeatureExtractor) and speech-lora/{adapter_config.json,
+    adapter_model.safetensors}. Deterministic: the same ``seed`` (and tokenizer corpus) gives
+    byte-identical files.
+    """
+    from transformers import Phi4MultimodalFeatureExtractor
+
+    out = Path(out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    model, tokenizer = tiny_model(seed, corpus_dir)
+    model.save_pretrained(out, safe_serialization=True)
+    tokenizer.save_pretrained(out)
+    Phi4MultimodalFeatureExtractor().save_pretrained(out)
+    _write_tiny_speech_lora(model, out / SPEECH_LORA_DIR, seed)
+    return out
+
+
+def speech_lora_config():
+    """The real model's speech-lora LoraConfig (r=320, alpha=640, dropout 0.01, text decoder only)."""
+    from peft import LoraConfig
+
+    return LoraConfig(
+        r=SPEECH_LORA_R,
+        lora_alpha=SPEECH_LORA_ALPHA,
+        lora_dropout=SPEECH_LORA_DROPOUT,
+        target_modules=SPEECH_LORA_TARGETS,
+        task_type="CAUSAL_LM",
+    )
+
+
+def _write_tiny_speech_lora(model, folder: Path, seed: int) -> None:
+    """A ``speech-lora/`` folder laid out like the real one, with seeded non-zero LoRA weights.
+
+    Like the real adapter (extracted from the original checkpoint by transformers' conversion
+    script) the weight keys carry no ``base_model.model.`` prefix, e.g.
+    ``model.layers.0.self_attn.qkv_proj.lora_A.weight``.
+    """
+    import torch
+    from safetensors.torch import save_file
+
+    folder.mkdir(parents=True, exist_ok=True)
+    gen = torch.Generator().manual_seed(seed + 1)
+    pattern = re.compile(SPEECH_LORA_TARGETS)
+    tensors = {}
+    for name, module in model.named_modules():
+        if not isinstance(module, torch.nn.Linear) or not pattern.fullmatch(name):
+            continue
+        a = torch.empty(SPEECH_LORA_R, module.in_features)
+        bound = 1.0 / module.in_features**0.5
+        a.uniform_(-bound, bound, generator=gen)
+        b = torch.randn(module.out_features, SPEECH_LORA_R, generator=gen) * 1e-3
+        tensors[f"{name}.lora_A.weight"] = a.contiguous()
+        tensors[f"{name}.lora_B.weight"] = b.contiguous()
+    if not tensors:
+        raise RuntimeError("no text-decoder module matched the speech-lora target pattern")
+    save_file(tensors, str(folder / "adapter_model.safetensors"), metadata={"format": "pt"})
+    cfg = speech_lora_config()
+    cfg.save_pretrained(str(folder))
+    # Keep the file free of machine-specific paths (the folder must be byte-reproducible).
+    cfg_path = folder / "adapter_config.json"
+    data = json.loads(cfg_path.read_text(encoding="utf-8"))
+    data["base_model_name_or_path"] = None
+    cfg_path.write_text(json.dumps(data, indent=2, sort_keys=True) + "\n", encoding="utf-8")
+
+
+def materialize_base(base: str, out_dir: str | os.PathLike, seed: int = 0) -> str:
+    """``builtin:tiny`` -> build it into ``out_dir`` and return that folder; anything else unchanged."""
+    if base == BUILTIN_TINY:
+        return str(build_tiny_model(out_dir, seed))
+    if isinstance(base, str) and base.startswith("builtin:"):
+        raise ValueError(f"unknown built-in base model {base!r}; the only one is {BUILTIN_TINY!r}")
+    return base
+
+
+# --------------------------------------------------------------------------- loading
+
+
+def _looks_like_path(base: str) -> bool:
+    return (
+        os.path.isabs(base)
+        or base.startswith((".", "~"))
+        or base.count("/") != 1
+        or os.sep != "/" and os.sep in base
+    )
+
+
+def _local_folder(base) -> Path | None:
+    """The local folder named by ``base``; None for a Hub id. Raises for a missing local path."""
+    if isinstance(base, os.PathLike):
+        base = os.fspath(base)
+    if not isinstance(base, str) or not base:
+        raise ValueError(f"base model must be a local folder or a Hub id, got {base!r}")
+    if base.startswith("builtin:"):
+        raise ValueError(
+            f"{base!r} is not a folder: build it first (pronounce.model.materialize_base / build_tiny_model)"
+        )
+    path = Path(base).expanduser()
+    if path.exists():
+        if not path.is_dir():
+            raise NotADirectoryError(f"base model path {str(path)!r} is not a folder")
+        return path
+    if _looks_like_path(base):
+        raise FileNotFoundError(f"base model folder {str(path)!r} does not exist")
+    return None  # a Hub id such as microsoft/Phi-4-multimodal-instruct
+
+
+def _check_model_folder(path: Path) -> None:
+    missing = []
+    if not (path / "config.json").is_file():
+        missing.append("config.json")
+    if not any((path / f).is_file() for f in _WEIGHT_FILES):
+        missing.append("model.safetensors (or model.safetensors.index.json)")
+    if missing:
+        raise FileNotFoundError(
+            f"base model folder {str(path)!r} is missing {', '.join(missing)}; "
+            "expected a Hugging Face model folder with safetensors weights"
+        )
+
+
+def _resolve_dtype(dtype):
+    import torch
+
+    if dtype is None or dtype == "auto":
+        return "auto"
+    if isinstance(dtype, torch.dtype):
+        return dtype
+    if isinstance(dtype, str):
+        value = getattr(torch, dtype.removeprefix("torch."), None)
+        if isinstance(value, torch.dtype):
+            return value
+    raise ValueError(f"unknown dtype {dtype!r}")
+
+
+def load_base_model(base, revision: str | None = None, dtype=None, **kwargs):
+    """Load ``Phi4MultimodalForCausalLM`` from a local folder (tiny or real) or a Hub id.
+
+    ``dtype``: None/"auto" (the checkpoint's own: float32 for the tiny model, bfloat16 for the
+    real one), a torch dtype or its name. ``revision`` pins a Hub commit/branch (ignored for
+    local folders). Extra keyword arguments go to ``from_pretrained`` (e.g. device_map,
+    attn_implementation).
+    """
+    from transformers import Phi4MultimodalForCausalLM
+
+    local = _local_folder(base)
+    if local is not None:
+        _check_model_folder(local)
+        source, revision = str(local), None
+    else:
+        source = base
+    model = Phi4MultimodalForCausalLM.from_pretrained(
+        source, revision=revision, dtype=_resolve_dtype(dtype), use_safetensors=True, **kwargs
+    )
+    return model
+
+
+class AudioOnlyImageProcessor(ImageProcessingMixin):
+    """Stand-in for Phi4MultimodalImageProcessor (which needs torchvision): refuses images."""
+
+    model_input_names: list[str] = []
+
+    def __call__(self, *args, **kwargs):
+        raise ValueError("this Phi-4-multimodal processor is audio-only: images are not supported")
+
+    def fetch_images(self, *args, **kwargs):
+        raise ValueError("this Phi-4-multimodal processor is audio-only: images are not supported")
+
+
+def _load_tokenizer(source: str, revision: str | None):
+    """The tokenizer, with ``audio_token``/``image_token`` set.
+
+    Tokenizer configs that predate the native port lack these names; they are then derived
+    from the model config's ``audio_token_id``/``image_token_id`` (200011/200010 for the real
+    model, i.e. ``<|endoftext11|>``/``<|endoftext10|>``).
+    """
+    from transformers import AutoTokenizer, Phi4MultimodalConfig
+
+    tokenizer = AutoTokenizer.from_pretrained(source, revision=revision)
+    if getattr(tokenizer, "audio_token", None) and getattr(tokenizer, "image_token", None):
+        return tokenizer
+    config = Phi4MultimodalConfig.from_pretrained(source, revision=revision)
+    names = {
+        "audio_token": tokenizer.convert_ids_to_tokens(config.audio_config.audio_token_id),
+        "image_token": tokenizer.convert_ids_to_tokens(config.vision_config.image_token_id),
+    }
+    if not all(names.values()):
+        raise ValueError(f"could not determine the audio/image placeholder tokens of {source!r}")
+    return AutoTokenizer.from_pretrained(source, revision=revision, **names)
+
+
+def load_processor(base, revision: str | None = None, add_control_tokens: bool = True):
+    """An audio-only ``Phi4MultimodalProcessor`` for a local folder (tiny or real) or a Hub id.
+
+    Built from the tokenizer, ``Phi4MultimodalFeatureExtractor`` and a stand-in image
+    processor, so torchvision is never needed. ``processor.audio_token`` is the placeholder
+    to put in prompts (``<|audio|>`` for the tiny model; the real converted checkpoint names
+    its own, ``<|endoftext11|>`` per transformers' conversion script). With
+    ``add_control_tokens`` the task tokens ``<|APA|>``/``<|MDD|>`` are made atomic special
+    tokens if the tokenizer lacks them (the tiny one has them already; the real one gets two
+    new ids, normally inside its padded 200064-row embedding: call ``check_vocab(model,
+    processor)``, which resizes only if needed).
+    """
+    from transformers import Phi4MultimodalFeatureExtractor, Phi4MultimodalProcessor
+
+    local = _local_folder(base)
+    if local is not None:
+        if not (local / "tokenizer_config.json").is_file() and not (local / "tokenizer.json").is_file():
+            raise FileNotFoundError(f"base model folder {str(local)!r} has no tokenizer files")
+        source, revision = str(local), None
+    else:
+        source = base
+    tokenizer = _load_tokenizer(source, revision)
+    if add_control_tokens:
+        missing = [t for t in prompts.CONTROL_TOKENS.values() if t not in tokenizer.get_vocab()]
+        if missing:
+            tokenizer.add_special_tokens({"extra_special_tokens": missing}, replace_extra_special_tokens=False)
+    feature_extractor = Phi4MultimodalFeatureExtractor.from_pretrained(source, revision=revision)
+    image_processor = AudioOnlyImageProcessor()
+    processor = Phi4MultimodalProcessor(
+        image_processor=image_processor, audio_processor=feature_extractor, tokenizer=tokenizer
+    )
+    return processor
+
+
+def check_vocab(model, processor) -> None:
+    """Resize the model's token embeddings if the tokenizer has ids beyond them."""
+    n = len(processor.tokenizer)
+    if n > model.get_input_embeddings().num_embeddings:
+        model.resize_token_embeddings(n)
+
+
+def speech_lora_path(base, revision: str | None = None) -> Path:
+    """The folder of the base model's ``speech-lora`` PEFT adapter (downloaded for a Hub id)."""
+    local = _local_folder(base)
+    if local is None:
+        from huggingface_hub import snapshot_download
+
+        root = snapshot_download(
+            repo_id=base,
+            revision=revision,
+            allow_patterns=[f"{SPEECH_LORA_DIR}/adapter_config.json", f"{SPEECH_LORA_DIR}/adapter_model.safetensors"],
+        )
+        local = Path(root)
+    folder = local / SPEECH_LORA_DIR
+    for name in ("adapter_config.json", "adapter_model.safetensors"):
+        if not (folder / name).is_file():
+            raise FileNotFoundError(f"speech LoRA adapter folder {str(folder)!r} is missing {name}")
+    return folder
+
+
+def load_speech_lora(model, base, revision: str | None = None, adapter_name: str = "default",
+                     is_trainable: bool = False):
+    """Wrap ``model`` in a PeftModel carrying the base model's speech LoRA, weights loaded.
+
+    Use this rather than a bare ``PeftModel.from_pretrained(model, speech_lora_path(...))``:
+    the real speech-lora (written by transformers' conversion script) stores its keys without
+    PEFT's ``base_model.model.`` prefix, and PeftModel.from_pretrained then only warns
+    "Found missing adapter keys" and leaves every lora_B at zero (the adapter silently does
+    nothing). The tiny model's speech-lora has the same layout. This loader accepts both
+    layouts and raises if any adapter weight is missing or unexpected.
+    """
+    from peft import PeftConfig, PeftModel, set_peft_model_state_dict
+    from safetensors.torch import load_file
+
+    folder = speech_lora_path(base, revision)
+    config = PeftConfig.from_pretrained(str(folder))
+    config.inference_mode = not is_trainable
+    peft_model = PeftModel(model, config, adapter_name=adapter_name)
+    prefix = "base_model.model."
+    state = load_file(str(folder / "adapter_model.safetensors"))
+    state = {(k if k.startswith(prefix) else prefix + k): v for k, v in state.items()}
+    result = set_peft_model_state_dict(peft_model, state, adapter_name=adapter_name)
+    missing = [k for k in result.missing_keys if "lora_" in k and f".{adapter_name}." in k]
+    if missing or result.unexpected_keys:
+        raise RuntimeError(
+            f"speech LoRA {str(folder)!r} does not fit the model: missing {missing[:5]}, "
+            f"unexpected {list(result.unexpected_keys)[:5]}"
+        )
+    if not is_trainable:
+        peft_model.eval()
+    return peft_model
+
+
+def suppressed_token_ids(processor) -> list[int]:
+    """Placeholder ids that generation must never emit (an emitted audio/image placeholder
+    would be taken for a media slot on the next forward)."""
+    ids = [getattr(processor, "audio_token_id", None), getattr(processor, "image_token_id", None)]
+    return [int(i) for i in ids if i is not None]
