@@ -1,0 +1,270 @@
+"""Evaluation metrics of the paper (section 4.3): PCC for APA; WER, PER and MDD counts for MDD.
+
+Pure functions over Python sequences. An undefined value (too few pairs, a zero
+denominator) is None with a reason, never a crash and never a made-up 0.
+
+Conventions (tested in tests/test_metrics.py):
+- Words (WER): upper case; ’ and ‘ become '; every character that is not a
+  letter, digit, apostrophe or whitespace becomes a space ("well-known" ->
+  WELL KNOWN, "bear." -> BEAR); apostrophes at a word's edges are quotes and
+  are stripped ('hi' -> HI), inside a word they stay (THAT'S).
+- Phones (PER, MDD): `phones.normalise_phone` on every token, the same
+  normalisation as the reference sequences (upper case, stress digit
+  stripped, `*` stripped, `<unk>` spelled `<unk>`); a string is
+  whitespace-split first.
+- Alignment: `align` is rapidfuzz's Levenshtein.editops (unit costs) on
+  integer ids of the tokens, rapidfuzz pinned at 3.14.6 in pyproject.toml.
+  Its tie-breaking, among equally cheap alignments: a common prefix and
+  suffix are matched first; then the DP matrix is traced back from the end,
+  taking a deletion whenever one is optimal, else an insertion when
+  D[i][j-1] < D[i-1][j-1], else the diagonal (match or substitution).
+  So "X Y" -> "Z" is replace X, delete Y; "A" -> "B C" is insert B, replace
+  A->C; "A A" -> "A" deletes the second A. (Rapidfuzz switches to
+  Hirschberg's algorithm, whose ties may fall differently, only above about
+  2,000 x 2,000 tokens, far beyond an utterance.)
+- MDD: see `mdd_columns`.
+"""
+
+from __future__ import annotations
+
+import math
+import re
+from collections import namedtuple
+
+import jiwer
+import numpy as np
+from rapidfuzz.distance import Levenshtein
+from scipy import stats
+
+from .phones import normalise_phone
+
+MDD_KEYS = ("ta", "fr", "fa", "tr", "tr_correct", "tr_error")
+
+
+# ---------------------------------------------------------------- PCC (APA)
+
+
+def pcc(pred, human) -> dict:
+    """Pearson r of predicted vs human scores.
+
+    Pairs where either side is None or NaN are dropped and counted in
+    n_dropped (a failed parse is not a score; the caller reports the parse
+    rate). Returns {"value", "p_value", "n", "n_dropped", "reason"}.
+    """
+    pred, human = list(pred), list(human)
+    if len(pred) != len(human):
+        raise ValueError(f"pcc: {len(pred)} predictions but {len(human)} human scores")
+    pairs = [(float(p), float(h)) for p, h in zip(pred, human) if _number(p) and _number(h)]
+    out = {"value": None, "p_value": None, "n": len(pairs), "n_dropped": len(pred) - len(pairs), "reason": None}
+    if len(pairs) < 2:
+        return {**out, "reason": f"fewer than 2 pairs ({len(pairs)})"}
+    x, y = np.array(pairs).T
+    for side, v in (("predictions", x), ("human scores", y)):
+        if np.ptp(v) == 0:  # r is 0/0: undefined, not 0
+            return {**out, "reason": f"{side} are constant ({v[0]:g})"}
+    r = stats.pearsonr(x, y)
+    return {**out, "value": float(r.statistic), "p_value": float(r.pvalue)}
+
+
+def _number(v) -> bool:
+    return v is not None and not isinstance(v, bool) and math.isfinite(float(v))
+
+
+# ---------------------------------------------------------------- WER / PER
+
+_NOT_WORD = re.compile(r"[^\w\s']|_")
+
+
+def normalise_words(text: str) -> list[str]:
+    text = _NOT_WORD.sub(" ", text.replace("\u2019", "'").replace("\u2018", "'")).upper()
+    return [w for w in (t.strip("'") for t in text.split()) if w]
+
+
+def normalise_phones(phones) -> list[str]:
+    if isinstance(phones, str):
+        phones = phones.split()
+    return [normalise_phone(p) for p in phones]
+
+
+def wer(refs, hyps) -> dict:
+    """Corpus WER = (S+D+I)/N summed over utterances, counted by jiwer on normalised words."""
+    refs, hyps = _paired("wer", refs, hyps)
+    out = jiwer.process_words(
+        [" ".join(normalise_words(r)) for r in refs], [" ".join(normalise_words(h)) for h in hyps]
+    )
+    return _rate(out.substitutions, out.deletions, out.insertions, out.hits + out.substitutions + out.deletions, len(refs))
+
+
+def per(refs, hyps) -> dict:
+    """Corpus PER = (S+D+I)/N over phones: recognised (hyps) against annotated (refs)."""
+    refs, hyps = _paired("per", refs, hyps)
+    s = d = i = n = 0
+    for ref, hyp in zip(refs, hyps):
+        ref = normalise_phones(ref)
+        ops = [step.op for step in align(ref, normalise_phones(hyp))]
+        s, d, i, n = s + ops.count("replace"), d + ops.count("delete"), i + ops.count("insert"), n + len(ref)
+    return _rate(s, d, i, n, len(refs))
+
+
+def _paired(name, refs, hyps):
+    refs, hyps = list(refs), list(hyps)
+    if len(refs) != len(hyps):
+        raise ValueError(f"{name}: {len(refs)} references but {len(hyps)} hypotheses")
+    if any(h is None for h in hyps):  # a failed parse: the caller decides how to count it
+        raise ValueError(f"{name}: a hypothesis is None; filter or replace failed parses first")
+    return refs, hyps
+
+
+def _rate(s, d, i, n, n_utts) -> dict:
+    out = {"value": None, "substitutions": s, "deletions": d, "insertions": i,
+           "errors": s + d + i, "ref_length": n, "n": n_utts, "reason": None}
+    if n == 0:
+        return {**out, "reason": "no reference tokens"}
+    return {**out, "value": (s + d + i) / n}
+
+
+# ---------------------------------------------------------------- alignment
+
+Step = namedtuple("Step", "op i j")
+Step.__doc__ = "One column of an alignment: op in equal|replace|delete|insert; i into a, j into b (None when absent)."
+
+
+def align(a, b) -> list[Step]:
+    """Minimum edit-distance alignment of two token sequences (tie-breaking: module docstring)."""
+    a, b = list(a), list(b)
+    ids: dict = {}  # tokens -> small ints, so rapidfuzz compares tokens exactly (no hashing of strings)
+    ia = [ids.setdefault(t, len(ids)) for t in a]
+    ib = [ids.setdefault(t, len(ids)) for t in b]
+    steps, i, j = [], 0, 0
+    for op in Levenshtein.editops(ia, ib):
+        while i < op.src_pos and j < op.dest_pos:  # editops omit matches; fill them in
+            steps.append(Step("equal", i, j))
+            i, j = i + 1, j + 1
+        if op.tag == "replace":
+            steps.append(Step("replace", i, j))
+            i, j = i + 1, j + 1
+        elif op.tag == "delete":
+            steps.append(Step("delete", i, None))
+            i += 1
+        else:
+            steps.append(Step("insert", None, j))
+            j += 1
+    while i < len(a):
+        steps.append(Step("equal", i, j))
+        i, j = i + 1, j + 1
+    return steps
+
+
+# ---------------------------------------------------------------- MDD
+
+
+def mdd_columns(canonical, annotated, recognised) -> list[tuple]:
+    """Three-way alignment, one (canonical, annotated, recognised, outcome) per column; None = nothing.
+
+    canonical<->annotated and annotated<->recognised are aligned with `align`
+    and joined on the annotated tokens. Every column is classified by the
+    table of mdd_scoring.md, treating "nothing" as a token:
+      annotated == canonical: recognised == canonical -> TA, else FR
+      annotated != canonical: recognised == canonical -> FA,
+                              recognised == annotated -> TR_correct, else TR_error
+    so a column per canonical phone, plus one per extra phone:
+    - annotation deletes c: (c, None, r) is a mispronunciation; the model
+      deleting it too is TR_correct, saying c is FA, saying another phone TR_error;
+    - annotation inserts x: (None, x, r) is a mispronunciation; the model
+      omitting it is FA, saying x TR_correct, another phone TR_error;
+    - model inserts y where the annotation has nothing: (None, None, y) is FR,
+      a correct stretch flagged as wrong.
+    A model insertion falls in a gap between two annotated phones; if the
+    annotation deleted canonical phones in that same gap, the two are aligned
+    with each other first (so a canonical phone the annotator marked deleted
+    but the model said is FA, not a TR plus an FR).
+    Hence TA+FR+FA+TR = len(canonical) + annotation insertions + unpaired model insertions.
+    """
+    c, a, r = normalise_phones(canonical), normalise_phones(annotated), normalise_phones(recognised)
+    rec_of = [None] * len(a)  # recognised index aligned to each annotated phone (None: model deleted it)
+    rec_ins = [[] for _ in range(len(a) + 1)]  # recognised indices inserted in gap g (before a[g])
+    gap = 0
+    for s in align(a, r):
+        if s.i is None:
+            rec_ins[gap].append(s.j)
+        else:
+            rec_of[s.i], gap = s.j, s.i + 1
+
+    cols, deleted = [], []  # deleted: canonical phones the annotation dropped in the current gap
+
+    def close_gap(g):
+        dels, ins = [c[k] for k in deleted], [r[k] for k in rec_ins[g]]
+        for s in align(dels, ins):
+            cols.append((_at(dels, s.i), None, _at(ins, s.j)))
+        deleted.clear()
+
+    for s in align(c, a):
+        if s.j is None:
+            deleted.append(s.i)
+        else:
+            close_gap(s.j)
+            cols.append((_at(c, s.i), a[s.j], _at(r, rec_of[s.j])))
+    close_gap(len(a))
+    return [(cc, aa, rr, _outcome(cc, aa, rr)) for cc, aa, rr in cols]
+
+
+def _at(seq, k):
+    return None if k is None else seq[k]
+
+
+def _outcome(c, a, r) -> str:
+    if a == c:
+        return "TA" if r == c else "FR"
+    if r == c:
+        return "FA"
+    return "TR_correct" if r == a else "TR_error"
+
+
+def mdd_counts(canonical, annotated, recognised) -> dict:
+    """{ta, fr, fa, tr, tr_correct, tr_error} of one utterance (see `mdd_columns`)."""
+    outcomes = [col[3] for col in mdd_columns(canonical, annotated, recognised)]
+    n = {k: outcomes.count(k) for k in ("TA", "FR", "FA", "TR_correct", "TR_error")}
+    return {"ta": n["TA"], "fr": n["FR"], "fa": n["FA"], "tr": n["TR_correct"] + n["TR_error"],
+            "tr_correct": n["TR_correct"], "tr_error": n["TR_error"]}
+
+
+def sum_counts(counts) -> dict:
+    """Corpus-level counts: the sum over utterances (scores are computed once, from the sums)."""
+    total = dict.fromkeys(MDD_KEYS, 0)
+    for c in counts:
+        for k in MDD_KEYS:
+            total[k] += c[k]
+    return total
+
+
+def mdd_scores(counts) -> dict:
+    """precision, recall, f1, diagnosis_accuracy, false_rejection_rate, and "reasons" for any None.
+
+    precision = TR/(TR+FR), recall = TR/(TR+FA), F1 their harmonic mean,
+    diagnosis accuracy = TR_correct/TR, false rejection rate = FR/(TA+FR).
+    When precision and recall are both a real 0 (TR = 0), F1 is 0, not None.
+    """
+    ta, fr, fa, tr, ok = (counts[k] for k in ("ta", "fr", "fa", "tr", "tr_correct"))
+    reasons = {}
+
+    def ratio(name, num, den, why):
+        if den == 0:
+            reasons[name] = why
+            return None
+        return num / den
+
+    p = ratio("precision", tr, tr + fr, "TR+FR = 0: the model rejected no phone")
+    r = ratio("recall", tr, tr + fa, "TR+FA = 0: no mispronounced phone in the annotation")
+    if p is None or r is None:
+        f1 = None
+        reasons["f1"] = "precision or recall undefined"
+    else:
+        f1 = 0.0 if p + r == 0 else 2 * p * r / (p + r)
+    return {
+        "precision": p,
+        "recall": r,
+        "f1": f1,
+        "diagnosis_accuracy": ratio("diagnosis_accuracy", ok, tr, "TR = 0: no true rejection to diagnose"),
+        "false_rejection_rate": ratio("false_rejection_rate", fr, ta + fr, "TA+FR = 0: no correctly pronounced phone"),
+        "reasons": reasons,
+    }
