@@ -70,3 +70,28 @@ class ArrowWriter:
 def read_arrow(path) -> pa.Table:
     """Memory-mapped, zero-copy: the table's buffers stay on disk until touched."""
     return pa.ipc.open_stream(pa.memory_map(str(path), "r")).read_all()
+
+
+class AudioStore:
+    """Clips of one decoded split by row, zero-copy from the memory-mapped Arrow file."""
+
+    def __init__(self, path):
+        audio = read_arrow(path).column("audio")
+        self._chunks = audio.chunks
+        self._starts = []
+        start = 0
+        for chunk in self._chunks:
+            self._starts.append(start)
+            start += len(chunk)
+        self.num_rows = start
+
+    def __len__(self) -> int:
+        return self.num_rows
+
+    def __getitem__(self, row: int):
+        import bisect
+
+        if not 0 <= row < self.num_rows:
+            raise IndexError(f"audio row {row} out of range (0..{self.num_rows - 1})")
+        c = bisect.bisect_right(self._starts, row) - 1
+        return self._chunks[c][row - self._starts[c]].values.to_numpy(zero_copy_only=True)
