@@ -154,15 +154,15 @@ def tiny_config(tokenizer):
     end = tokenizer.convert_tokens_to_ids(prompts.END)
     return Phi4MultimodalConfig(
         vocab_size=len(tokenizer),
-        hidden_size=64,
-        intermediate_size=128,
+        hidden_size=128,  # large enough to learn the answer format in minutes on a CPU
+        intermediate_size=256,
         num_hidden_layers=2,
         num_attention_heads=4,
         num_key_value_heads=2,
         max_position_embeddings=131072,
         original_max_position_embeddings=4096,
         rope_parameters={"rope_type": "default", "rope_theta": 10000.0, "partial_rotary_factor": 0.75},
-        tie_word_embeddings=True,
+        tie_word_embeddings=False,  # as the real model: lm_head is its own module
         bos_token_id=eot,
         eos_token_id=[eot, end],
         pad_token_id=eot,

@@ -32,6 +32,53 @@ SCHEMA = {
         "base": _spec(str),
         "revision": _spec((str, type(None))),
     },
+    "lora": {
+        "r": _spec(int, POSITIVE),
+        "alpha": _spec(NUMBER, POSITIVE),
+        "dropout": _spec(NUMBER, FRACTION),
+        "target_modules": _spec(str),
+    },
+    "speech_lora": {"folder": _spec(str)},
+    "configs": {
+        "*": {
+            "init": _spec(str, (lambda v: v in ("fresh", "speech-lora"), "fresh or speech-lora")),
+            "lora_params": _spec(str, (lambda v: v in ("lora", "speech_lora"), "lora or speech_lora")),
+            "unfreeze_audio": _spec(bool),
+        },
+    },
+    "train": {
+        "profile": _spec(str),
+        "num_processes": _spec(int, POSITIVE),
+        "recipes": {
+            "*": {
+                "epochs": _spec(int, POSITIVE),
+                "batch_size": _spec(int, POSITIVE),
+                "grad_accum": _spec(int, POSITIVE),
+                "learning_rate": _spec(NUMBER, POSITIVE),
+                "lr_scheduler": _spec(str),
+                "warmup_ratio": _spec(NUMBER, FRACTION),
+                "optim": _spec(str),
+                "max_length": _spec(int, POSITIVE),
+                "logging_steps": _spec(int, POSITIVE),
+                "precision": _spec(str, (lambda v: v in ("auto", "bf16", "fp32"), "auto, bf16 or fp32")),
+                "gradient_checkpointing": _spec(bool),
+                "train_lm_head": _spec(bool),
+            },
+        },
+    },
+    "eval": {
+        "batch_size": _spec(int, POSITIVE),
+        "max_new_tokens": _spec(int, POSITIVE),
+        "epochs": _spec((str, list), (
+            lambda v: v in ("all", "none")
+            or (isinstance(v, str) and v.startswith("last:") and v[5:].isdigit() and int(v[5:]) >= 1)
+            or (isinstance(v, list) and all(isinstance(e, int) and not isinstance(e, bool) and e >= 1 for e in v)),
+            "all, none, last:<n> (n >= 1) or a list of epoch numbers >= 1",
+        )),
+    },
+    "score": {
+        "min_parse_rate": _spec(NUMBER, FRACTION),
+    },
 }
 
 
@@ -79,4 +126,19 @@ def load_params(path="params.yaml") -> dict:
         raise ParamsError(f"{path} not found: run stages from the repository root") from None
     except yaml.YAMLError as e:
         raise ParamsError(f"{path} is not valid YAML: {e}") from None
-    return validate(params)
+    validate(params)
+    if params["train"]["profile"] not in params["train"]["recipes"]:
+        raise ParamsError(f"params.yaml: train.profile {params['train']['profile']!r} names no recipe "
+                          f"(train.recipes has {', '.join(params['train']['recipes'])})")
+    return params
+
+
+def config_params(params: dict, name: str) -> dict:
+    """One config's settings, or a ParamsError naming the configs that exist."""
+    if name not in params["configs"]:
+        raise ParamsError(f"params.yaml: no config {name!r} under configs (have: {', '.join(params['configs'])})")
+    return params["configs"][name]
+
+
+def recipe(params: dict) -> dict:
+    return params["train"]["recipes"][params["train"]["profile"]]

@@ -1,0 +1,247 @@
+"""Stage `train`: SFT of one config's LoRA adapter with trl's SFTTrainer.
+
+Outputs, under models/<config>/:
+  adapter/          the final adapter (PeftModel.from_pretrained(base, ...) loads it), with
+                    any fully trained modules (lm_head, or the audio encoder + projector of the
+                    Unfreeze strategy) saved inside it as PEFT `modules_to_save`
+  epoch-<k>/        the adapter after each epoch (what evaluation of epochs 1..N reads)
+  processor files   the processor the adapter was trained with
+Checkpoints with optimizer state live in runs/<config>/<fingerprint>/ (not a DVC output):
+a rerun with the same inputs and params resumes from the last one; a change of either gets
+a new fingerprint and starts fresh, so nobody resumes someone else's checkpoint.
+"""
+
+import hashlib
+import json
+import os
+import re
+import shutil
+import time
+from pathlib import Path
+
+import torch
+from safetensors.torch import load_file
+from transformers import TrainerCallback
+
+from .artifacts import AudioStore, atomic_dir, write_json
+from .collator import PronunciationCollator
+from .errors import ParamsError
+from .materialize import load_instances
+from .model import load_base_model, load_processor, speech_lora_path
+
+AUDIO_MODULES = (  # the Unfreeze strategy's audio encoder and speech projector
+    "model.embed_tokens_extend.audio_embed.encoder",
+    "model.embed_tokens_extend.audio_embed.up_proj_for_speech",
+    "model.embed_tokens_extend.audio_embed.down_proj_for_speech",
+)
+ADAPTER_FILES = ("adapter_config.json", "adapter_model.safetensors")
+STABLE_LOG_KEYS = ("loss", "learning_rate", "grad_norm", "epoch")  # wall-clock-free, so reruns match
+
+
+def lora_config(cfg: dict, params: dict, base: str, revision):
+    """The LoraConfig of a config: fresh from `lora`, or copied from the speech LoRA's own."""
+    from peft import LoraConfig
+
+    modules_to_save = []
+    if cfg["unfreeze_audio"]:
+        modules_to_save += list(AUDIO_MODULES)
+    if params["_recipe"]["train_lm_head"]:
+        modules_to_save.append("lm_head")
+    if cfg["init"] == "fresh":
+        lora = params["lora"]
+        return LoraConfig(r=lora["r"], lora_alpha=lora["alpha"], lora_dropout=lora["dropout"],
+                          target_modules=lora["target_modules"], modules_to_save=modules_to_save or None,
+                          task_type="CAUSAL_LM"), None
+    folder = speech_lora_path(base, revision)
+    own = json.loads((folder / "adapter_config.json").read_text(encoding="utf-8"))
+    return LoraConfig(r=own["r"], lora_alpha=own["lora_alpha"], lora_dropout=own["lora_dropout"],
+                      target_modules=own["target_modules"], modules_to_save=modules_to_save or None,
+                      task_type="CAUSAL_LM"), folder
+
+
+def load_pretrained_lora(model, folder: Path) -> None:
+    """Copy the speech LoRA's weights into the model's (fresh) adapter of the same shape.
+
+    Copied tensor by tensor rather than with PeftModel.from_pretrained: the real speech-lora
+    stores its keys without PEFT's `base_model.model.` prefix (from_pretrained would only warn
+    and leave lora_B at zero), and our adapter may carry modules_to_save the speech LoRA lacks.
+    Every LoRA weight of the model must be covered, and every tensor of the file used."""
+    weights = {re.sub(r"^base_model\.model\.", "", k): v
+               for k, v in load_file(str(folder / "adapter_model.safetensors")).items()}
+    params = {n.removeprefix("base_model.model."): p for n, p in model.named_parameters() if ".lora_" in n}
+    targets = {k.replace(".weight", ".default.weight"): v for k, v in weights.items()}
+    if set(targets) != set(params):
+        raise RuntimeError(f"speech LoRA {folder} does not fit the model: missing "
+                           f"{sorted(set(params) - set(targets))[:3]}, unexpected {sorted(set(targets) - set(params))[:3]}")
+    with torch.no_grad():
+        for name, value in targets.items():
+            params[name].copy_(value)
+
+
+def fingerprint(*parts) -> str:
+    """Hash of everything a training run depends on: resume only within the same fingerprint."""
+    h = hashlib.sha256()
+    for part in parts:
+        h.update(json.dumps(part, sort_keys=True, default=str).encode())
+    return h.hexdigest()[:16]
+
+
+def dir_digest(path: Path) -> str:
+    h = hashlib.sha256()
+    for f in sorted(p for p in Path(path).rglob("*") if p.is_file()):
+        h.update(str(f.relative_to(path)).encode())
+        h.update(hashlib.sha256(f.read_bytes()).digest())
+    return h.hexdigest()
+
+
+def precision_flags(precision: str) -> dict:
+    has_bf16 = torch.cuda.is_available() and torch.cuda.is_bf16_supported()
+    if precision == "bf16" and not has_bf16:
+        raise ParamsError("params.yaml: train.recipes.*.precision is bf16 but this machine has no bf16 GPU")
+    return {"bf16": precision == "bf16" or (precision == "auto" and has_bf16), "fp16": False}
+
+
+def sft_config(recipe: dict, run_dir: Path, seed: int):
+    from trl import SFTConfig
+
+    return SFTConfig(
+        output_dir=str(run_dir),
+        num_train_epochs=recipe["epochs"],
+        per_device_train_batch_size=recipe["batch_size"],
+        gradient_accumulation_steps=recipe["grad_accum"],
+        learning_rate=recipe["learning_rate"],
+        lr_scheduler_type=recipe["lr_scheduler"],
+        warmup_steps=recipe["warmup_ratio"],  # a float in [0, 1) is a ratio of all steps
+        optim=recipe["optim"],
+        max_length=recipe["max_length"],
+        logging_steps=recipe["logging_steps"],
+        activation_checkpointing=recipe["gradient_checkpointing"],
+        **precision_flags(recipe["precision"]),
+        save_strategy="epoch",
+        eval_strategy="no",
+        seed=seed,
+        data_seed=seed,
+        full_determinism=True,  # seeded + torch deterministic algorithms: reruns are bit-identical
+        remove_unused_columns=False,  # our collator needs prompt/answer/audio_row
+        dataset_kwargs={"skip_prepare_dataset": True},  # tokenisation is the collator's job
+        report_to=["tensorboard"],  # event files under runs/<config>/<fingerprint>/runs/
+        dataloader_num_workers=0,
+        use_cpu=not torch.cuda.is_available(),
+    )
+
+
+class LiveLogger(TrainerCallback):
+    """Loss, learning rate and grad norm to DVCLive (one Live per config; dvcyaml=None so it
+    never rewrites dvc.yaml). Only wall-clock-free values, so a rerun writes the same files;
+    on resume, the restored log history is replayed first."""
+
+    def __init__(self, live_dir: Path):
+        from dvclive import Live
+
+        self.live = Live(dir=str(live_dir), dvcyaml=None, save_dvc_exp=False, report=None)
+
+    def _log(self, logs: dict, step: int) -> None:
+        kept = {k: v for k, v in logs.items() if k in STABLE_LOG_KEYS}
+        if "loss" not in kept:
+            return
+        self.live.step = step
+        for key, value in kept.items():
+            self.live.log_metric(f"train/{key}", value)
+        self.live.make_summary()
+
+    def on_train_begin(self, args, state, control, **kwargs):
+        for logs in state.log_history:  # non-empty only when resuming
+            self._log(logs, logs["step"])
+
+    def on_log(self, args, state, control, logs=None, **kwargs):
+        self._log(logs or {}, state.global_step)
+
+    def on_train_end(self, args, state, control, **kwargs):
+        self.live.end()
+
+
+def latest_checkpoint(run_dir: Path) -> Path | None:
+    ckpts = sorted(run_dir.glob("checkpoint-*"), key=lambda p: int(p.name.split("-")[1]))
+    complete = [c for c in ckpts if (c / "trainer_state.json").is_file()]
+    return complete[-1] if complete else None
+
+
+def run_train(params: dict, name: str, base_dir, decoded_dir, materialized_dir, out_dir, live_dir,
+              runs_dir="runs", callbacks=()) -> dict:
+    import datasets
+    from peft import get_peft_model
+    from trl import SFTTrainer
+
+    from .base import resolve_base
+
+    datasets.disable_caching()  # never write cache files into data/materialized (a DVC input)
+    cfg = params["configs"][name]
+    recipe = params["train"]["recipes"][params["train"]["profile"]]
+    params = {**params, "_recipe": recipe}
+    base, revision = resolve_base(base_dir)
+
+    key = fingerprint(cfg, params[cfg["lora_params"]], recipe, params["seed"],
+                      dir_digest(Path(materialized_dir)), dir_digest(Path(base_dir)))
+    run_dir = Path(runs_dir) / name / key
+    run_dir.mkdir(parents=True, exist_ok=True)
+
+    # Seed before the adapter is created: LoRA's A matrices are drawn from the global RNG.
+    from transformers import enable_full_determinism
+
+    enable_full_determinism(params["seed"])
+    processor = load_processor(base, revision)
+    model = load_base_model(base, revision)
+    peft_cfg, pretrained = lora_config(cfg, params, base, revision)
+    model = get_peft_model(model, peft_cfg)
+    if pretrained is not None:
+        load_pretrained_lora(model, pretrained)
+
+    store = AudioStore(Path(decoded_dir) / "train.arrow")
+    collator = PronunciationCollator(processor, audio_lookup=lambda row: store[row["audio_row"]])
+    trainer = SFTTrainer(
+        model=model,
+        args=sft_config(recipe, run_dir, params["seed"]),
+        train_dataset=load_instances(materialized_dir, "train"),
+        data_collator=collator,
+        processing_class=processor,
+        callbacks=[LiveLogger(Path(live_dir)), *callbacks],
+    )
+    resume = latest_checkpoint(run_dir)
+    started = time.perf_counter()
+    result = trainer.train(resume_from_checkpoint=str(resume) if resume else None)
+    seconds = time.perf_counter() - started
+    if not trainer.is_world_process_zero():  # under DDP only rank 0 writes the outputs
+        return {"config": name, "seconds": seconds, "steps": result.global_step, "train_loss": result.training_loss}
+
+    with atomic_dir(out_dir) as tmp:
+        model.save_pretrained(str(tmp / "adapter"))
+        _scrub_adapter_config(tmp / "adapter")
+        for ckpt in sorted(run_dir.glob("checkpoint-*"), key=lambda p: int(p.name.split("-")[1])):
+            epoch = round(json.loads((ckpt / "trainer_state.json").read_text())["epoch"])
+            (tmp / f"epoch-{epoch}").mkdir()
+            for f in ADAPTER_FILES:
+                shutil.copy2(ckpt / f, tmp / f"epoch-{epoch}" / f)
+            _scrub_adapter_config(tmp / f"epoch-{epoch}")
+        processor.save_pretrained(str(tmp / "processor"))
+    # Wall-clock figures vary run to run: kept out of every hashed output.
+    timing = {"config": name, "seconds": seconds, "resumed_from": resume.name if resume else None,
+              "steps": result.global_step, "train_loss": result.training_loss}
+    write_json(run_dir / "timing.json", timing)
+    return timing
+
+
+def _scrub_adapter_config(folder: Path) -> None:
+    """adapter_config.json names the base model's path; make it machine-independent."""
+    path = folder / "adapter_config.json"
+    data = json.loads(path.read_text(encoding="utf-8"))
+    data["base_model_name_or_path"] = None
+    path.write_text(json.dumps(data, indent=2, sort_keys=True) + "\n", encoding="utf-8")
+
+
+def relaunch_command(num_processes: int, argv: list[str]) -> list[str] | None:
+    """The `accelerate launch` command that reruns this stage as `num_processes` DDP workers,
+    or None when one process is asked for or we already are a worker."""
+    if num_processes <= 1 or "LOCAL_RANK" in os.environ:
+        return None
+    cpu = [] if torch.cuda.is_available() else ["--cpu"]
+    return ["accelerate", "launch", "--num_processes", str(num_processes), *cpu, *argv]

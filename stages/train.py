@@ -1,0 +1,24 @@
+"""Stage train@<config>: SFT of one config -> models/<config>/ (adapter, per-epoch adapters, processor).
+With train.num_processes > 1 it reruns itself under `accelerate launch` (DDP)."""
+
+import subprocess
+import sys
+
+from pronounce.cli import run_stage
+from pronounce.params import config_params, load_params
+from pronounce.train import relaunch_command, run_train
+
+
+def main(name: str):
+    params = load_params()
+    config_params(params, name)
+    command = relaunch_command(params["train"]["num_processes"], [sys.argv[0], name])
+    if command:
+        sys.exit(subprocess.run(command).returncode)  # an argument list: no shell sees the params
+    timing = run_train(params, name, "models/base", "data/decoded", "data/materialized",
+                       f"models/{name}", f"dvclive/{name}")
+    print(f"train {name}: {timing['steps']} steps, loss {timing['train_loss']:.4f}, {timing['seconds']:.0f} s")
+
+
+if __name__ == "__main__":
+    run_stage(main, sys.argv[1])

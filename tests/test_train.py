@@ -1,0 +1,146 @@
+"""Short real training runs of the tiny model on a slice of the bundled corpus."""
+
+import copy
+import json
+
+import pyarrow as pa
+import pytest
+import torch
+from conftest import BUNDLED, ROOT
+from safetensors.torch import load_file
+from transformers import TrainerCallback
+
+from pronounce.artifacts import read_arrow
+from pronounce.base import run_base
+from pronounce.decode import run_decode
+from pronounce.materialize import run_materialize
+from pronounce.params import load_params
+from pronounce.train import load_pretrained_lora, lora_config, relaunch_command, run_train, sft_config
+
+
+@pytest.fixture(scope="module")
+def workspace(tmp_path_factory):
+    ws = tmp_path_factory.mktemp("train")
+    run_decode(str(BUNDLED), ws / "decoded", 30.0, 0.0, progress=False)
+    run_base("builtin:tiny", None, 1234, ws / "base")
+    from pronounce.model import load_processor
+    run_materialize(ws / "decoded", ws / "materialized", load_processor(ws / "base").audio_token, progress=False)
+    # A slice keeps each run to seconds: the first 8 utterances (16 instances).
+    table = read_arrow(ws / "materialized/train.arrow").slice(0, 16)
+    with pa.OSFile(str(ws / "slice.arrow"), "wb") as sink, pa.ipc.new_stream(sink, table.schema) as w:
+        w.write_table(table)
+    (ws / "slice.arrow").replace(ws / "materialized/train.arrow")  # a new inode: the mmap stays valid
+    return ws
+
+
+@pytest.fixture
+def params():
+    p = copy.deepcopy(load_params(ROOT / "params.yaml"))
+    p["train"]["recipes"]["smoke"].update(epochs=2, batch_size=4, logging_steps=1, learning_rate=3e-3)
+    p["train"]["profile"] = "smoke"
+    return p
+
+
+def train(ws, params, name, out, callbacks=()):
+    return run_train(params, name, ws / "base", ws / "decoded", ws / "materialized", out / "model",
+                     out / "live", runs_dir=out / "runs", callbacks=callbacks)
+
+
+def adapter_bytes(folder):
+    return (folder / "adapter_model.safetensors").read_bytes()
+
+
+def test_training_lowers_the_loss_and_reruns_are_bit_identical(workspace, params, tmp_path):
+    first = train(workspace, params, "paper_r64", tmp_path / "a")
+    train(workspace, params, "paper_r64", tmp_path / "b")
+    a, b = tmp_path / "a/model", tmp_path / "b/model"
+    assert adapter_bytes(a / "adapter") == adapter_bytes(b / "adapter")
+    assert sorted(p.name for p in a.iterdir()) == ["adapter", "epoch-1", "epoch-2", "processor"]
+    assert adapter_bytes(a / "epoch-2") == adapter_bytes(a / "adapter")
+    losses = [float(line.split("\t")[-1]) for line in
+              (tmp_path / "a/live/plots/metrics/train/loss.tsv").read_text().splitlines()[1:]]
+    assert first["steps"] == len(losses) == 8
+    assert losses[-1] < losses[0]
+
+
+def test_paper_r64_is_rank_64_on_the_text_decoder_only(workspace, params, tmp_path):
+    train(workspace, params, "paper_r64", tmp_path)
+    cfg = json.loads((tmp_path / "model/adapter/adapter_config.json").read_text())
+    assert (cfg["r"], cfg["lora_alpha"], cfg["lora_dropout"]) == (64, 128, 0.05)
+    lora_keys = [k for k in load_file(tmp_path / "model/adapter/adapter_model.safetensors") if ".lora_" in k]
+    assert lora_keys and all(".model.layers." in k and "audio" not in k for k in lora_keys)
+    assert {k.split(".lora_")[0].rsplit(".", 1)[1] for k in lora_keys} == {"qkv_proj", "o_proj", "gate_up_proj", "down_proj"}
+
+
+def test_pretrained_r320_starts_from_the_speech_lora(workspace, params, tmp_path):
+    from peft import get_peft_model
+
+    from pronounce.model import load_base_model
+
+    p = {**params, "_recipe": params["train"]["recipes"]["smoke"]}
+    peft_cfg, folder = lora_config(p["configs"]["pretrained_r320"], p, str(workspace / "base"), None)
+    assert (peft_cfg.r, peft_cfg.lora_alpha, peft_cfg.lora_dropout) == (320, 640, 0.01)
+    model = get_peft_model(load_base_model(workspace / "base"), peft_cfg)
+    load_pretrained_lora(model, folder)
+    speech = load_file(folder / "adapter_model.safetensors")
+    loaded = dict(model.named_parameters())
+    for key, value in speech.items():
+        name = "base_model.model." + key.replace(".weight", ".default.weight")
+        assert torch.equal(loaded[name], value), name
+
+    train(workspace, params, "pretrained_r320", tmp_path)
+    assert json.loads((tmp_path / "model/adapter/adapter_config.json").read_text())["r"] == 320
+
+
+def test_unfreeze_strategy_trains_the_audio_encoder(workspace, params, tmp_path):
+    params["configs"]["unfreeze"] = {"init": "fresh", "lora_params": "lora", "unfreeze_audio": True}
+    train(workspace, params, "unfreeze", tmp_path)
+    saved = load_file(tmp_path / "model/adapter/adapter_model.safetensors")
+    base = load_file(workspace / "base/model.safetensors")
+    audio = {k: v for k, v in saved.items() if "audio_embed.encoder" in k}
+    assert audio, "the audio encoder is saved with the adapter"
+    changed = [k for k, v in audio.items()
+               if not torch.equal(v, base[k.replace("base_model.model.", "").replace(".modules_to_save.default", "")])]
+    assert changed, "the audio encoder's weights moved"
+    assert any("up_proj_for_speech" in k for k in saved)
+
+
+def test_interrupted_training_resumes_to_the_same_adapter(workspace, params, tmp_path):
+    class Kill(TrainerCallback):
+        def on_save(self, args, state, control, **kwargs):
+            raise KeyboardInterrupt("killed after the first checkpoint")
+
+    with pytest.raises(KeyboardInterrupt):
+        train(workspace, params, "paper_r64", tmp_path / "x", callbacks=[Kill()])
+    assert not (tmp_path / "x/model").exists()  # nothing that looks finished
+    resumed = train(workspace, params, "paper_r64", tmp_path / "x")
+    assert resumed["resumed_from"] is not None
+    train(workspace, params, "paper_r64", tmp_path / "y")
+    assert adapter_bytes(tmp_path / "x/model/adapter") == adapter_bytes(tmp_path / "y/model/adapter")
+
+
+def test_changed_params_never_resume_another_runs_checkpoint(workspace, params, tmp_path):
+    train(workspace, params, "paper_r64", tmp_path)
+    params["lora"]["r"] = 8
+    again = train(workspace, params, "paper_r64", tmp_path)
+    assert again["resumed_from"] is None
+    assert len(list((tmp_path / "runs/paper_r64").iterdir())) == 2
+
+
+def test_the_paper_recipe_builds_a_valid_trainer_config(tmp_path):
+    recipe = load_params(ROOT / "params.yaml")["train"]["recipes"]["paper"]
+    cfg = sft_config(recipe, tmp_path, seed=1)
+    assert (cfg.num_train_epochs, cfg.per_device_train_batch_size, cfg.gradient_accumulation_steps) == (3, 8, 8)
+    assert (cfg.learning_rate, cfg.optim, cfg.max_length, cfg.logging_steps) == (2e-5, "adamw_torch", 2048, 10)
+    assert cfg.save_strategy == "epoch" and cfg.remove_unused_columns is False
+    assert cfg.dataset_kwargs == {"skip_prepare_dataset": True}
+    assert cfg.bf16 is (torch.cuda.is_available() and torch.cuda.is_bf16_supported())
+
+
+def test_several_processes_relaunch_under_accelerate(monkeypatch):
+    monkeypatch.delenv("LOCAL_RANK", raising=False)
+    assert relaunch_command(1, ["stages/train.py", "paper_r64"]) is None
+    command = relaunch_command(2, ["stages/train.py", "paper_r64"])
+    assert command[:4] == ["accelerate", "launch", "--num_processes", "2"] and command[-2:] == ["stages/train.py", "paper_r64"]
+    monkeypatch.setenv("LOCAL_RANK", "0")
+    assert relaunch_command(2, ["stages/train.py", "paper_r64"]) is None
