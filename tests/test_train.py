@@ -105,11 +105,12 @@ def test_unfreeze_strategy_trains_the_audio_encoder(workspace, params, tmp_path)
     assert any("up_proj_for_speech" in k for k in saved)
 
 
-def test_interrupted_training_resumes_to_the_same_adapter(workspace, params, tmp_path):
-    class Kill(TrainerCallback):
-        def on_save(self, args, state, control, **kwargs):
-            raise KeyboardInterrupt("killed after the first checkpoint")
+class Kill(TrainerCallback):
+    def on_save(self, args, state, control, **kwargs):
+        raise KeyboardInterrupt("killed after the first checkpoint")
 
+
+def test_interrupted_training_resumes_to_the_same_adapter(workspace, params, tmp_path):
     with pytest.raises(KeyboardInterrupt):
         train(workspace, params, "paper_r64", tmp_path / "x", callbacks=[Kill()])
     assert not (tmp_path / "x/model").exists()  # nothing that looks finished
@@ -120,11 +121,13 @@ def test_interrupted_training_resumes_to_the_same_adapter(workspace, params, tmp
 
 
 def test_changed_params_never_resume_another_runs_checkpoint(workspace, params, tmp_path):
-    train(workspace, params, "paper_r64", tmp_path)
-    params["lora"]["r"] = 8
-    again = train(workspace, params, "paper_r64", tmp_path)
-    assert again["resumed_from"] is None
-    assert len(list((tmp_path / "runs/paper_r64").iterdir())) == 2
+    with pytest.raises(KeyboardInterrupt):
+        train(workspace, params, "paper_r64", tmp_path, callbacks=[Kill()])
+    changed = copy.deepcopy(params)
+    changed["lora"]["r"] = 8
+    assert train(workspace, changed, "paper_r64", tmp_path)["resumed_from"] is None
+    assert train(workspace, params, "paper_r64", tmp_path)["resumed_from"] == "checkpoint-4"
+    assert not list((tmp_path / "runs/paper_r64").glob("*/checkpoint-*"))  # finished runs leave none
 
 
 def test_the_paper_recipe_builds_a_valid_trainer_config(tmp_path):

@@ -10,12 +10,28 @@ import json
 from pathlib import Path
 
 from .artifacts import atomic_dir, write_json
-from .model import BUILTIN_TINY, build_tiny_model
+from .errors import ParamsError
+from .model import BUILTIN_TINY, _check_model_folder, _local_folder, build_tiny_model
 
 MANIFEST = "base.json"
 
 
+def check_base(base: str) -> None:
+    """Fail early, naming the key, when model.base is a local folder without a model in it."""
+    if base.startswith("builtin:"):
+        if base != BUILTIN_TINY:
+            raise ParamsError(f"params.yaml: model.base {base!r} is unknown; the built-in model is {BUILTIN_TINY!r}")
+        return
+    try:
+        local = _local_folder(base)
+        if local is not None:
+            _check_model_folder(local)
+    except (FileNotFoundError, NotADirectoryError, ValueError) as e:
+        raise ParamsError(f"params.yaml: model.base: {e}") from None
+
+
 def run_base(base: str, revision: str | None, seed: int, out_dir, tokenizer_corpus=None) -> dict:
+    check_base(base)
     with atomic_dir(out_dir) as tmp:
         if base == BUILTIN_TINY:
             kwargs = {"corpus_dir": tokenizer_corpus} if tokenizer_corpus else {}

@@ -6,9 +6,11 @@ Outputs, under models/<config>/:
                     Unfreeze strategy) saved inside it as PEFT `modules_to_save`
   epoch-<k>/        the adapter after each epoch (what evaluation of epochs 1..N reads)
   processor files   the processor the adapter was trained with
-Checkpoints with optimizer state live in runs/<config>/<fingerprint>/ (not a DVC output):
-a rerun with the same inputs and params resumes from the last one; a change of either gets
-a new fingerprint and starts fresh, so nobody resumes someone else's checkpoint.
+The last checkpoint (with optimizer state) lives in runs/<config>/<fingerprint>/ (not a DVC
+output) while training runs: a rerun after an interruption, with the same inputs and params,
+resumes from it; a change of either gets a new fingerprint and starts fresh, so nobody
+resumes someone else's checkpoint. A finished run deletes its checkpoints, so `dvc repro -f`
+really retrains.
 """
 
 import hashlib
@@ -118,6 +120,7 @@ def sft_config(recipe: dict, run_dir: Path, seed: int):
         activation_checkpointing=recipe["gradient_checkpointing"],
         **precision_flags(recipe["precision"]),
         save_strategy="epoch",
+        save_total_limit=1,  # resuming needs only the last; EpochAdapters keeps each epoch's adapter
         eval_strategy="no",
         seed=seed,
         data_seed=seed,
@@ -160,6 +163,23 @@ class LiveLogger(TrainerCallback):
         self.live.end()
 
 
+class EpochAdapters(TrainerCallback):
+    """Copies each epoch's adapter out of its checkpoint before the trainer rotates it away."""
+
+    def __init__(self, run_dir: Path):
+        self.run_dir = run_dir
+
+    def on_save(self, args, state, control, **kwargs):
+        if not state.is_world_process_zero:
+            return
+        ckpt = self.run_dir / f"checkpoint-{state.global_step}"
+        dst = self.run_dir / "epochs" / f"epoch-{round(state.epoch)}"
+        dst.mkdir(parents=True, exist_ok=True)
+        for f in ADAPTER_FILES:
+            shutil.copy2(ckpt / f, dst / f)
+        _scrub_adapter_config(dst)
+
+
 def latest_checkpoint(run_dir: Path) -> Path | None:
     ckpts = sorted(run_dir.glob("checkpoint-*"), key=lambda p: int(p.name.split("-")[1]))
     complete = [c for c in ckpts if (c / "trainer_state.json").is_file()]
@@ -184,6 +204,7 @@ def run_train(params: dict, name: str, base_dir, decoded_dir, materialized_dir, 
                       dir_digest(Path(materialized_dir)), dir_digest(Path(base_dir)))
     run_dir = Path(runs_dir) / name / key
     run_dir.mkdir(parents=True, exist_ok=True)
+    os.environ["TENSORBOARD_LOGGING_DIR"] = str(Path(runs_dir) / name / "tensorboard" / key)
 
     # Seed before the adapter is created: LoRA's A matrices are drawn from the global RNG.
     from transformers import enable_full_determinism
@@ -204,7 +225,7 @@ def run_train(params: dict, name: str, base_dir, decoded_dir, materialized_dir, 
         train_dataset=load_instances(materialized_dir, "train"),
         data_collator=collator,
         processing_class=processor,
-        callbacks=[LiveLogger(Path(live_dir)), *callbacks],
+        callbacks=[LiveLogger(Path(live_dir)), EpochAdapters(run_dir), *callbacks],
     )
     resume = latest_checkpoint(run_dir)
     started = time.perf_counter()
@@ -216,17 +237,14 @@ def run_train(params: dict, name: str, base_dir, decoded_dir, materialized_dir, 
     with atomic_dir(out_dir) as tmp:
         model.save_pretrained(str(tmp / "adapter"))
         _scrub_adapter_config(tmp / "adapter")
-        for ckpt in sorted(run_dir.glob("checkpoint-*"), key=lambda p: int(p.name.split("-")[1])):
-            epoch = round(json.loads((ckpt / "trainer_state.json").read_text())["epoch"])
-            (tmp / f"epoch-{epoch}").mkdir()
-            for f in ADAPTER_FILES:
-                shutil.copy2(ckpt / f, tmp / f"epoch-{epoch}" / f)
-            _scrub_adapter_config(tmp / f"epoch-{epoch}")
+        for epoch_dir in sorted((run_dir / "epochs").iterdir()):
+            shutil.copytree(epoch_dir, tmp / epoch_dir.name)
         processor.save_pretrained(str(tmp / "processor"))
+    shutil.rmtree(run_dir)  # finished: nothing left to resume
     # Wall-clock figures vary run to run: kept out of every hashed output.
     timing = {"config": name, "seconds": seconds, "resumed_from": resume.name if resume else None,
               "steps": result.global_step, "train_loss": result.training_loss}
-    write_json(run_dir / "timing.json", timing)
+    write_json(Path(runs_dir) / name / "timing.json", timing)
     return timing
 
 
