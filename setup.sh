@@ -13,5 +13,6 @@ PYTHON=${PYTHON:-python3}
 # (multi-GB CUDA) one as a dependency of transformers/peft/trl.
 .venv/bin/python -m pip install --quiet "${TORCH_SPEC:-torch==2.13.0}"
 .venv/bin/python -m pip install --quiet -e ".[dev]"
-.venv/bin/dvc config --local core.analytics false 2>/dev/null || true
+# dvc plots show renders offline: a page template with the vendored vega libraries inlined.
+.venv/bin/python -m pronounce.plots write
 echo "ready: source .venv/bin/activate"

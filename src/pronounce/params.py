@@ -63,6 +63,7 @@ SCHEMA = {
                 "precision": _spec(str, (lambda v: v in ("auto", "bf16", "fp32"), "auto, bf16 or fp32")),
                 "gradient_checkpointing": _spec(bool),
                 "train_lm_head": _spec(bool),
+                "cpu_threads": _spec(int, NON_NEGATIVE),
             },
         },
     },
@@ -75,6 +76,7 @@ SCHEMA = {
             or (isinstance(v, list) and all(isinstance(e, int) and not isinstance(e, bool) and e >= 1 for e in v)),
             "all, none, last:<n> (n >= 1) or a list of epoch numbers >= 1",
         )),
+        "cpu_threads": _spec(int, NON_NEGATIVE),
     },
     "score": {
         "min_parse_rate": _spec(NUMBER, FRACTION),

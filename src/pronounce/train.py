@@ -210,6 +210,8 @@ def run_train(params: dict, name: str, base_dir, decoded_dir, materialized_dir, 
     from transformers import enable_full_determinism
 
     enable_full_determinism(params["seed"])
+    if recipe["cpu_threads"] and not torch.cuda.is_available():
+        torch.set_num_threads(recipe["cpu_threads"])
     processor = load_processor(base, revision)
     model = load_base_model(base, revision)
     peft_cfg, pretrained = lora_config(cfg, params, base, revision)

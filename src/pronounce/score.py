@@ -1,0 +1,276 @@
+"""Stage `score`: the paper's metrics (section 4.3) of one config's predictions, per checkpoint.
+
+Reads predictions/<config>/*.jsonl and predictions/base/epoch-0.jsonl (pronounce.evaluate) and
+the test labels (data/decoded/test.arrow); never generates.
+
+- APA: Pearson r (with p-value and n) of predicted vs human score, per aspect (accuracy,
+  fluency, prosodic, total). An unparsed APA answer is no score: it is left out of the PCC
+  (`n_dropped` counts it) and counted in the parse rate. A constant prediction gives
+  `null` with the reason (metrics.pcc).
+- MDD: WER of the word transcript against the sentence, PER of the phoneme transcript against
+  the phones actually pronounced, and TA/FR/FA/TR counts (metrics.mdd_counts on canonical,
+  annotated = pronounced, recognised) summed over the test set, giving precision, recall,
+  F1, diagnosis accuracy and false rejection rate.
+  THE UNPARSED RULE: an MDD answer that does not parse is never dropped (that could shrink a
+  denominator or hide a hard utterance); it gets no credit anywhere:
+  * WER/PER: an EMPTY transcript, so every reference word and phone is a deletion;
+  * MDD counts: the WORST CASE, every decision wrong: each correctly pronounced position a
+    false rejection (FR), each mispronounced one a missed mispronunciation (FA), no TA, no TR.
+    (Not the empty transcript here: under the table of mdd_scoring.md an empty answer
+    "rejects" every phone, so every mispronunciation would count as a true rejection and
+    recall would be 1.0 -- a parse failure would look like a perfect detector.)
+  So a failed parse cannot raise precision, recall or F1, and adds exactly len(reference)
+  errors to WER/PER.
+- Parse rate: per task and overall (parsed answers / all answers).
+
+Outputs:
+  metrics/<config>.json        the headline metrics of the final adapter at top level (keys as
+                               in the paper's Table 3), `epochs` {"0": base, "<k>": ...}, the
+                               paper's target (Table 3, the config's strategy, epoch 3) under
+                               `paper` and ours minus it under `diff`
+  scores/<config>/details.json everything behind those numbers: p-values, n, counts, parse
+                               summaries, per checkpoint
+  scores/<config>/apa_scatter.json      predicted vs human score per aspect (final adapter)
+  scores/<config>/per_vs_accuracy.json  per-utterance PER vs human accuracy (the paper's Fig. 5)
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+from .artifacts import read_arrow, write_json
+from .errors import PipelineError
+from .evaluate import BASE_NAME, FINAL, read_jsonl
+from .metrics import mdd_counts, mdd_scores, pcc, per, sum_counts, wer
+from .parse import ParseResult, summarise
+from .prompts import APA_FIELDS, TASKS
+
+HEADLINE = ("accuracy_pcc", "fluency_pcc", "prosodic_pcc", "total_pcc", "wer", "per", "precision", "recall", "f1")
+EXTRA = ("diagnosis_accuracy", "false_rejection_rate", "parse_rate", "parse_rate_apa", "parse_rate_mdd")
+EPOCH_KEYS = (*HEADLINE, "parse_rate")
+PAPER_TARGET_EPOCH = 3  # the paper's headline: Table 3, epoch 3
+DIGITS = 6  # metrics/<config>.json is rounded for reading; details.json keeps full precision
+
+UNPARSED_RULE = (
+    "APA: an unparsed answer is excluded from the PCC (n_dropped) and counted in the parse rate. "
+    "MDD: an unparsed answer counts as an empty transcript for WER and PER (every reference word/phone "
+    "a deletion) and as the worst case for the MDD counts (every correctly pronounced phone a false "
+    "rejection, every mispronounced one a false acceptance; no true acceptance or rejection)."
+)
+
+# Ahn & Nam (2025), arXiv:2509.02915, Table 3 (copied from the paper; shipped so that scoring
+# needs nothing outside the repository).
+PAPER_SOURCE = "Ahn and Nam (2025), arXiv:2509.02915, Table 3"
+PAPER_TABLE3 = [
+    {"strategy": "none", "epoch": 0, "accuracy_pcc": -0.041, "fluency_pcc": -0.017, "prosodic_pcc": -0.0493, "total_pcc": -0.104, "wer": 0.97, "per": 0.792, "f1": 0.143, "precision": 0.154, "recall": 0.134},
+    {"strategy": "LoRA", "epoch": 1, "accuracy_pcc": 0.547, "fluency_pcc": 0.585, "prosodic_pcc": 0.567, "total_pcc": 0.544, "wer": 0.15, "per": 0.137, "f1": 0.686, "precision": 0.689, "recall": 0.682},
+    {"strategy": "LoRA", "epoch": 2, "accuracy_pcc": 0.637, "fluency_pcc": 0.726, "prosodic_pcc": 0.709, "total_pcc": 0.662, "wer": 0.139, "per": 0.118, "f1": 0.722, "precision": 0.725, "recall": 0.719},
+    {"strategy": "LoRA", "epoch": 3, "accuracy_pcc": 0.656, "fluency_pcc": 0.727, "prosodic_pcc": 0.711, "total_pcc": 0.675, "wer": 0.14, "per": 0.114, "f1": 0.724, "precision": 0.728, "recall": 0.721},
+    {"strategy": "LoRA", "epoch": 4, "accuracy_pcc": 0.645, "fluency_pcc": 0.733, "prosodic_pcc": 0.714, "total_pcc": 0.668, "wer": 0.148, "per": 0.121, "f1": 0.721, "precision": 0.723, "recall": 0.72},
+    {"strategy": "Unfreeze", "epoch": 1, "accuracy_pcc": 0.535, "fluency_pcc": 0.559, "prosodic_pcc": 0.564, "total_pcc": 0.55, "wer": 0.159, "per": 0.199, "f1": 0.575, "precision": 0.579, "recall": 0.57},
+    {"strategy": "Unfreeze", "epoch": 2, "accuracy_pcc": 0.624, "fluency_pcc": 0.668, "prosodic_pcc": 0.653, "total_pcc": 0.634, "wer": 0.145, "per": 0.154, "f1": 0.651, "precision": 0.651, "recall": 0.651},
+    {"strategy": "Unfreeze", "epoch": 3, "accuracy_pcc": 0.621, "fluency_pcc": 0.669, "prosodic_pcc": 0.655, "total_pcc": 0.637, "wer": 0.148, "per": 0.15, "f1": 0.663, "precision": 0.665, "recall": 0.662},
+    {"strategy": "Unfreeze", "epoch": 4, "accuracy_pcc": 0.743, "fluency_pcc": 0.717, "prosodic_pcc": 0.704, "total_pcc": 0.666, "wer": 0.142, "per": 0.142, "f1": 0.667, "precision": 0.671, "recall": 0.663},
+]
+
+
+class ScoreError(PipelineError):
+    """Predictions that cannot be scored (wrong test set, a parse rate under score.min_parse_rate)."""
+
+
+def strategy_of(cfg: dict) -> str:
+    """The paper's strategy a config reproduces."""
+    return "Unfreeze" if cfg["unfreeze_audio"] else "LoRA"
+
+
+def paper_row(strategy: str, epoch: int) -> dict | None:
+    """The paper's Table 3 row ({metric: value}), or None when it has none."""
+    for row in PAPER_TABLE3:
+        if row["strategy"] == (strategy if epoch else "none") and row["epoch"] == epoch:
+            return {k: row[k] for k in HEADLINE}
+    return None
+
+
+# --------------------------------------------------------------------------- inputs
+
+
+def load_labels(decoded_test) -> dict[str, dict]:
+    """utt_id -> text, the four human scores, canonical and pronounced phones."""
+    cols = ["utt_id", "text", *APA_FIELDS, "canonical_phones", "pronounced_phones"]
+    rows = read_arrow(decoded_test).select(cols).to_pylist()
+    return {r["utt_id"]: r for r in rows}
+
+
+def check_coverage(rows: list[dict], labels: dict, what: str) -> None:
+    """Exactly one prediction per (test utterance, task)."""
+    keys = [(r["utt_id"], r["task"]) for r in rows]
+    wanted = {(u, t) for u in labels for t in TASKS}
+    if len(set(keys)) != len(keys):
+        raise ScoreError(f"{what}: duplicate (utt_id, task) predictions")
+    if set(keys) != wanted:
+        extra, missing = sorted(set(keys) - wanted), sorted(wanted - set(keys))
+        raise ScoreError(f"{what}: predictions do not match the test set ({len(missing)} missing, e.g. "
+                         f"{missing[:2]}; {len(extra)} unknown, e.g. {extra[:2]}): rerun the evaluate stage")
+
+
+def _parse_result(row: dict) -> ParseResult:
+    return ParseResult(row["fields"], row["status"], tuple(row["flags"]))
+
+
+def mdd_hypothesis(row: dict) -> tuple[str, list[str]]:
+    """(word transcript, phones) of an MDD prediction; the unparsed rule: empty."""
+    if _parse_result(row).ok:
+        return row["fields"]["word_transcript"], list(row["fields"]["phoneme_transcript"])
+    return "", []
+
+
+def utterance_counts(row: dict, label: dict) -> dict:
+    """TA/FR/FA/TR of one MDD prediction; the unparsed rule: the worst case (FR + FA only)."""
+    canonical, annotated = label["canonical_phones"], label["pronounced_phones"]
+    if _parse_result(row).ok:
+        return mdd_counts(canonical, annotated, row["fields"]["phoneme_transcript"])
+    # Accepting every canonical phone classifies each position as correct (TA) or mispronounced
+    # (FA); the worst case flips every correct one to a false rejection.
+    accept = mdd_counts(canonical, annotated, canonical)
+    return {"ta": 0, "fr": accept["ta"] + accept["fr"], "fa": accept["fa"] + accept["tr"],
+            "tr": 0, "tr_correct": 0, "tr_error": 0}
+
+
+def apa_prediction(row: dict, aspect: str):
+    """An APA prediction's score, None when unparsed (left out of the PCC)."""
+    return row["fields"][aspect] if _parse_result(row).ok else None
+
+
+# --------------------------------------------------------------------------- scoring
+
+
+def score_rows(rows: list[dict], labels: dict, what: str = "predictions") -> dict:
+    """Every metric of one checkpoint's predictions: {"metrics": flat, "apa": ..., "wer": ..., ...}."""
+    check_coverage(rows, labels, what)
+    utts = sorted(labels)
+    by = {(r["utt_id"], r["task"]): r for r in rows}
+    apa = {a: pcc([apa_prediction(by[u, "apa"], a) for u in utts], [labels[u][a] for u in utts]) for a in APA_FIELDS}
+    hyps = [mdd_hypothesis(by[u, "mdd"]) for u in utts]
+    w = wer([labels[u]["text"] for u in utts], [h[0] for h in hyps])
+    p = per([labels[u]["pronounced_phones"] for u in utts], [h[1] for h in hyps])
+    counts = sum_counts(utterance_counts(by[u, "mdd"], labels[u]) for u in utts)
+    mdd = mdd_scores(counts)
+    parse = {t: summarise(_parse_result(by[u, t]) for u in utts) for t in TASKS}
+    parsed = sum(parse[t]["parsed"] for t in TASKS)
+    metrics = {f"{a}_pcc": apa[a]["value"] for a in APA_FIELDS}
+    metrics.update(wer=w["value"], per=p["value"], precision=mdd["precision"], recall=mdd["recall"], f1=mdd["f1"],
+                   diagnosis_accuracy=mdd["diagnosis_accuracy"], false_rejection_rate=mdd["false_rejection_rate"],
+                   parse_rate=parsed / (2 * len(utts)), parse_rate_apa=parse["apa"]["parse_rate"],
+                   parse_rate_mdd=parse["mdd"]["parse_rate"])
+    return {"metrics": metrics, "n_utterances": len(utts), "apa": apa, "wer": w, "per": p,
+            "mdd_counts": counts, "mdd": mdd, "parse": parse,
+            "truncated": sum(r.get("stopped") == "max_new_tokens" for r in rows)}
+
+
+def apa_scatter(rows: list[dict], labels: dict) -> list[dict]:
+    """Plot data: one point per parsed APA answer and aspect."""
+    out = []
+    for r in sorted(rows, key=lambda r: r["utt_id"]):
+        if r["task"] == "apa" and _parse_result(r).ok:
+            for a in APA_FIELDS:
+                out.append({"utt_id": r["utt_id"], "aspect": a, "human": labels[r["utt_id"]][a],
+                            "predicted": r["fields"][a]})
+    return out
+
+
+def per_vs_accuracy(rows: list[dict], labels: dict) -> list[dict]:
+    """Plot data (the paper's Figure 5): per-utterance PER (unparsed rule applied) vs human accuracy."""
+    out = []
+    for r in sorted(rows, key=lambda r: r["utt_id"]):
+        if r["task"] != "mdd":
+            continue
+        label = labels[r["utt_id"]]
+        got = per([label["pronounced_phones"]], [mdd_hypothesis(r)[1]])
+        out.append({"utt_id": r["utt_id"], "accuracy": label["accuracy"], "per": got["value"],
+                    "parsed": _parse_result(r).ok})
+    return [row for row in out if row["per"] is not None]
+
+
+def _round(v):
+    return None if v is None else round(float(v), DIGITS)
+
+
+def _flat(metrics: dict, keys=(*HEADLINE, *EXTRA)) -> dict:
+    return {k: _round(metrics[k]) for k in keys}
+
+
+def _diff(ours: dict, paper: dict | None) -> dict:
+    if paper is None:
+        return {}
+    return {k: (None if ours[k] is None or paper[k] is None else _round(ours[k] - paper[k])) for k in HEADLINE}
+
+
+# --------------------------------------------------------------------------- the stage
+
+
+def checkpoint_files(pred_dir) -> list[tuple[str, int | None, Path]]:
+    """(name, epoch, file) of the checkpoints in a predictions folder, from its summary.json."""
+    pred_dir = Path(pred_dir)
+    summary_path = pred_dir / "summary.json"
+    if not summary_path.is_file():
+        raise ScoreError(f"{summary_path} not found: run the evaluate stage first")
+    summary = json.loads(summary_path.read_text(encoding="utf-8"))
+    return [(c["name"], c["epoch"], pred_dir / c["file"]) for c in summary["checkpoints"]]
+
+
+def run_score(params: dict, name: str, decoded_dir, pred_dir, base_pred_dir, metrics_path, out_dir,
+              log=print) -> dict:
+    cfg = params["configs"][name]
+    strategy = strategy_of(cfg)
+    labels = load_labels(Path(decoded_dir) / "test.arrow")
+
+    checkpoints = {}  # name -> (epoch, scored, rows)
+    for ckpt, epoch, path in checkpoint_files(pred_dir):
+        rows = read_jsonl(path)
+        checkpoints[ckpt] = (epoch, score_rows(rows, labels, str(path)), rows)
+    if FINAL not in checkpoints:
+        raise ScoreError(f"{pred_dir} has no predictions of the final adapter: rerun the evaluate stage")
+    for ckpt, epoch, path in checkpoint_files(base_pred_dir):
+        if epoch == 0:
+            rows = read_jsonl(path)
+            checkpoints[f"{BASE_NAME}/{ckpt}"] = (0, score_rows(rows, labels, str(path)), rows)
+
+    final_epoch, final, final_rows = checkpoints[FINAL]
+    paper = paper_row(strategy, PAPER_TARGET_EPOCH)
+    flat = _flat(final["metrics"])
+    per_epoch = [(epoch, scored) for ckpt, (epoch, scored, _) in checkpoints.items() if ckpt != FINAL and epoch is not None]
+    # per epoch only the headline and the parse rate, so `dvc metrics show` stays readable
+    epochs = {str(epoch): _flat(scored["metrics"], EPOCH_KEYS) for epoch, scored in sorted(per_epoch, key=lambda e: e[0])}
+    metrics = {**flat, "epoch": final_epoch, "n_utterances": final["n_utterances"],
+               "paper": paper, "diff": _diff(flat, paper), "epochs": epochs}
+
+    details = {
+        "config": name, "strategy": strategy, "model_base": params["model"]["base"],
+        "corpus": params["data"]["corpus"], "unparsed_rule": UNPARSED_RULE,
+        "paper_target": {"source": PAPER_SOURCE, "strategy": strategy, "epoch": PAPER_TARGET_EPOCH},
+        "metrics": metrics,
+        "checkpoints": {ckpt: {"epoch": epoch, **scored} for ckpt, (epoch, scored, _) in checkpoints.items()},
+    }
+    out_dir = Path(out_dir)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    Path(metrics_path).parent.mkdir(parents=True, exist_ok=True)
+    write_json(out_dir / "details.json", details)
+    write_json(out_dir / "apa_scatter.json", apa_scatter(final_rows, labels))
+    write_json(out_dir / "per_vs_accuracy.json", per_vs_accuracy(final_rows, labels))
+    write_json(metrics_path, metrics)
+
+    bound = params["score"]["min_parse_rate"]
+    low = {t: final["parse"][t]["parse_rate"] for t in TASKS if (final["parse"][t]["parse_rate"] or 0) < bound}
+    if log:
+        shown = ", ".join(f"{k} {_fmt(flat[k])}" for k in (*HEADLINE, "parse_rate"))
+        log(f"score {name} (final adapter, epoch {final_epoch}): {shown}")
+    if low:
+        raise ScoreError(f"{name}: the final adapter's parse rate is below score.min_parse_rate={bound} for "
+                         + ", ".join(f"{t} ({v:.3f})" for t, v in low.items())
+                         + f"; see predictions/{name}/summary.json for why answers failed to parse")
+    return metrics
+
+
+def _fmt(v) -> str:
+    return "n/a" if v is None else f"{v:.3f}"

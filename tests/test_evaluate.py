@@ -1,0 +1,216 @@
+"""Batched generation with the tiny model: the JSONL rows, the cache (no second generation), resuming
+an interrupted checkpoint, byte-identical epochs generated once, and the epoch selection."""
+
+import json
+import shutil
+
+import numpy as np
+import pyarrow as pa
+import pytest
+
+from pronounce import evaluate as E
+from pronounce import prompts
+from pronounce.artifacts import ArrowWriter
+from pronounce.base import run_base
+from pronounce.errors import ParamsError
+from pronounce.materialize import SCHEMA as INSTANCE_SCHEMA
+from pronounce.model import AUDIO_TOKEN
+
+UTTS = [("u1", 1.2), ("u2", 0.6), ("u3", 0.9)]  # (utt_id, seconds): generation order is u2, u3, u1
+ROW_KEYS = {"utt_id", "task", "checkpoint", "epoch", "raw", "n_tokens", "stopped", "status", "flags", "fields"}
+
+
+@pytest.fixture(scope="module", autouse=True)
+def one_thread():
+    """The tiny model is faster on one thread, and much faster when the CPU is shared (two
+    threads spin-waiting for a busy core)."""
+    import torch
+
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)
+
+
+@pytest.fixture(scope="module")
+def world(one_thread, tmp_path_factory):
+    """A base model folder, a decoded + materialized test split of 3 clips, and a config's adapters:
+    final (= epoch-2, byte-identical) and a different epoch-1."""
+    root = tmp_path_factory.mktemp("world")
+    run_base("builtin:tiny", None, 0, root / "models" / "base")
+    rng = np.random.default_rng(0)
+    (root / "decoded").mkdir()
+    (root / "materialized").mkdir()
+    schema = pa.schema([("utt_id", pa.string()), ("duration", pa.float64()), ("audio", pa.list_(pa.float32()))])
+    w = ArrowWriter(root / "decoded" / "test.arrow", schema)
+    m = ArrowWriter(root / "materialized" / "test.arrow", INSTANCE_SCHEMA)
+    for row, (utt, seconds) in enumerate(UTTS):
+        w.write({"utt_id": utt, "duration": seconds, "audio": (0.1 * rng.standard_normal(int(16000 * seconds))).astype(np.float32)})
+        for task in prompts.TASKS:
+            prompt = prompts.user_turn(task, AUDIO_TOKEN)
+            m.write({"utt_id": utt, "split": "test", "task": task, "prompt": prompt, "answer": "{}",
+                     "text": prompt, "audio_row": row, "duration": seconds, "input_ids": [0]})
+    w.close()
+    m.close()
+
+    from peft import LoraConfig, get_peft_model
+
+    from pronounce.model import load_base_model
+
+    for folder, seed in (("adapter", 1), ("epoch-1", 2)):
+        import torch
+
+        torch.manual_seed(seed)
+        model = get_peft_model(load_base_model(root / "models" / "base"), LoraConfig(
+            r=4, lora_alpha=8, target_modules=r"model\.layers\.\d+\.self_attn\.(qkv|o)_proj",
+            init_lora_weights=False, task_type="CAUSAL_LM"))
+        model.save_pretrained(str(root / "models" / "cfg" / folder))
+    shutil.copytree(root / "models" / "cfg" / "adapter", root / "models" / "cfg" / "epoch-2")
+    return root
+
+
+def params(batch_size=4, epochs="all", max_new_tokens=6):
+    return {"seed": 0, "model": {"base": "builtin:tiny"},
+            "eval": {"batch_size": batch_size, "max_new_tokens": max_new_tokens, "epochs": epochs, "cpu_threads": 1}}
+
+
+def evaluate(world, out, cache, p=None, model_dir="models/cfg"):
+    return E.run_evaluate(p or params(), "cfg", world / "models" / "base", world / "decoded", world / "materialized",
+                          None if model_dir is None else world / model_dir, out, cache_dir=cache, progress=False,
+                          log=None)
+
+
+def count_generate_calls(monkeypatch):
+    calls = []
+    original = E.Generator.__call__
+
+    def counting(self, rows):
+        calls.append([(r["utt_id"], r["task"]) for r in rows])
+        return original(self, rows)
+
+    monkeypatch.setattr(E.Generator, "__call__", counting)
+    return calls
+
+
+def test_writes_rows_and_reuses_the_cache(world, tmp_path, monkeypatch):
+    calls = count_generate_calls(monkeypatch)
+    out, cache = tmp_path / "pred", tmp_path / "cache"
+    summary = evaluate(world, out, cache)
+    assert sorted(p.name for p in out.iterdir()) == ["epoch-1.jsonl", "epoch-2.jsonl", "final.jsonl", "summary.json"]
+    # two distinct adapters x 2 batches (6 instances, batch size 4): epoch-2 == final is generated once
+    assert len(calls) == 4
+    assert calls[0] == [("u2", "apa"), ("u2", "mdd"), ("u3", "apa"), ("u3", "mdd")]  # sorted by duration
+    by_name = {c["name"]: c for c in summary["checkpoints"]}
+    assert by_name["epoch-2"]["same_as"] == "final" and by_name["final"]["epoch"] == 2
+    assert by_name["epoch-1"]["adapter_sha256"] != by_name["final"]["adapter_sha256"]
+
+    final = E.read_jsonl(out / "final.jsonl")
+    assert [(r["utt_id"], r["task"]) for r in final] == [(u, t) for u in ("u1", "u2", "u3") for t in ("apa", "mdd")]
+    for r in final:
+        assert set(r) == ROW_KEYS
+        assert r["checkpoint"] == "final" and r["epoch"] == 2
+        assert isinstance(r["raw"], str) and 0 <= r["n_tokens"] <= 6
+        assert r["stopped"] in ("eos", "max_new_tokens")
+        assert r["status"] and isinstance(r["flags"], list)
+        assert AUDIO_TOKEN not in r["raw"]  # the placeholder is suppressed
+    epoch2 = E.read_jsonl(out / "epoch-2.jsonl")
+    assert [r["raw"] for r in epoch2] == [r["raw"] for r in final] and epoch2[0]["checkpoint"] == "epoch-2"
+    assert not list(cache.glob("*.partial.jsonl"))
+    first = {p.name: p.read_bytes() for p in out.iterdir()}
+
+    # Second run: everything comes from the cache; generating or even loading a model is an error.
+    def boom(*args, **kwargs):
+        raise AssertionError("generated again")
+
+    monkeypatch.setattr(E.Generator, "__call__", boom)
+    monkeypatch.setattr(E, "_load_model", boom)
+    shutil.rmtree(out)  # DVC deletes a stage's outputs before rerunning it
+    evaluate(world, out, cache)
+    assert {p.name: p.read_bytes() for p in out.iterdir()} == first  # byte-identical
+
+
+def test_changed_eval_params_miss_the_cache(world, tmp_path, monkeypatch):
+    cache = tmp_path / "cache"
+    evaluate(world, tmp_path / "a", cache, params(epochs="none"))
+    calls = count_generate_calls(monkeypatch)
+    evaluate(world, tmp_path / "b", cache, params(epochs="none", max_new_tokens=5))
+    assert len(calls) == 2  # a new key: generated again
+
+
+def test_interrupted_checkpoint_resumes_from_its_last_batch(world, tmp_path, monkeypatch):
+    reference = tmp_path / "ref"
+    evaluate(world, reference, tmp_path / "cache-ref", params(batch_size=2, epochs="none"))
+
+    original = E.Generator.__call__
+    calls = []
+
+    def dies_on_second_batch(self, rows):
+        calls.append(rows)
+        if len(calls) == 2:
+            raise KeyboardInterrupt
+        return original(self, rows)
+
+    monkeypatch.setattr(E.Generator, "__call__", dies_on_second_batch)
+    cache = tmp_path / "cache"
+    with pytest.raises(KeyboardInterrupt):
+        evaluate(world, tmp_path / "out", cache, params(batch_size=2, epochs="none"))
+    assert not (tmp_path / "out").exists()  # nothing that looks finished
+    assert len(list(cache.glob("*.partial.jsonl"))) == 1
+
+    resumed = count_generate_calls(monkeypatch)
+    monkeypatch.setattr(E.Generator, "__call__", lambda self, rows: (resumed.append(rows), original(self, rows))[1])
+    evaluate(world, tmp_path / "out", cache, params(batch_size=2, epochs="none"))
+    assert len(resumed) == 2  # batches 2 and 3 of 3; batch 1 came from the partial file
+    assert (tmp_path / "out" / "final.jsonl").read_bytes() == (reference / "final.jsonl").read_bytes()
+
+
+def test_batch_size_one_and_sorted_batches_are_well_formed(world, tmp_path):
+    results = {}
+    for bs in (1, 6):
+        evaluate(world, tmp_path / f"bs{bs}", tmp_path / "cache", params(batch_size=bs, epochs="none"))
+        rows = E.read_jsonl(tmp_path / f"bs{bs}" / "final.jsonl")
+        assert [(r["utt_id"], r["task"]) for r in rows] == [(u, t) for u in ("u1", "u2", "u3") for t in ("apa", "mdd")]
+        assert all(set(r) == ROW_KEYS for r in rows)
+        results[bs] = rows
+    summary = json.loads((tmp_path / "bs1" / "summary.json").read_text())
+    assert summary["eval"] == {"batch_size": 1, "max_new_tokens": 6, "cpu_threads": 1}
+    # (The texts themselves may differ between the two: the audio encoder's padding mask is weak,
+    # which is why the batch size is part of the cache key.)
+    assert {c["cache_key"] for c in summary["checkpoints"]}.isdisjoint(
+        c["cache_key"] for c in json.loads((tmp_path / "bs6" / "summary.json").read_text())["checkpoints"])
+
+
+def test_base_model_is_epoch_zero(world, tmp_path):
+    summary = evaluate(world, tmp_path / "base", tmp_path / "cache", model_dir=None)
+    assert [c["name"] for c in summary["checkpoints"]] == ["epoch-0"]
+    rows = E.read_jsonl(tmp_path / "base" / "epoch-0.jsonl")
+    assert len(rows) == 6 and {r["epoch"] for r in rows} == {0}
+
+
+def test_select_epochs():
+    assert E.select_epochs("all", [3, 1, 2]) == [1, 2, 3]
+    assert E.select_epochs("none", [1, 2]) == []
+    assert E.select_epochs("last:2", [1, 2, 3]) == [2, 3]
+    assert E.select_epochs("last:5", [1, 2]) == [1, 2]
+    assert E.select_epochs([2, 1, 2], [1, 2, 3]) == [1, 2]
+    with pytest.raises(E.EvalError, match=r"epoch\(s\) \[4\]"):
+        E.select_epochs([4], [1, 2, 3])
+    for bad in ("some", "last:0", "last:x", [0], [True], 3):
+        with pytest.raises(ParamsError):
+            E.parse_epochs(bad)
+
+
+def test_params_schema_accepts_the_eval_section():
+    from pronounce.params import validate, SCHEMA
+
+    for ok in ("all", "none", "last:2", [1, 2, 3]):
+        validate({"batch_size": 8, "max_new_tokens": 160, "epochs": ok, "cpu_threads": 0}, SCHEMA["eval"])
+    for bad in ("last:0", "first", [0], 3):
+        with pytest.raises(ParamsError, match="eval.epochs|epochs"):
+            validate({"batch_size": 8, "max_new_tokens": 160, "epochs": bad, "cpu_threads": 0}, SCHEMA["eval"], "eval.")
+
+
+def test_missing_adapter_is_a_clear_error(world, tmp_path):
+    (tmp_path / "empty" / "adapter").mkdir(parents=True)
+    with pytest.raises(E.EvalError, match="missing adapter_config.json"):
+        E.find_checkpoints(tmp_path / "empty", "all")

@@ -1,0 +1,209 @@
+"""Scoring hand-made predictions: exact metric values, undefined PCC, the unparsed rule, the
+metrics JSON layout and the parse-rate bound."""
+
+import json
+import math
+from pathlib import Path
+
+import pyarrow as pa
+import pytest
+
+from pronounce import score as S
+from pronounce.evaluate import write_jsonl
+from pronounce.parse import parse_output
+
+REFERENCE = Path("/work/shared/reference/paper_table3.json")
+
+# Four test utterances. u4 has one mispronounced phone (AE said as EH).
+LABELS = [
+    {"utt_id": "u1", "text": "A CAT", "accuracy": 1.0, "fluency": 2.0, "prosodic": 3.0, "total": 2.0,
+     "canonical_phones": ["AH", "K", "AE", "T"], "pronounced_phones": ["AH", "K", "AE", "T"]},
+    {"utt_id": "u2", "text": "THE DOG", "accuracy": 2.0, "fluency": 4.0, "prosodic": 5.0, "total": 6.0,
+     "canonical_phones": ["DH", "AH", "D", "AO", "G"], "pronounced_phones": ["DH", "AH", "D", "AO", "G"]},
+    {"utt_id": "u3", "text": "SIT", "accuracy": 4.0, "fluency": 6.0, "prosodic": 7.0, "total": 5.0,
+     "canonical_phones": ["S", "IH", "T"], "pronounced_phones": ["S", "IH", "T"]},
+    {"utt_id": "u4", "text": "BAD", "accuracy": 9.0, "fluency": 9.0, "prosodic": 9.0, "total": 9.0,
+     "canonical_phones": ["B", "AE", "D"], "pronounced_phones": ["B", "EH", "D"]},
+]
+
+
+def write_labels(path: Path, labels=LABELS) -> Path:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    table = pa.Table.from_pylist(labels)
+    with pa.OSFile(str(path), "wb") as sink, pa.ipc.new_stream(sink, table.schema) as writer:
+        writer.write_table(table)
+    return path
+
+
+def apa(utt, scores=None, raw=None, checkpoint="final", epoch=3):
+    raw = raw if raw is not None else json.dumps(dict(zip(("accuracy", "fluency", "prosodic", "total"), scores)))
+    return row(utt, "apa", raw, checkpoint, epoch)
+
+
+def mdd(utt, words=None, phones=None, raw=None, checkpoint="final", epoch=3):
+    raw = raw if raw is not None else json.dumps({"word_transcript": words, "phoneme_transcript": phones})
+    return row(utt, "mdd", raw, checkpoint, epoch)
+
+
+def row(utt, task, raw, checkpoint, epoch):
+    r = parse_output(task, raw)
+    return {"utt_id": utt, "task": task, "checkpoint": checkpoint, "epoch": epoch, "raw": raw, "n_tokens": 1,
+            "stopped": "eos", "status": r.status, "flags": list(r.flags), "fields": r.fields}
+
+
+def labels_dict():
+    return {r["utt_id"]: r for r in LABELS}
+
+
+def good_rows(checkpoint="final", epoch=3):
+    """u1-u3 predicted, u4's APA unparsed; u1 MDD perfect, u2 one substitution, u3 unparsed, u4 detected."""
+    kw = {"checkpoint": checkpoint, "epoch": epoch}
+    return [
+        apa("u1", (1, 2, 3, 2), **kw), apa("u2", (2, 3, 5, 6), **kw), apa("u3", (3, 5, 7, 5), **kw),
+        apa("u4", raw="I cannot rate this.", **kw),
+        mdd("u1", "a cat", "AH K AE T", **kw),
+        mdd("u2", "the dog", "DH AH T AO G", **kw),
+        mdd("u3", raw="", **kw),
+        mdd("u4", "bad", "B EH D", **kw),
+    ]
+
+
+def test_exact_values_and_unparsed_rule():
+    got = S.score_rows(good_rows(), labels_dict())
+    m = got["metrics"]
+    # accuracy: pred (1,2,3) vs human (1,2,4); u4 unparsed, dropped. Deviations (-1,0,1), (-4/3,-1/3,5/3):
+    # r = 3 / sqrt(2 * 42/9) = 9 / sqrt(84).
+    assert m["accuracy_pcc"] == pytest.approx(9 / math.sqrt(84))
+    assert got["apa"]["accuracy"]["n"] == 3 and got["apa"]["accuracy"]["n_dropped"] == 1
+    assert got["apa"]["accuracy"]["p_value"] is not None
+    # fluency: pred (2,3,5) vs human (2,4,6): deviations (-4/3,-1/3,5/3), (-2,0,2): r = 6 / sqrt(42/9 * 8)
+    assert m["fluency_pcc"] == pytest.approx(6 / math.sqrt(42 / 9 * 8))
+    assert m["prosodic_pcc"] == pytest.approx(1.0)
+    # WER: u3 unparsed = empty: its 1 word deleted. Errors 0 + 0 + 1 + 0 over 2 + 2 + 1 + 1 words.
+    assert got["wer"]["errors"] == 1 and got["wer"]["ref_length"] == 6 and m["wer"] == pytest.approx(1 / 6)
+    # PER: u2 one substitution, u3's 3 phones deleted: 4 errors over 4 + 5 + 3 + 3 phones.
+    assert (got["per"]["substitutions"], got["per"]["deletions"]) == (1, 3)
+    assert m["per"] == pytest.approx(4 / 15)
+    # MDD: u1 4 TA; u2 4 TA + 1 FR (D said as T); u3 unparsed = worst case: 3 FR; u4 B, D TA + EH TR correct.
+    assert got["mdd_counts"] == {"ta": 10, "fr": 4, "fa": 0, "tr": 1, "tr_correct": 1, "tr_error": 0}
+    assert m["precision"] == pytest.approx(1 / 5) and m["recall"] == pytest.approx(1.0)
+    assert m["f1"] == pytest.approx(2 * 0.2 / 1.2)
+    assert m["diagnosis_accuracy"] == pytest.approx(1.0)
+    assert (m["parse_rate_apa"], m["parse_rate_mdd"], m["parse_rate"]) == (0.75, 0.75, 0.75)
+
+
+def test_constant_prediction_gives_null_pcc_with_reason():
+    rows = [apa(u, (7, 7, 7, 7)) for u in ("u1", "u2", "u3", "u4")] + [mdd(u, "x", "AH") for u in ("u1", "u2", "u3", "u4")]
+    got = S.score_rows(rows, labels_dict())
+    assert got["metrics"]["accuracy_pcc"] is None
+    assert got["apa"]["accuracy"]["reason"] == "predictions are constant (7)"
+    assert got["apa"]["accuracy"]["p_value"] is None and got["apa"]["accuracy"]["n"] == 4
+
+
+def test_unparsed_mdd_never_earns_credit():
+    """An unparsed answer of u4 (a mispronounced utterance) counts FR + FA, never TR: under the empty
+    transcript's table every phone would be 'rejected' and recall would be a perfect 1.0."""
+    labels = labels_dict()
+    unparsed = S.utterance_counts(mdd("u4", raw="{broken"), labels["u4"])
+    assert unparsed == {"ta": 0, "fr": 2, "fa": 1, "tr": 0, "tr_correct": 0, "tr_error": 0}
+    for said in ("B EH D", "B AE D", "P EH T", "", "B"):
+        parsed = S.utterance_counts(mdd("u4", "bad", said or "AH") if said else mdd("u4", raw="{}"), labels["u4"])
+        assert parsed["tr"] >= unparsed["tr"] and parsed["ta"] >= unparsed["ta"]
+    # and an unparsed answer adds exactly len(reference) errors to WER and PER
+    got = S.score_rows([apa(u, (1, 2, 3, 4)) for u in labels] + [mdd(u, raw="nope") for u in labels], labels)
+    assert got["wer"]["errors"] == got["wer"]["ref_length"] == 6 and got["wer"]["deletions"] == 6
+    assert got["per"]["errors"] == got["per"]["deletions"] == 15
+    assert got["metrics"]["recall"] == 0.0 and got["metrics"]["precision"] == 0.0
+
+
+def test_coverage_is_checked():
+    rows = good_rows()
+    with pytest.raises(S.ScoreError, match="do not match the test set"):
+        S.score_rows(rows[:-1], labels_dict())
+    with pytest.raises(S.ScoreError, match="duplicate"):
+        S.score_rows(rows + rows[:1], labels_dict())
+
+
+def write_predictions(folder: Path, checkpoints: dict) -> Path:
+    """checkpoints: name -> (epoch, rows), written as pronounce.evaluate does."""
+    folder.mkdir(parents=True, exist_ok=True)
+    summary = {"checkpoints": []}
+    for name, (epoch, rows) in checkpoints.items():
+        write_jsonl(folder / f"{name}.jsonl", rows)
+        summary["checkpoints"].append({"name": name, "epoch": epoch, "file": f"{name}.jsonl"})
+    (folder / "summary.json").write_text(json.dumps(summary), encoding="utf-8")
+    return folder
+
+
+def params(base="builtin:tiny", unfreeze=False, min_parse_rate=0.0, configs=("cfg",)):
+    return {
+        "model": {"base": base, "revision": None},
+        "data": {"corpus": "data/speechocean762-mini"},
+        "train": {"profile": "smoke"},
+        "configs": {c: {"init": "fresh", "lora_params": "lora", "unfreeze_audio": unfreeze} for c in configs},
+        "score": {"min_parse_rate": min_parse_rate},
+    }
+
+
+def make_scored(tmp: Path, name="cfg", p=None):
+    """Predictions of a config (final = epoch 3, plus epochs 2 and 3) and the base; run_score."""
+    labels = write_labels(tmp / "decoded" / "test.arrow")
+    write_predictions(tmp / "predictions" / "base", {"epoch-0": (0, [
+        *(apa(u, raw="garbage", checkpoint="epoch-0", epoch=0) for u in ("u1", "u2", "u3", "u4")),
+        *(mdd(u, raw="garbage", checkpoint="epoch-0", epoch=0) for u in ("u1", "u2", "u3", "u4"))])})
+    write_predictions(tmp / "predictions" / name, {
+        "final": (3, good_rows()),
+        "epoch-2": (2, [apa(u, (5, 5, 5, 5), checkpoint="epoch-2", epoch=2) for u in ("u1", "u2", "u3", "u4")]
+                    + [mdd(u, "a", "AH", checkpoint="epoch-2", epoch=2) for u in ("u1", "u2", "u3", "u4")]),
+        "epoch-3": (3, good_rows("epoch-3", 3)),
+    })
+    p = p or params(configs=(name,))
+    metrics = S.run_score(p, name, labels.parent, tmp / "predictions" / name, tmp / "predictions" / "base",
+                          tmp / "metrics" / f"{name}.json", tmp / "scores" / name, log=None)
+    return metrics
+
+
+def test_run_score_writes_metrics_json(tmp_path):
+    metrics = make_scored(tmp_path)
+    on_disk = json.loads((tmp_path / "metrics" / "cfg.json").read_text())
+    assert on_disk == metrics
+    for key in S.HEADLINE + ("parse_rate", "parse_rate_apa", "parse_rate_mdd"):
+        assert key in metrics
+    assert metrics["accuracy_pcc"] == round(9 / math.sqrt(84), 6)
+    assert metrics["epoch"] == 3 and metrics["n_utterances"] == 4
+    assert set(metrics["epochs"]) == {"0", "2", "3"}
+    assert metrics["epochs"]["3"] == {k: metrics[k] for k in (*S.HEADLINE, "parse_rate")}
+    assert metrics["epochs"]["0"]["parse_rate"] == 0.0 and metrics["epochs"]["2"]["accuracy_pcc"] is None
+    assert metrics["paper"] == S.paper_row("LoRA", 3) and metrics["paper"]["accuracy_pcc"] == 0.656
+    assert metrics["diff"]["wer"] == round(metrics["wer"] - 0.14, 6)
+    assert metrics["diff"]["accuracy_pcc"] == round(metrics["accuracy_pcc"] - 0.656, 6)
+    details = json.loads((tmp_path / "scores" / "cfg" / "details.json").read_text())
+    assert set(details["checkpoints"]) == {"final", "epoch-2", "epoch-3", "base/epoch-0"}
+    assert details["checkpoints"]["final"]["apa"]["accuracy"]["p_value"] > 0
+    scatter = json.loads((tmp_path / "scores" / "cfg" / "apa_scatter.json").read_text())
+    assert len(scatter) == 3 * 4 and {"utt_id", "aspect", "human", "predicted"} == set(scatter[0])
+    fig5 = json.loads((tmp_path / "scores" / "cfg" / "per_vs_accuracy.json").read_text())
+    assert [(r["utt_id"], r["per"], r["parsed"]) for r in fig5] == [
+        ("u1", 0.0, True), ("u2", 0.2, True), ("u3", 1.0, False), ("u4", 0.0, True)]
+    # a rerun writes the same bytes
+    before = (tmp_path / "metrics" / "cfg.json").read_bytes()
+    make_scored(tmp_path)
+    assert (tmp_path / "metrics" / "cfg.json").read_bytes() == before
+
+
+def test_unfreeze_config_targets_the_unfreeze_row(tmp_path):
+    metrics = make_scored(tmp_path, p=params(unfreeze=True))
+    assert metrics["paper"]["accuracy_pcc"] == 0.621
+
+
+def test_min_parse_rate_fails_clearly(tmp_path):
+    with pytest.raises(S.ScoreError, match=r"min_parse_rate=0.8 for apa \(0.750\), mdd \(0.750\)"):
+        make_scored(tmp_path, p=params(min_parse_rate=0.8))
+    assert (tmp_path / "metrics" / "cfg.json").is_file()  # written first, so the failure can be inspected
+
+
+def test_paper_table_matches_reference():
+    if not REFERENCE.is_file():
+        pytest.skip("reference file not available")
+    ref = json.loads(REFERENCE.read_text())["table3"]
+    assert ref == S.PAPER_TABLE3
