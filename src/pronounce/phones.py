@@ -8,6 +8,7 @@ Conventions (see README, "Phone conventions", and ../shared/reference/mdd_scorin
 - a `*` marking a distorted variant is stripped (`AH*` -> `AH`), the common convention.
 """
 
+import functools
 import re
 
 DELETED = "<DEL>"
@@ -15,6 +16,7 @@ UNKNOWN = "<unk>"
 _STRESS = re.compile(r"(?<=[A-Z])[0-2]$")
 
 
+@functools.lru_cache(maxsize=4096)  # a few dozen distinct phones, called per phone of the corpus
 def normalise_phone(phone: str) -> str:
     """`ih0` -> `IH`, `AH*` -> `AH`; `<unk>` stays `<unk>` whatever its case."""
     p = phone.strip()
