@@ -15,6 +15,7 @@ really retrains.
 
 import hashlib
 import json
+import math
 import os
 import re
 import shutil
@@ -129,6 +130,11 @@ def sft_config(recipe: dict, run_dir: Path, seed: int):
         dataset_kwargs={"skip_prepare_dataset": True},  # tokenisation is the collator's job
         report_to=["tensorboard"],  # event files under runs/<config>/<fingerprint>/runs/
         dataloader_num_workers=0,
+        # Batches of similar length: APA instances (a long prompt) apart from MDD ones, so short
+        # rows are not padded to long ones, and the audio encoder's weak padding mask sees
+        # batch-mates of like length (see README).
+        train_sampling_strategy="group_by_length",
+        length_column_name="length",
         use_cpu=not torch.cuda.is_available(),
     )
 
@@ -180,6 +186,16 @@ class EpochAdapters(TrainerCallback):
         _scrub_adapter_config(dst)
 
 
+def with_lengths(dataset, tokenizer):
+    """Adds the approximate token count of each row (text + audio placeholder tokens) as
+    `length`, for the length-grouped sampler (in memory: caching is off)."""
+    texts = list(dataset["text"])
+    text_tokens = [len(ids) for ids in tokenizer(texts)["input_ids"]]
+    # The feature extractor makes a frame per 10 ms; the encoder keeps one token per 8 frames.
+    audio_tokens = [math.ceil(d * 100 / 8) for d in list(dataset["duration"])]
+    return dataset.add_column("length", [t + a for t, a in zip(text_tokens, audio_tokens)])
+
+
 def latest_checkpoint(run_dir: Path) -> Path | None:
     ckpts = sorted(run_dir.glob("checkpoint-*"), key=lambda p: int(p.name.split("-")[1]))
     complete = [c for c in ckpts if (c / "trainer_state.json").is_file()]
@@ -224,7 +240,7 @@ def run_train(params: dict, name: str, base_dir, decoded_dir, materialized_dir, 
     trainer = SFTTrainer(
         model=model,
         args=sft_config(recipe, run_dir, params["seed"]),
-        train_dataset=load_instances(materialized_dir, "train"),
+        train_dataset=with_lengths(load_instances(materialized_dir, "train"), processor.tokenizer),
         data_collator=collator,
         processing_class=processor,
         callbacks=[LiveLogger(Path(live_dir)), EpochAdapters(run_dir), *callbacks],
