@@ -1,0 +1,118 @@
+"""Figures of `pronounce.bench` (value, baseline, ratio, bar, met) and its markdown table."""
+
+from __future__ import annotations
+
+import statistics
+
+MiB = 2**20
+
+
+def bar(on: str, op: str, target: float, text: str) -> dict:
+    return {"on": on, "op": op, "target": target, "text": text}
+
+
+def figure(what: str, unit: str, values, baseline_what: str, baselines, the_bar: dict | None,
+           digits: int = 1, **details) -> dict:
+    """Medians of paired runs; `ratio` and `delta` are the medians of the per-run ratio/difference
+    (None where the baseline is unknown)."""
+    pairs = [(v, b) for v, b in zip(values, baselines) if b]
+    value = statistics.median(values)
+    baseline = statistics.median(b for _, b in pairs) if pairs else None
+    ratio = statistics.median(v / b for v, b in pairs) if pairs else None
+    delta = statistics.median(v - b for v, b in pairs) if pairs else None
+    fig = {"what": what, "unit": unit, "value": round(value, digits),
+           "baseline": None if baseline is None else round(baseline, digits), "baseline_what": baseline_what,
+           "ratio": None if ratio is None else round(ratio, 3), "delta": None if delta is None else round(delta, 3),
+           "bar": the_bar, "met": None,
+           "runs": {"value": [round(v, 4) for v in values], "baseline": [None if b is None else round(b, 4)
+                                                                       for b in baselines]}}
+    if the_bar is not None:
+        got = fig[the_bar["on"]] if the_bar["on"] != "value" else value
+        met = got >= the_bar["target"] if the_bar["op"] == ">=" else got <= the_bar["target"]
+        fig["met"] = bool(met)
+        if not met:
+            if the_bar["op"] == ">=":
+                fig["miss"] = f"{the_bar['on']} {got:.4g} < {the_bar['target']:g}: {the_bar['target'] / got:.2f}x short"
+            else:
+                fig["miss"] = (f"{the_bar['on']} {got:.4g} > {the_bar['target']:g}: over by {got - the_bar['target']:.3g}"
+                               + (f" ({(got - 1) / (the_bar['target'] - 1):.2f}x the allowed growth)"
+                                  if the_bar["on"] == "ratio" and the_bar["target"] > 1 else ""))
+    fig.update(details)
+    return fig
+
+
+def skipped(reason: str, **details) -> dict:
+    return {"skipped": reason, "value": None, "baseline": None, "ratio": None, "bar": None, "met": None, **details}
+
+
+
+def _num(x, unit=""):
+    if x is None:
+        return "-"
+    text = f"{x:,.3g}" if abs(x) < 100 else f"{x:,.0f}"
+    return f"{text} {unit}".strip()
+
+
+def markdown(result: dict) -> str:
+    s = result["settings"]
+    lines = [
+        "# pronounce benchmarks", "",
+        f"`{result['command']}`: {s['repeats']} repeat(s), medians; scale {s['scale']} utterances (4x: "
+        f"{4 * s['scale']}); {result['host']['cpus']} CPUs, load average {result['host']['load_start']} at the start, "
+        f"{result['host']['load_end']} at the end; {result['seconds']:.0f} s in all.", "",
+        "| figure | value | baseline | ratio | bar | met |", "|---|---|---|---|---|---|",
+    ]
+    for name, f in result["figures"].items():
+        if "skipped" in f:
+            lines.append(f"| {name} | skipped: {f['skipped']} | | | | |")
+            continue
+        met = {True: "yes", False: "**no**", None: "-"}[f["met"]]
+        ratio = "-" if f["ratio"] is None else f"{f['ratio']:.3f}" if f["ratio"] < 10 else f"{f['ratio']:.3g}"
+        if f["bar"] and f["bar"]["on"] == "delta":
+            ratio += f" (+{f['delta']:.3g} s)"
+        lines.append(f"| {name} | {_num(f['value'], f['unit'])} | {_num(f['baseline'], f['unit'])} | {ratio} | "
+                     f"{f['bar']['text'] if f['bar'] else 'none'} | {met} |")
+    for group, err in result["errors"].items():
+        lines.append(f"| {group} | error: {err.strip().splitlines()[-1][:120]} | | | | |")
+    figs = result["figures"]
+    notes = []
+    if "evaluate.batched_vs_one_at_a_time" in figs:
+        f = figs["evaluate.batched_vs_one_at_a_time"]
+        notes.append(f"evaluate: {f['identical_outputs']} generations identical batched and one at a time "
+                     f"({f['instances']} instances, {f['tokens_generated']} tokens generated).")
+    if "decode.throughput_vs_floor" in figs:
+        f = figs["decode.throughput_vs_floor"]
+        notes.append(f"decode vs a floor that also writes the float32 audio out (sf.read + ArrowWriter, audio "
+                     f"column only): {_num(f['floor_with_write'], 'clips/s')}, ratio {f['ratio_vs_floor_with_write']}.")
+    if "decode.throughput_vs_naive" in figs:
+        f = figs["decode.throughput_vs_naive"]
+        notes.append(f"decode vs naive: the floor itself is {f['ceiling']}x naive (the most any decoder reading "
+                     f"with soundfile could reach); naive's untimed first librosa.load took {f['naive_first_call_s']} s.")
+    for group in ("decode", "materialize"):
+        f = figs.get(f"{group}.peak_rss_4x_vs_1x")
+        if f:
+            notes.append(f"{group}: mapped-file part of the peak RSS {f['file_backed_mib_1x_4x'][0]} MiB at 1x, "
+                         f"{f['file_backed_mib_1x_4x'][1]} MiB at 4x; peak RSS is each child's VmHWM (wait4's "
+                         f"ru_maxrss starts at the parent's RSS at fork).")
+    if "dvc.noop_repro_overhead" in figs and "really_noop" in figs["dvc.noop_repro_overhead"]:
+        notes.append(f"dvc: the timed `dvc repro` ran no stage: {figs['dvc.noop_repro_overhead']['really_noop']}.")
+    if notes:
+        lines += ["", "Notes:", ""] + [f"- {n}" for n in notes]
+    missed = [(n, f) for n, f in figs.items() if f.get("met") is False]
+    if missed:
+        lines += ["", "## Missed bars", ""]
+    for name, f in missed:
+        lines.append(f"**{name}**: {f['miss']}.")
+        if "prefill_share" in f:
+            lines.append(f"Prefill share of the time: batched {f['prefill_share']['batched']:.0%}, one at a time "
+                         f"{f['prefill_share']['one_at_a_time']:.0%}.")
+        for key in ("profile", "memory_profile"):
+            if key in f:
+                lines += ["", f"Top of the {key.replace('_', ' ')} ({f[key]['of']}):", ""]
+                for row in f[key]["top"][:6]:
+                    lines.append(f"- `{row.get('function') or row.get('site')}`: "
+                                 + (f"{row['tottime_s']:.3f} s own ({row['share']:.0%}), {row['cumtime_s']:.3f} s cum"
+                                    if "tottime_s" in row else f"{row['bytes'] / MiB:.1f} MiB in {row['blocks']} blocks"))
+        lines.append("")
+    return "\n".join(lines).rstrip() + "\n"
+
