@@ -115,11 +115,20 @@ def _tokenizer_corpus(resource_dir: Path | None) -> list[str]:
 
 def build_tiny_tokenizer(corpus_dir: str | os.PathLike | None = DEFAULT_TOKENIZER_CORPUS):
     """A byte-level BPE tokenizer (lossless on any text) with the real model's special tokens."""
-    from tokenizers import AddedToken, Tokenizer, decoders, models, pre_tokenizers, trainers
+    from tokenizers import AddedToken, Regex, Tokenizer, decoders, models, pre_tokenizers, trainers
     from transformers import PreTrainedTokenizerFast
 
     raw = Tokenizer(models.BPE())
-    raw.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False, use_regex=True)
+    # Digits, upper-case words (the corpus's words and ARPAbet phones) and <unk> are always
+    # pieces of their own: a score is chosen digit by digit and a transcript word by word or
+    # phone by phone, so no answer is memorised whole. Between them BPE may merge across
+    # spaces: the prompts' prose compresses somewhat and each
+    # answer's JSON scaffolding (`{"accuracy": `, `", "phoneme_transcript": "`) becomes a few
+    # tokens. Both make the CPU smoke run several times cheaper and easier to learn.
+    raw.pre_tokenizer = pre_tokenizers.Sequence([
+        pre_tokenizers.Split(Regex(r"[0-9]| ?[A-Z][A-Z']*| ?<unk>"), behavior="isolated"),
+        pre_tokenizers.ByteLevel(add_prefix_space=False, use_regex=False),
+    ])
     raw.decoder = decoders.ByteLevel()
     trainer = trainers.BpeTrainer(
         vocab_size=TINY_BPE_VOCAB_SIZE,
