@@ -2,6 +2,7 @@
 and reading the Arrow files later stages share without copying them into memory."""
 
 import contextlib
+import hashlib
 import json
 import os
 import shutil
@@ -31,6 +32,29 @@ def atomic_dir(target):
     finally:
         if tmp.exists():
             shutil.rmtree(tmp, ignore_errors=True)
+
+
+def file_digest(paths) -> str:
+    """sha256 over files' names and contents, streamed."""
+    h = hashlib.sha256()
+    for path in paths:
+        path = Path(path)
+        h.update(path.name.encode() + b"\0")
+        with open(path, "rb") as f:
+            for block in iter(lambda: f.read(1 << 20), b""):
+                h.update(block)
+        h.update(b"\0")
+    return h.hexdigest()
+
+
+def dir_digest(folder) -> str:
+    """sha256 over every file under `folder` (relative names and contents), in sorted order."""
+    folder = Path(folder)
+    h = hashlib.sha256()
+    for path in sorted(p for p in folder.rglob("*") if p.is_file()):
+        h.update(str(path.relative_to(folder)).encode() + b"\0")
+        h.update(file_digest([path]).encode())
+    return h.hexdigest()
 
 
 def write_json(path, obj) -> None:

@@ -38,7 +38,7 @@ import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from .artifacts import atomic_dir, write_json
+from .artifacts import atomic_dir, dir_digest, file_digest, write_json
 from .errors import ParamsError, PipelineError
 
 # Bump when the meaning of a cached generation changes (decoding, stop rule, batching order):
@@ -67,28 +67,6 @@ class Checkpoint:
     same_as: str | None = None  # an earlier checkpoint with byte-identical adapter files
     key: str = ""
     rows: list = field(default_factory=list)
-
-
-def file_digest(paths) -> str:
-    h = hashlib.sha256()
-    for path in paths:
-        path = Path(path)
-        h.update(path.name.encode() + b"\0")
-        with open(path, "rb") as f:
-            for block in iter(lambda: f.read(1 << 20), b""):
-                h.update(block)
-        h.update(b"\0")
-    return h.hexdigest()
-
-
-def dir_digest(folder) -> str:
-    """sha256 over every file under `folder` (relative names and contents), in sorted order."""
-    folder = Path(folder)
-    h = hashlib.sha256()
-    for path in sorted(p for p in folder.rglob("*") if p.is_file()):
-        h.update(str(path.relative_to(folder)).encode() + b"\0")
-        h.update(file_digest([path]).encode())
-    return h.hexdigest()
 
 
 def adapter_digest(folder) -> str:

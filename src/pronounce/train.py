@@ -26,7 +26,7 @@ import torch
 from safetensors.torch import load_file
 from transformers import TrainerCallback
 
-from .artifacts import AudioStore, atomic_dir, write_json
+from .artifacts import AudioStore, atomic_dir, dir_digest, write_json
 from .collator import PronunciationCollator
 from .errors import ParamsError
 from .materialize import load_instances
@@ -87,14 +87,6 @@ def fingerprint(*parts) -> str:
     for part in parts:
         h.update(json.dumps(part, sort_keys=True, default=str).encode())
     return h.hexdigest()[:16]
-
-
-def dir_digest(path: Path) -> str:
-    h = hashlib.sha256()
-    for f in sorted(p for p in Path(path).rglob("*") if p.is_file()):
-        h.update(str(f.relative_to(path)).encode())
-        h.update(hashlib.sha256(f.read_bytes()).digest())
-    return h.hexdigest()
 
 
 def precision_flags(precision: str) -> dict:
