@@ -64,7 +64,8 @@ def test_lora_rank_experiment_reruns_only_paper_r64(repo):
     assert "Running stage 'decode'" not in out and "Running stage 'materialize'" not in out
     adapter = json.loads((repo / "models/paper_r64/adapter/adapter_config.json").read_text())
     assert adapter["r"] == 320
-    rows = list(csv.DictReader(io.StringIO(sh("dvc", "exp", "show", "--csv", cwd=repo))))
+    shown = subprocess.run(["dvc", "exp", "show", "--csv"], cwd=repo, capture_output=True, text=True, check=True)
+    rows = list(csv.DictReader(io.StringIO(shown.stdout)))
     assert "320" in [row.get("lora.r") for row in rows], "dvc exp show lists the experiment"
     diff = sh("dvc", "metrics", "diff", cwd=repo)
     assert "metrics/paper_r64.json" in diff
