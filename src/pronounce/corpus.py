@@ -190,19 +190,23 @@ def _read_hf(corpus: str):
     dsd = {s: dsd[s].cast_column("audio", datasets.Audio(decode=False)) for s in SPLITS}
     total = sum(len(dsd[s]) for s in SPLITS)
 
-    def utt_id_of(row):
+    def utt_ids(ds) -> list[str]:
+        """Each row's id without reading its audio bytes: an id column, else the clip's file stem."""
         for key in ("utt_id", "id"):
-            if row.get(key):
-                return str(row[key])
-        return Path(row["audio"]["path"]).stem
+            if key in ds.column_names:
+                return [str(v) for v in ds[key]]
+        if ds._indices is None:  # read the path field straight from Arrow
+            paths = ds.data.table.column("audio").combine_chunks().field("path").to_pylist()
+        else:
+            paths = [a["path"] for a in ds["audio"]]
+        return [Path(p).stem for p in paths]
 
     def stream():
         for split in SPLITS:
             ds = dsd[split]
-            order = sorted(range(len(ds)), key=lambda i: utt_id_of(ds[i]))  # same order as the release form
-            for i in order:
-                row = ds[i]
-                utt_id = utt_id_of(row)
+            ids = utt_ids(ds)
+            for i in sorted(range(len(ds)), key=ids.__getitem__):  # same order as the release form
+                row, utt_id = ds[i], ids[i]
                 audio = row["audio"]["bytes"] or row["audio"]["path"]
                 if not audio or (isinstance(audio, str) and not Path(audio).is_file()):
                     yield Reject(utt_id, split, "missing_audio_file", f"no bytes, path {row['audio']['path']!r} not found")
