@@ -2,7 +2,7 @@ import numpy as np
 import pytest
 import soundfile as sf
 
-from pronounce.audio import SAMPLE_RATE, AudioError, decode_audio
+from pronounce.audio import SAMPLE_RATE, AudioError, decode_audio, to_float, to_pcm16
 
 
 def _write(path, data, rate):
@@ -12,21 +12,42 @@ def _write(path, data, rate):
 
 def test_other_rate_is_resampled_to_16k(tmp_path):
     t = np.arange(44_100) / 44_100
-    out = decode_audio(_write(tmp_path / "a.wav", 0.5 * np.sin(2 * np.pi * 440 * t), 44_100))
-    assert out.dtype == np.float32 and len(out) == SAMPLE_RATE
+    out, clipped = decode_audio(_write(tmp_path / "a.wav", 0.5 * np.sin(2 * np.pi * 440 * t), 44_100))
+    assert out.dtype == np.int16 and len(out) == SAMPLE_RATE and clipped == 0
     # The tone survives resampling: its spectrum peaks at 440 Hz.
     assert abs(np.argmax(np.abs(np.fft.rfft(out))) * SAMPLE_RATE / len(out) - 440) < 2
 
 
 def test_stereo_is_downmixed_to_the_channel_mean(tmp_path):
     left, right = np.full(1600, 0.5), np.full(1600, -0.25)
-    out = decode_audio(_write(tmp_path / "s.wav", np.stack([left, right], axis=1), SAMPLE_RATE))
-    assert out.shape == (1600,) and np.allclose(out, 0.125, atol=1e-4)
+    out = decode_audio(_write(tmp_path / "s.wav", np.stack([left, right], axis=1), SAMPLE_RATE)).samples
+    assert out.shape == (1600,) and np.allclose(to_float(out), 0.125, atol=1e-4)
 
 
 def test_bytes_and_path_decode_identically(tmp_path):
     p = _write(tmp_path / "a.wav", np.linspace(-0.5, 0.5, 8000), SAMPLE_RATE)
-    assert np.array_equal(decode_audio(p), decode_audio(p.read_bytes()))
+    assert np.array_equal(decode_audio(p).samples, decode_audio(p.read_bytes()).samples)
+
+
+def test_16_bit_16k_mono_is_kept_as_is_and_reads_back_as_soundfile_reads_it(tmp_path):
+    rng = np.random.default_rng(0)
+    pcm = rng.integers(-32768, 32768, 4000, dtype=np.int16)
+    p = tmp_path / "p.wav"
+    sf.write(p, pcm, SAMPLE_RATE, subtype="PCM_16")
+    out, clipped = decode_audio(p)
+    assert out.dtype == np.int16 and np.array_equal(out, pcm) and clipped == 0
+    expected, _ = sf.read(p, dtype="float32")
+    assert to_float(out).dtype == np.float32 and np.array_equal(to_float(out), expected)
+
+
+def test_rounding_to_16_bits_clips_and_counts_beyond_full_scale(tmp_path):
+    out, clipped = to_pcm16(np.array([0.0, 0.5, -1.0, 1.0, 1.5, -2.0, 1 / 32768], dtype=np.float32))
+    assert out.tolist() == [0, 16384, -32768, 32767, 32767, -32768, 1] and clipped == 2
+    # A float WAV louder than full scale: kept, with its clipped samples counted.
+    p = tmp_path / "loud.wav"
+    sf.write(p, np.array([0.25, 1.25, -1.5, 0.0], dtype=np.float32), SAMPLE_RATE, subtype="FLOAT")
+    out, clipped = decode_audio(p)
+    assert out.tolist() == [8192, 32767, -32768, 0] and clipped == 2
 
 
 @pytest.mark.parametrize("content,reason", [

@@ -63,8 +63,8 @@ def test_record_fields_and_audio(bundled):
     assert (utt["accuracy"], utt["fluency"], utt["prosodic"], utt["total"], utt["completeness"]) == (8, 9, 9, 8, 10)
     assert [w["text"] for w in utt["words"]] == ["WE", "CALL", "IT", "BEAR"]
     assert utt["words"][1]["phones"] == ["K", "AO0", "L"] and utt["words"][1]["phone_accuracies"] == [2, 1.8, 1.8]
-    expected, rate = sf.read(BUNDLED / "WAVE/SPEAKER0001/000010011.WAV", dtype="float32")
-    assert rate == 16000 and np.array_equal(np.asarray(utt["audio"], dtype=np.float32), expected)
+    expected, rate = sf.read(BUNDLED / "WAVE/SPEAKER0001/000010011.WAV", dtype="int16")
+    assert rate == 16000 and np.array_equal(np.asarray(utt["audio"], dtype=np.int16), expected)
     assert utt["duration"] == pytest.approx(len(expected) / 16000)
 
 
@@ -147,6 +147,16 @@ def test_other_rate_and_stereo_are_converted_not_rejected(corpus_copy, tmp_path)
     rows = rows_by_id(tables)
     assert report["rejected"] == 0
     assert rows["000010011"]["num_samples"] == len(mono) and rows["000010035"]["num_samples"] == 16000
+
+
+def test_clipping_when_rounding_to_16_bits_is_reported(corpus_copy, tmp_path, bundled):
+    assert bundled[0]["clipped"] == {"samples": 0, "utterances": {}}  # 16-bit sources: lossless
+    loud = np.zeros(16000, dtype=np.float32)
+    loud[100:103] = [1.5, -1.25, 0.5]
+    sf.write(_wav(corpus_copy, "000010011"), loud, 16000, subtype="FLOAT", format="WAV")
+    report, tables = decode(corpus_copy, tmp_path)
+    assert report["rejected"] == 0 and report["clipped"] == {"samples": 2, "utterances": {"000010011": 2}}
+    assert rows_by_id(tables)["000010011"]["audio"][100:103] == [32767, -32768, 16384]
 
 
 def test_rejects_above_the_bound_fail_with_a_clear_message(corpus_copy, tmp_path):

@@ -4,13 +4,18 @@ and reading the Arrow files later stages share without copying them into memory.
 import contextlib
 import hashlib
 import json
+import mmap
 import os
+import queue
 import shutil
 import tempfile
+import threading
 from pathlib import Path
 
 import numpy as np
 import pyarrow as pa
+
+from .audio import to_float
 
 
 @contextlib.contextmanager
@@ -67,13 +72,22 @@ def write_json(path, obj) -> None:
 
 class ArrowWriter:
     """Streams record batches into an Arrow IPC stream file (the format `datasets` memory-maps),
-    so peak memory is one batch whatever the corpus size."""
+    so peak memory is one batch whatever the corpus size.
 
-    def __init__(self, path, schema: pa.Schema, batch_rows: int = 32):
+    `background=True` hands finished batches to one writer thread (in order, at most two
+    waiting): the kernel's copy into the page cache, and its stalls while dirty pages are
+    written back, overlap with the caller producing the next batch. Same bytes either way."""
+
+    def __init__(self, path, schema: pa.Schema, batch_rows: int = 32, background: bool = False):
         self.schema, self.batch_rows, self.rows = schema, batch_rows, []
         self.count = 0
         self._sink = pa.OSFile(str(path), "wb")
         self._writer = pa.ipc.new_stream(self._sink, schema)
+        self._queue, self._thread, self._error = None, None, None
+        if background:
+            self._queue = queue.Queue(maxsize=2)
+            self._thread = threading.Thread(target=self._drain, name=f"write {Path(path).name}", daemon=True)
+            self._thread.start()
 
     def write(self, row: dict) -> None:
         self.rows.append(row)
@@ -83,14 +97,35 @@ class ArrowWriter:
     def flush(self) -> None:
         if self.rows:
             arrays = [_column([r[f.name] for r in self.rows], f.type) for f in self.schema]
-            self._writer.write_batch(pa.RecordBatch.from_arrays(arrays, schema=self.schema))
+            batch = pa.RecordBatch.from_arrays(arrays, schema=self.schema)
+            if self._queue is None:
+                self._writer.write_batch(batch)
+            else:
+                self._raise_if_failed()
+                self._queue.put(batch)
             self.count += len(self.rows)
             self.rows = []
 
     def close(self) -> None:
         self.flush()
+        if self._thread is not None:
+            self._queue.put(None)
+            self._thread.join()
+            self._raise_if_failed()
         self._writer.close()
         self._sink.close()
+
+    def _drain(self) -> None:
+        while (batch := self._queue.get()) is not None:
+            if self._error is None:  # after a failure, keep taking batches so the caller never blocks
+                try:
+                    self._writer.write_batch(batch)  # releases the GIL while it writes
+                except BaseException as e:  # noqa: BLE001 (re-raised in the caller's thread)
+                    self._error = e
+
+    def _raise_if_failed(self) -> None:
+        if self._error is not None:
+            raise self._error
 
 
 def _column(values: list, type_: pa.DataType) -> pa.Array:
@@ -109,8 +144,31 @@ def read_arrow(path) -> pa.Table:
     return pa.ipc.open_stream(pa.memory_map(str(path), "r")).read_all()
 
 
+def iter_batches(path, columns: list[str] | None = None):
+    """The file's record batches one at a time, zero-copy from a memory map, handing each
+    batch's pages back to the kernel once the next one is asked for: a whole-file scan keeps
+    one batch resident (RSS counts every mapped page touched, so read_arrow's table would hold
+    all of them to the end). Use each batch before asking for the next."""
+    with open(path, "rb") as f:
+        # Not closed explicitly: batches a caller kept still point into the map; it is
+        # unmapped when the last of them goes.
+        mm = mmap.mmap(f.fileno(), 0, access=mmap.ACCESS_READ)
+    source = pa.BufferReader(pa.py_buffer(mm))
+    reader = pa.ipc.open_stream(source)
+    done = 0  # bytes already handed back (page-aligned)
+    for batch in reader:
+        yield batch.select(columns) if columns else batch
+        end = source.tell() // mmap.PAGESIZE * mmap.PAGESIZE  # pages wholly behind the reader
+        if end > done:
+            # A read-only file mapping: pages dropped here are read again from the file if
+            # touched later, so a batch kept by the caller stays valid.
+            mm.madvise(mmap.MADV_DONTNEED, done, end - done)
+            done = end
+
+
 class AudioStore:
-    """Clips of one decoded split by row, zero-copy from the memory-mapped Arrow file."""
+    """Clips of one decoded split by row as float32, from the memory-mapped Arrow file
+    (16-bit PCM is scaled on access, exactly as soundfile scales it; float32 is zero-copy)."""
 
     def __init__(self, path):
         audio = read_arrow(path).column("audio")
@@ -131,4 +189,5 @@ class AudioStore:
         if not 0 <= row < self.num_rows:
             raise IndexError(f"audio row {row} out of range (0..{self.num_rows - 1})")
         c = bisect.bisect_right(self._starts, row) - 1
-        return self._chunks[c][row - self._starts[c]].values.to_numpy(zero_copy_only=True)
+        clip = self._chunks[c][row - self._starts[c]].values.to_numpy(zero_copy_only=True)
+        return to_float(clip) if clip.dtype == np.int16 else clip

@@ -1,4 +1,10 @@
-"""Audio decoding: any file soundfile reads -> 16 kHz mono float32, validated.
+"""Audio decoding: any file soundfile reads -> 16 kHz mono 16-bit PCM, validated.
+
+Why 16-bit integers: speechocean762 is 16 kHz 16-bit PCM, so its own samples are stored as they
+are (lossless, and half the bytes of float32: writing float32 was two thirds of decode's time at
+corpus scale). Readers get float32 back as `pcm / 32768`, bit-identical to what soundfile
+returns for the file. Other sources (another rate, stereo, float or 24-bit files) are converted
+in float32 and rounded to 16 bits, which clips any sample beyond full scale: decode counts them.
 
 soundfile (libsndfile) decodes; soxr (librosa's default high-quality backend) resamples.
 Neither needs FFmpeg or torchcodec, so the Hugging Face form of the corpus is read as raw
@@ -8,12 +14,32 @@ bytes (`Audio(decode=False)`) and decoded here, the same way as the release layo
 import io
 import os
 import struct
+from typing import NamedTuple
 
 import numpy as np
 import soundfile as sf
 import soxr
 
 SAMPLE_RATE = 16_000
+PCM_SCALE = np.float32(1 / 32768)  # a power of two: int16 -> float32 and back is exact
+
+
+class Decoded(NamedTuple):
+    samples: np.ndarray  # int16, 16 kHz mono
+    clipped: int  # samples that were beyond full scale before rounding to 16 bits
+
+
+def to_float(pcm: np.ndarray) -> np.ndarray:
+    """16-bit PCM -> float32 in [-1, 1), the values soundfile reads from a 16-bit file."""
+    return pcm.astype(np.float32) * PCM_SCALE
+
+
+def to_pcm16(x: np.ndarray) -> Decoded:
+    """float32 in [-1, 1] -> int16, rounding to nearest and clipping (and counting) the rest."""
+    scaled = np.rint(x * np.float32(32768))
+    # +1.0 itself becomes 32767 (one step short, as in every float -> 16-bit converter): not counted.
+    clipped = int(np.count_nonzero((scaled > 32768) | (scaled < -32768)))
+    return Decoded(np.clip(scaled, -32768, 32767).astype(np.int16), clipped)
 
 
 class AudioError(ValueError):
@@ -40,8 +66,8 @@ def wav_truncation(head: bytes, size: int) -> str | None:
     return None
 
 
-def decode_audio(source, max_seconds: float | None = None) -> np.ndarray:
-    """Read a path or raw bytes into a 16 kHz mono float32 array, or raise AudioError."""
+def decode_audio(source, max_seconds: float | None = None) -> Decoded:
+    """Read a path or raw bytes into 16 kHz mono 16-bit samples, or raise AudioError."""
     if isinstance(source, (bytes, bytearray)):
         head, size = bytes(source[:4096]), len(source)
     else:
@@ -61,6 +87,12 @@ def decode_audio(source, max_seconds: float | None = None) -> np.ndarray:
             # Reject before reading a huge file into memory.
             if max_seconds is not None and f.frames > max_seconds * rate:
                 raise AudioError("too_long", f"{f.frames / rate:.2f} s > data.max_seconds={max_seconds}")
+            if rate == SAMPLE_RATE and f.channels == 1 and f.subtype == "PCM_16":
+                # The corpus's own format: the file's samples as they are, no conversion.
+                pcm = f.read(dtype="int16")
+                if pcm.size == 0:
+                    raise AudioError("empty_audio", "no samples")
+                return Decoded(pcm, 0)
             samples = f.read(dtype="float32", always_2d=True)
     except AudioError:
         raise
@@ -73,4 +105,4 @@ def decode_audio(source, max_seconds: float | None = None) -> np.ndarray:
         raise AudioError("non_finite_audio", f"{int((~np.isfinite(mono)).sum())} NaN/inf samples")
     if rate != SAMPLE_RATE:
         mono = soxr.resample(mono, rate, SAMPLE_RATE, quality="HQ").astype(np.float32, copy=False)
-    return np.ascontiguousarray(mono, dtype=np.float32)
+    return to_pcm16(mono)

@@ -30,7 +30,7 @@ SCHEMA = pa.schema(
     + [(k, pa.float64()) for k in SENTENCE_SCORES]
     + [("words", pa.list_(_WORD)), ("canonical_phones", pa.list_(pa.string())),
        ("pronounced_phones", pa.list_(pa.string())), ("duration", pa.float64()),
-       ("num_samples", pa.int64()), ("audio", pa.list_(pa.float32()))]
+       ("num_samples", pa.int64()), ("audio", pa.list_(pa.int16()))]  # 16-bit PCM: see pronounce.audio
 )
 
 
@@ -49,23 +49,26 @@ def run_decode(corpus: str, out_dir, max_seconds: float, max_reject_fraction: fl
     total, stream = read_corpus(corpus)
     rejects: dict[str, list[Reject]] = defaultdict(list)
     kept = dict.fromkeys(SPLITS, 0)
+    clipped: dict[str, int] = {}  # utterance -> samples clipped when rounding to 16 bits
     out_dir = Path(out_dir)
     with atomic_dir(out_dir) as tmp:
-        writers = {s: ArrowWriter(tmp / f"{s}.arrow", SCHEMA) for s in SPLITS}
+        writers = {s: ArrowWriter(tmp / f"{s}.arrow", SCHEMA, background=True) for s in SPLITS}
         for item in tqdm(stream, total=total, desc="decode", unit="utt", disable=not progress, file=sys.stderr):
             if isinstance(item, Entry):
                 try:
-                    audio = decode_audio(item.audio, max_seconds=max_seconds)
+                    audio, n_clipped = decode_audio(item.audio, max_seconds=max_seconds)
                 except AudioError as e:
                     item = Reject(item.utt_id, item.split, e.reason, e.detail)
                 else:
+                    if n_clipped:
+                        clipped[item.utt_id] = n_clipped
                     writers[item.split].write(record(item, audio))
                     kept[item.split] += 1
                     continue
             rejects[item.reason].append(item)
         for w in writers.values():
             w.close()
-        report = make_report(kept, rejects, max_reject_fraction)
+        report = make_report(kept, rejects, max_reject_fraction, clipped)
         write_json(tmp / "report.json", report)
         if report["reject_fraction"] > max_reject_fraction or not any(kept.values()):
             # Leave the report where the user can read it, then fail without a traceback.
@@ -79,10 +82,13 @@ def run_decode(corpus: str, out_dir, max_seconds: float, max_reject_fraction: fl
     return report
 
 
-def make_report(kept: dict, rejects: dict, max_reject_fraction: float) -> dict:
+def make_report(kept: dict, rejects: dict, max_reject_fraction: float, clipped: dict | None = None) -> dict:
     rejected = sum(len(v) for v in rejects.values())
     total = sum(kept.values()) + rejected
+    clipped = clipped or {}
     return {
+        # Kept, but louder than full scale somewhere (only possible for non-16-bit sources).
+        "clipped": {"samples": sum(clipped.values()), "utterances": dict(sorted(clipped.items()))},
         "total": total, "kept": kept, "rejected": rejected,
         "reject_fraction": rejected / total if total else 0.0,
         "max_reject_fraction": max_reject_fraction,

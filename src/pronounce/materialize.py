@@ -17,7 +17,7 @@ from pathlib import Path
 import pyarrow as pa
 from tqdm import tqdm
 
-from .artifacts import ArrowWriter, atomic_dir, read_arrow, write_json
+from .artifacts import ArrowWriter, atomic_dir, iter_batches, write_json
 from .corpus import SPLITS
 from .prompts import TASKS, answer_turn, apa_answer, mdd_answer, user_turn
 
@@ -46,17 +46,18 @@ def run_materialize(decoded_dir, out_dir, audio_token: str, progress=True) -> di
     counts = {}
     with atomic_dir(out_dir) as tmp:
         for split in SPLITS:
-            # Only the label columns: the audio stays on disk, referenced by row.
-            table = read_arrow(decoded_dir / f"{split}.arrow").select(LABEL_COLUMNS)
+            # Only the label columns, one batch resident at a time: the audio stays on disk,
+            # referenced by row, and memory does not grow with the corpus.
+            batches = iter_batches(decoded_dir / f"{split}.arrow", LABEL_COLUMNS)
             writer = ArrowWriter(tmp / f"{split}.arrow", SCHEMA, batch_rows=256)
             audio_row = 0  # the utterance's row in decoded/<split>.arrow
-            for batch in tqdm(table.to_batches(), desc=f"materialize {split}", disable=not progress, file=sys.stderr):
+            for batch in tqdm(batches, desc=f"materialize {split}", disable=not progress, file=sys.stderr):
                 for utt in batch.to_pylist():
                     for row in instances(utt, audio_row, audio_token):
                         writer.write(row)
                     audio_row += 1
             writer.close()
-            counts[split] = {"utterances": table.num_rows, "instances": writer.count}
+            counts[split] = {"utterances": audio_row, "instances": writer.count}
         write_json(tmp / "summary.json", {"audio_token": audio_token, "splits": counts})
     return counts
 
