@@ -9,14 +9,14 @@ import pyarrow as pa
 import pytest
 
 from pronounce import evaluate as E
-from pronounce import prompts
+from pronounce import kvcache, prompts
 from pronounce.artifacts import ArrowWriter
 from pronounce.base import run_base
 from pronounce.errors import ParamsError
 from pronounce.materialize import SCHEMA as INSTANCE_SCHEMA
 from pronounce.model import AUDIO_TOKEN
 
-UTTS = [("u1", 1.2), ("u2", 0.6), ("u3", 0.9)]  # (utt_id, seconds): generation order is u2, u3, u1
+UTTS = [("u1", 1.2), ("u2", 0.6), ("u3", 0.9)]  # (utt_id, seconds): generation order is u2, u3, u1 per task
 ROW_KEYS = {"utt_id", "task", "checkpoint", "epoch", "raw", "n_tokens", "stopped", "status", "flags", "fields"}
 
 
@@ -99,7 +99,7 @@ def test_writes_rows_and_reuses_the_cache(world, tmp_path, monkeypatch):
     assert sorted(p.name for p in out.iterdir()) == ["epoch-1.jsonl", "epoch-2.jsonl", "final.jsonl", "summary.json"]
     # two distinct adapters x 2 batches (6 instances, batch size 4): epoch-2 == final is generated once
     assert len(calls) == 4
-    assert calls[0] == [("u2", "apa"), ("u2", "mdd"), ("u3", "apa"), ("u3", "mdd")]  # sorted by duration
+    assert calls[0] == [("u2", "apa"), ("u3", "apa"), ("u1", "apa"), ("u2", "mdd")]  # by task, then duration
     by_name = {c["name"]: c for c in summary["checkpoints"]}
     assert by_name["epoch-2"]["same_as"] == "final" and by_name["final"]["epoch"] == 2
     assert by_name["epoch-1"]["adapter_sha256"] != by_name["final"]["adapter_sha256"]
@@ -178,6 +178,24 @@ def test_batch_size_one_and_sorted_batches_are_well_formed(world, tmp_path):
     # which is why the batch size is part of the cache key.)
     assert {c["cache_key"] for c in summary["checkpoints"]}.isdisjoint(
         c["cache_key"] for c in json.loads((tmp_path / "bs6" / "summary.json").read_text())["checkpoints"])
+
+
+def test_growing_cache_generates_byte_identical_tokens(world, monkeypatch):
+    """The preallocated cache is an optimisation only: the same tokens as generate's default cache."""
+    from pronounce.artifacts import AudioStore
+    from pronounce.model import load_base_model, load_processor
+
+    base = world / "models" / "base"
+    store = AudioStore(world / "decoded" / "test.arrow")
+    rows = E.test_instances(world / "materialized")
+    generate = E.Generator(load_base_model(base).eval(), load_processor(base), lambda r: store[r["audio_row"]], 12)
+    caches = []
+    original = kvcache.growing_cache
+    monkeypatch.setattr(kvcache, "growing_cache", lambda *a: caches.append(original(*a)) or caches[-1])
+    ours = [generate(rows), generate(rows[:1])]
+    assert len(caches) == 2 and type(caches[0].layers[0]).__name__ == "GrowingLayer"
+    monkeypatch.setattr(E.Generator, "_cache_kwargs", lambda self, prompt_len: {})
+    assert [generate(rows), generate(rows[:1])] == ours
 
 
 def test_base_model_is_epoch_zero(world, tmp_path):
