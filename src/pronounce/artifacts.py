@@ -85,7 +85,7 @@ class ArrowWriter:
         self._writer = pa.ipc.new_stream(self._sink, schema)
         self._queue, self._thread, self._error = None, None, None
         if background:
-            self._queue = queue.Queue(maxsize=2)
+            self._queue = queue.Queue(maxsize=1)
             self._thread = threading.Thread(target=self._drain, name=f"write {Path(path).name}", daemon=True)
             self._thread.start()
 
@@ -134,7 +134,7 @@ def _column(values: list, type_: pa.DataType) -> pa.Array:
     if pa.types.is_list(type_) and values and all(isinstance(v, np.ndarray) for v in values):
         offsets = np.zeros(len(values) + 1, dtype=np.int32)
         np.cumsum([len(v) for v in values], out=offsets[1:])
-        flat = pa.array(np.concatenate(values), type=type_.value_type)
+        flat = pa.concat_arrays([pa.array(v, type=type_.value_type) for v in values])
         return pa.ListArray.from_arrays(pa.array(offsets), flat, type=type_)
     return pa.array(values, type=type_)
 

@@ -16,6 +16,7 @@ counted); problems with the corpus as a whole raise CorpusError.
 import json
 import os
 import re
+import sys
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Iterator
@@ -125,11 +126,16 @@ def _entry_or_reject(utt_id, split, raw, speaker, age, gender, audio, phones_as_
 # -- release layout -------------------------------------------------------------------
 
 def _kaldi_map(path: Path) -> dict[str, str]:
+    """key -> value of a Kaldi table, read line by line. Keys and short values are interned: the
+    same utterance and speaker ids recur across tables and the scores.json index, and one shared
+    object each is most of what decode's memory would otherwise grow by per utterance."""
     out = {}
-    for line in path.read_text(encoding="utf-8").splitlines():
-        parts = line.split(maxsplit=1)  # Kaldi files separate by a tab or a space
-        if parts:
-            out[parts[0]] = parts[1].strip() if len(parts) > 1 else ""
+    with open(path, encoding="utf-8") as f:
+        for line in f:
+            parts = line.split(maxsplit=1)  # Kaldi files separate by a tab or a space
+            if parts:
+                value = parts[1].strip() if len(parts) > 1 else ""
+                out[sys.intern(parts[0])] = sys.intern(value) if len(value) <= 32 else value
     return out
 
 
@@ -261,7 +267,7 @@ def index_scores(path, chunk: int = 1 << 20) -> dict[str, int]:
                     cur.fail("expected a string key", cur.pos)
                 cur.expect(":", "':'")
                 _, start, end = cur.value()
-                spans[key.encode("latin-1").decode("utf-8", errors="replace")] = start << _LENGTH_BITS | (end - start)
+                spans[sys.intern(key.encode("latin-1").decode("utf-8", errors="replace"))] = start << _LENGTH_BITS | (end - start)
                 if cur.expect(",}", "',' or '}'") == "}":
                     break
         if cur.peek():
