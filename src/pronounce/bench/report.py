@@ -100,6 +100,12 @@ def markdown(result: dict) -> str:
         notes.append(f"dvc: the timed `dvc repro` ran no stage: {figs['dvc.noop_repro_overhead']['really_noop']}.")
     if notes:
         lines += ["", "Notes:", ""] + [f"- {n}" for n in notes]
+    e2e = figs.get("e2e.dvc_repro")
+    if e2e and "stages" in e2e:
+        lines += ["", f"## End to end: the default `dvc repro` of a clean copy (rc {e2e['rc']})", "",
+                  "| stage | wall time | peak RSS |", "|---|---|---|"]
+        lines += [f"| {st['stage']} | {st['seconds']:.1f} s | {st['peak_rss_mib']:.0f} MiB |" for st in e2e["stages"]]
+        lines.append(f"| **all** (dvc included) | {e2e['value']:.1f} s | {_num(e2e.get('peak_rss_mib'), 'MiB')} |")
     missed = [(n, f) for n, f in figs.items() if f.get("met") is False]
     if missed:
         lines += ["", "## Missed bars", ""]
