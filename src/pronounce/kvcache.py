@@ -1,8 +1,8 @@
 """A key/value cache for CPU generation that does not copy itself at every step.
 
 transformers' DynamicCache grows each layer with `torch.cat([keys, new])`: every decoding step
-copies the whole cache of every layer. With batch 8 and ~530-token prompts that was a fifth of
-a CPU decoding step of the tiny model. `growing_cache` is the same cache with its
+copies the whole cache of every layer. With batch 8 and ~530-token prompts that was ~15% of a
+CPU decoding step of the tiny model. `growing_cache` is the same cache with its
 full-attention layers writing into a buffer preallocated for prompt + max_new_tokens, so
 generations are byte-identical (tested) and only the copies go.
 """
@@ -19,12 +19,10 @@ def _growing_layer():
 
     class GrowingLayer(DynamicLayer):
         """A DynamicLayer whose keys/values are views of a buffer preallocated for `capacity`
-        tokens, instead of a fresh `torch.cat([keys, new])` at every step (which copies the whole
-        cache of every layer: with batch 8 and ~530-token prompts, ~15% of a CPU decoding
-        step of the tiny model). The attention sees the same values and shapes (only the views'
-        strides differ), so generations are byte-identical; unlike StaticCache, attention and
-        masks still cover only the tokens seen so far. Past the capacity the buffer doubles; states
-        replaced from outside (crop, reorder, offload, reset) are copied into a new buffer."""
+        tokens. The attention sees the same values and shapes (only the views' strides differ);
+        unlike StaticCache, attention and masks still cover only the tokens seen so far. Past
+        the capacity the buffer doubles; states replaced from outside (crop, reorder, offload,
+        reset) are copied into a new buffer."""
 
         def __init__(self, capacity: int):
             super().__init__()
