@@ -7,7 +7,8 @@ import pytest
 from scipy import stats
 
 from pronounce.metrics import (
-    Step, align, mdd_columns, mdd_counts, mdd_scores, normalise_words, pcc, per, sum_counts, wer,
+    Step, align, mdd_columns, mdd_counts, mdd_scores, mdd_worst_case, normalise_words, pcc, penalise_insertions, per,
+    sum_counts, wer,
 )
 
 # ---------------------------------------------------------------- PCC
@@ -164,56 +165,126 @@ def test_align_follows_documented_tie_breaking():
 
 
 # ---------------------------------------------------------------- MDD counting
+# The standard of ../shared/reference/mdd_scoring.md. A pairing is written one column per
+# token: "X" said correctly, "X>Y" substituted by Y, "X>-" deleted, "->Y" Y inserted.
+# These expectations replace the old convention's (deleted phones judged on the
+# annotated<->recognised alignment, model insertions counted as FR): see mdd_scoring.md.
 
 
-def _counts(c, a, r):
-    got = mdd_counts(c, a, r)
-    return tuple(got[k] for k in ("ta", "fr", "fa", "tr", "tr_correct", "tr_error"))
+def _pairs(text):
+    out = []
+    for tok in text.split():
+        c, _, a = tok.partition(">") if ">" in tok else (tok, "", tok)
+        out.append((None if c == "-" else c, None if a == "-" else a))
+    return out
 
 
-@pytest.mark.parametrize("annotated, recognised, outcome", [
-    ("K AE T", "K AE T", "TA"),          # human = canonical, model = canonical
-    ("K AE T", "K AH T", "FR"),          # human = canonical, model differs
-    ("K AH T", "K AE T", "FA"),          # human differs, model = canonical (missed)
-    ("K AH T", "K AH T", "TR_correct"),  # human differs, model = human
-    ("K AH T", "K IH T", "TR_error"),    # human differs, model differs from both
+def _counts(pairs, recognised):
+    got = mdd_counts(_pairs(pairs), recognised)
+    return tuple(got[k] for k in ("ta", "fr", "fa", "tr", "tr_correct", "tr_error", "model_insertions"))
+
+
+def test_pairing_notation():
+    assert _pairs("K AE>AH T>- ->S") == [("K", "K"), ("AE", "AH"), ("T", None), (None, "S")]
+
+
+def test_worked_case_of_the_reference():
+    # mdd_scoring.md: AW->AH substituted, K deleted; the model says AW and K and drops AA.
+    pairs = "AY L AH V AW>AH AH K>- AA"
+    cols = mdd_columns(_pairs(pairs), "AY L AH V AW AH K")
+    assert [(c.canonical, c.annotated, c.recognised, c.outcome) for c in cols] == [
+        ("AY", "AY", "AY", "TA"), ("L", "L", "L", "TA"), ("AH", "AH", "AH", "TA"), ("V", "V", "V", "TA"),
+        ("AW", "AH", "AW", "FA"),  # annotated AH <-> recognised AW: the model said the canonical phone
+        ("AH", "AH", "AH", "TA"),
+        ("K", None, "K", "FA"),    # deleted: judged on canonical<->recognised, where K meets K
+        ("AA", "AA", "K", "FR"),   # annotated AA <-> recognised K
+    ]
+    assert _counts(pairs, "AY L AH V AW AH K") == (5, 1, 2, 0, 0, 0, 0)
+
+
+@pytest.mark.parametrize("pairs, recognised, model, outcome", [
+    # human C (said correctly)
+    ("K AE T", "K AE T", "AE", "TA"),
+    ("K AE T", "K AH T", "AH", "FR"),          # another phone
+    ("K AE T", "K T", None, "FR"),             # nothing
+    # human S (AE said as AH), judged on annotated<->recognised
+    ("K AE>AH T", "K AH T", "AH", "TR_correct"),
+    ("K AE>AH T", "K AE T", "AE", "FA"),       # the canonical phone: missed
+    ("K AE>AH T", "K IH T", "IH", "TR_error"),  # another phone
+    ("K AE>AH T", "K T", None, "TR_error"),    # nothing
+    # human D (AE deleted), judged on canonical<->recognised
+    ("K AE>- T", "K T", None, "TR_correct"),   # the model deleted it too
+    ("K AE>- T", "K AE T", "AE", "FA"),
+    ("K AE>- T", "K IH T", "IH", "TR_error"),
+    # human I (AH inserted between S and T), judged on annotated<->recognised
+    ("S ->AH T", "S AH T", "AH", "TR_correct"),
+    ("S ->AH T", "S T", None, "FA"),
+    ("S ->AH T", "S IH T", "IH", "TR_error"),
 ])
-def test_every_row_of_the_table(annotated, recognised, outcome):
-    cols = mdd_columns("K AE T", annotated, recognised)
-    assert [col[3] for col in cols] == ["TA", outcome, "TA"]
+def test_every_row_of_the_table(pairs, recognised, model, outcome):
+    cols = mdd_columns(_pairs(pairs), recognised)
+    assert [(c.outcome, c.recognised) for c in cols] == [("TA", cols[0].canonical), (outcome, model), ("TA", "T")]
+    assert mdd_counts(_pairs(pairs), recognised)["model_insertions"] == 0
 
 
 @pytest.mark.parametrize("recognised, expected", [
-    ("K AE", (2, 0, 0, 1, 1, 0)),      # model deletes it too: TR, correct diagnosis
-    ("K AE T", (2, 0, 1, 0, 0, 0)),    # model says the canonical phone: FA
-    ("K AE D", (2, 0, 0, 1, 0, 1)),    # model says another phone: TR, diagnosis error
-    ("K AE T S", (2, 1, 1, 0, 0, 0)),  # FA for T, and the extra S is a false rejection
+    # canonical K AE T B, annotated K AH B (AE -> AH, T deleted)
+    ("K AH B", (2, 0, 0, 2, 2, 0, 0)),       # both diagnosed
+    ("K AH T B", (2, 0, 1, 1, 1, 0, 0)),     # AH diagnosed, T missed (judged on canonical<->recognised)
+    ("K AE B", (2, 0, 1, 1, 1, 0, 0)),       # AE missed, T deleted by the model too
+    # The canonical transcript: T missed (FA); but AH is judged on annotated K AH B <-> K AE T B,
+    # whose pinned tie inserts AE and puts T on AH: a wrong diagnosis plus an uncounted model
+    # insertion, as the standard's independent alignments give.
+    ("K AE T B", (2, 0, 1, 1, 0, 1, 1)),
+    # Both rejected, both wrongly diagnosed; AH <-> D by the same tie (IH inserted, uncounted).
+    ("K IH D B", (2, 0, 0, 2, 0, 2, 1)),
 ])
-def test_deletion_in_the_annotation(recognised, expected):
-    assert _counts("K AE T", "K AE", recognised) == expected
+def test_deletion_next_to_a_substitution(recognised, expected):
+    assert _counts("K AE>AH T>- B", recognised) == expected
 
 
-def test_deletion_in_the_middle_is_paired_with_the_model_phone():
-    # The model's AE is an insertion relative to the annotation, in the gap where AE was deleted.
-    assert mdd_columns("K AE T", "K T", "K AE T") == [
-        ("K", "K", "K", "TA"), ("AE", None, "AE", "FA"), ("T", "T", "T", "TA")]
+def test_substitution_after_a_deletion():
+    # canonical S T AA P, annotated S AH P (T deleted, AA -> AH); the model says S T AH P:
+    # T is FA on canonical<->recognised, AH a correct diagnosis on annotated<->recognised.
+    assert _counts("S T>- AA>AH P", "S T AH P") == (2, 0, 1, 1, 1, 0, 0)
 
 
-@pytest.mark.parametrize("recognised, expected", [
-    ("S AH T", (2, 0, 0, 1, 1, 0)),   # model has the inserted vowel: TR correct
-    ("S T", (2, 0, 1, 0, 0, 0)),      # model omits it: FA
-    ("S IH T", (2, 0, 0, 1, 0, 1)),   # model has another vowel: TR, diagnosis error
-])
-def test_insertion_in_the_annotation(recognised, expected):
-    assert _counts("S T", "S AH T", recognised) == expected
-    # one column per canonical phone plus one for the inserted phone
-    assert sum(expected[:4]) == 3
+def test_model_insertions_are_not_counted():
+    assert _counts("K AE T", "K AE T S") == (3, 0, 0, 0, 0, 0, 1)
+    assert _counts("K AE T", "S K AE Z T S") == (3, 0, 0, 0, 0, 0, 3)
+    assert _counts("K AE>AH T", "K AH T S") == (2, 0, 0, 1, 1, 0, 1)
+    # the model's AE where the annotation deleted it is the deleted phone's FA, not an insertion too
+    assert _counts("K AE>- T", "K AE T") == (2, 0, 1, 0, 0, 0, 0)
+    assert _counts("K AE>- T", "K AE T S") == (2, 0, 1, 0, 0, 0, 1)
 
 
-def test_model_insertions_and_deletions_of_correct_phones_are_false_rejections():
-    assert _counts("K AE T", "K AE T", "K AE T S") == (3, 1, 0, 0, 0, 0)
-    assert _counts("K AE T", "K AE T", "K AE") == (2, 1, 0, 0, 0, 0)
-    assert _counts("K AE T", "K AE T", "") == (0, 3, 0, 0, 0, 0)
+def test_model_deletions_and_substitutions_of_correct_phones_are_false_rejections():
+    assert _counts("K AE T", "K AE") == (2, 1, 0, 0, 0, 0, 0)
+    assert _counts("K AE T", "") == (0, 3, 0, 0, 0, 0, 0)
+    assert _counts("K AE T", "G AE D") == (1, 2, 0, 0, 0, 0, 0)
+
+
+def test_pairing_from_the_annotation_not_from_an_aligner():
+    # AW AH K heard as AH AH: the annotation says AW deleted and K -> AH; an aligner's tie puts
+    # it as AW -> AH and K deleted. The model says AW AH AH.
+    exact = _pairs("AW>- AH K>AH")
+    aligner = [(None if s.i is None else "AW AH K".split()[s.i], None if s.j is None else "AH AH".split()[s.j])
+               for s in align("AW AH K".split(), "AH AH".split())]
+    assert aligner == [("AW", "AH"), ("AH", "AH"), ("K", None)]
+    # exact: AW deleted but said: FA; AH TA; K -> AH said as AH: TR correct
+    assert [c.outcome for c in mdd_columns(exact, "AW AH AH")] == ["FA", "TA", "TR_correct"]
+    assert _counts("AW>- AH K>AH", "AW AH AH") == (1, 0, 1, 1, 1, 0, 0)
+    # the aligner's pairing would report no miss, two true rejections and a model insertion
+    got = mdd_counts(aligner, "AW AH AH")
+    assert (got["fa"], got["tr"], got["model_insertions"]) == (0, 2, 1)
+
+
+def test_deleted_phone_in_a_run_of_equal_phones_is_judged_on_its_own_alignment():
+    # The standard's own quirk, kept: the annotation deletes the FIRST of two AH; canonical
+    # AH AH <-> recognised AH aligns the recognised AH to the first (pinned ties), so even a
+    # transcript equal to the annotation counts that deletion as FA.
+    assert [c.outcome for c in mdd_columns(_pairs("AH>- AH"), "AH")] == ["FA", "TA"]
+    assert [c.outcome for c in mdd_columns(_pairs("AH AH>-"), "AH")] == ["TA", "TR_correct"]
 
 
 @pytest.mark.parametrize("recognised, outcome", [
@@ -223,22 +294,54 @@ def test_model_insertions_and_deletions_of_correct_phones_are_false_rejections()
     ("K AH T", "TR_error"),
 ])
 def test_unk_in_the_annotation(recognised, outcome):
-    assert mdd_columns("K AE T", "K <unk> T", recognised)[1][3] == outcome
+    assert mdd_columns(_pairs("K AE><unk> T"), recognised)[1].outcome == outcome
 
 
 def test_unk_from_the_model_on_a_correct_phone_is_a_false_rejection():
-    assert _counts("K AE T", "K AE T", "K <unk> T") == (2, 1, 0, 0, 0, 0)
+    assert _counts("K AE T", "K <unk> T") == (2, 1, 0, 0, 0, 0, 0)
 
 
 def test_sequences_are_normalised_alike():
-    assert _counts("K AE1 T", "k ae0 t*", ["K", "AE2", "T"]) == (3, 0, 0, 0, 0, 0)
+    assert mdd_counts([("K", "k"), ("AE1", "ae0"), ("T", "t*")], ["K", "AE2", "T"])["ta"] == 3
 
 
 def test_sentence_with_everything():
-    canonical = "W IY K AO L IH T B EH R"
-    annotated = "W IY K AO IH D B AE R"      # L deleted, T -> D, EH -> AE
-    recognised = "W IY K AO L IH D B EH R Z"  # says L (FA), D (TR correct), EH (FA), inserts Z (FR)
-    assert _counts(canonical, annotated, recognised) == (7, 1, 2, 1, 1, 0)  # 10 canonical + 1 inserted
+    pairs = "W IY K AO L>- IH T>D B EH>AE R"  # L deleted, T -> D, EH -> AE
+    # the model says L (FA), D (TR correct), EH (FA), and inserts Z (not counted)
+    assert _counts(pairs, "W IY K AO L IH D B EH R Z") == (7, 0, 2, 1, 1, 0, 1)
+
+
+def test_counts_cover_every_column_once():
+    rng = random.Random(1)
+    phones = ["AA", "B", "K", "<unk>"]
+    for _ in range(2000):
+        pairs = []
+        for _ in range(rng.randint(0, 8)):
+            kind = rng.choice("CCCSDI")
+            c, a = rng.choice(phones), rng.choice(phones)
+            pairs.append({"C": (c, c), "S": (c, a), "D": (c, None), "I": (None, a)}[kind])
+        recognised = [rng.choice(phones) for _ in range(rng.randint(0, 10))]
+        got = mdd_counts(pairs, recognised)
+        assert got["ta"] + got["fr"] + got["fa"] + got["tr"] == len(pairs)
+        assert got["tr"] == got["tr_correct"] + got["tr_error"] and 0 <= got["model_insertions"] <= len(recognised)
+        annotated = [a for _, a in pairs if a is not None]
+        if all(c is not None for c, _ in pairs):  # no human insertion: the transcript of the annotation
+            said = mdd_counts(pairs, annotated)   # never false-rejects and never inserts
+            assert said["fr"] == 0 and said["model_insertions"] == 0
+
+
+def test_a_column_with_nothing_on_either_side_is_an_error():
+    with pytest.raises(ValueError, match="neither a canonical nor an annotated phone"):
+        mdd_counts([("K", "K"), (None, None)], "K")
+
+
+def test_worst_case_and_the_insertion_penalised_variant():
+    assert mdd_worst_case(_pairs("K AE>AH T>- ->S B")) == {
+        "ta": 0, "fr": 2, "fa": 3, "tr": 0, "tr_correct": 0, "tr_error": 0, "model_insertions": 0}
+    counts = mdd_counts(_pairs("K AE T"), "K AE T S Z")
+    assert penalise_insertions(counts) == {**counts, "fr": 2, "model_insertions": 0}
+    assert mdd_scores(counts)["false_rejection_rate"] == 0.0
+    assert mdd_scores(penalise_insertions(counts))["false_rejection_rate"] == pytest.approx(2 / 5)
 
 
 def test_scores_hand_computed():
@@ -256,7 +359,7 @@ def test_scores_zero_denominators():
     assert all(got[k] is None for k in ("precision", "recall", "f1", "diagnosis_accuracy", "false_rejection_rate"))
     assert set(got["reasons"]) == {"precision", "recall", "f1", "diagnosis_accuracy", "false_rejection_rate"}
     # A perfect transcriber of a perfect speaker: nothing to detect, recall undefined, FRR 0.
-    got = mdd_scores(mdd_counts("K AE T", "K AE T", "K AE T"))
+    got = mdd_scores(mdd_counts(_pairs("K AE T"), "K AE T"))
     assert got["recall"] is None and got["precision"] is None and got["false_rejection_rate"] == 0.0
 
 
@@ -267,9 +370,10 @@ def test_f1_is_zero_when_precision_and_recall_are_zero():
 
 
 def test_corpus_level_sums_counts():
-    utts = [("K AE T", "K AH T", "K AH T"), ("S T", "S T", "S T S"), ("K AE T", "K AE", "K AE T")]
-    total = sum_counts(mdd_counts(*u) for u in utts)
-    assert total == {"ta": 6, "fr": 1, "fa": 1, "tr": 1, "tr_correct": 1, "tr_error": 0}
+    # Under the standard S T's extra S is not an FR (it was under the old convention).
+    utts = [("K AE>AH T", "K AH T"), ("S T", "S T S"), ("K AE T>-", "K AE T"), ("K AE T", "K AE")]
+    total = sum_counts(mdd_counts(_pairs(p), r) for p, r in utts)
+    assert total == {"ta": 8, "fr": 1, "fa": 1, "tr": 1, "tr_correct": 1, "tr_error": 0, "model_insertions": 1}
     got = mdd_scores(total)
     assert got["precision"] == pytest.approx(0.5) and got["recall"] == pytest.approx(0.5)
     assert not math.isnan(got["f1"])

@@ -8,21 +8,37 @@ from pathlib import Path
 import pyarrow as pa
 import pytest
 
+from conftest import BUNDLED, ROOT
+
 from pronounce import score as S
+from pronounce.decode import run_decode
 from pronounce.evaluate import write_jsonl
 from pronounce.parse import parse_output
 
-REFERENCE = Path("/work/shared/reference/paper_table3.json")
+# ../shared beside the repository (every developer and CI run has it; a bare clone may not).
+REFERENCE = ROOT.parent / "shared" / "reference" / "paper_table3.json"
+
+
+def word(text, phones, *mispronounced):
+    """A decoded word: mispronounced = (index, pronounced phone) pairs."""
+    phones = phones.split()
+    return {"text": text, "phones": phones, "mispronunciations": [
+        {"canonical_phone": phones[i].rstrip("012"), "index": i, "pronounced_phone": p} for i, p in mispronounced]}
+
 
 # Four test utterances. u4 has one mispronounced phone (AE said as EH).
 LABELS = [
     {"utt_id": "u1", "text": "A CAT", "accuracy": 1.0, "fluency": 2.0, "prosodic": 3.0, "total": 2.0,
+     "words": [word("A", "AH0"), word("CAT", "K AE1 T")],
      "canonical_phones": ["AH", "K", "AE", "T"], "pronounced_phones": ["AH", "K", "AE", "T"]},
     {"utt_id": "u2", "text": "THE DOG", "accuracy": 2.0, "fluency": 4.0, "prosodic": 5.0, "total": 6.0,
+     "words": [word("THE", "DH AH0"), word("DOG", "D AO1 G")],
      "canonical_phones": ["DH", "AH", "D", "AO", "G"], "pronounced_phones": ["DH", "AH", "D", "AO", "G"]},
     {"utt_id": "u3", "text": "SIT", "accuracy": 4.0, "fluency": 6.0, "prosodic": 7.0, "total": 5.0,
+     "words": [word("SIT", "S IH1 T")],
      "canonical_phones": ["S", "IH", "T"], "pronounced_phones": ["S", "IH", "T"]},
     {"utt_id": "u4", "text": "BAD", "accuracy": 9.0, "fluency": 9.0, "prosodic": 9.0, "total": 9.0,
+     "words": [word("BAD", "B AE1 D", (1, "EH"))],
      "canonical_phones": ["B", "AE", "D"], "pronounced_phones": ["B", "EH", "D"]},
 ]
 
@@ -51,8 +67,8 @@ def row(utt, task, raw, checkpoint, epoch):
             "stopped": "eos", "status": r.status, "flags": list(r.flags), "fields": r.fields}
 
 
-def labels_dict():
-    return {r["utt_id"]: r for r in LABELS}
+def labels_dict(labels=LABELS):
+    return {r["utt_id"]: S.with_pairs(r) for r in labels}
 
 
 def good_rows(checkpoint="final", epoch=3):
@@ -85,11 +101,66 @@ def test_exact_values_and_unparsed_rule():
     assert (got["per"]["substitutions"], got["per"]["deletions"]) == (1, 3)
     assert m["per"] == pytest.approx(4 / 15)
     # MDD: u1 4 TA; u2 4 TA + 1 FR (D said as T); u3 unparsed = worst case: 3 FR; u4 B, D TA + EH TR correct.
-    assert got["mdd_counts"] == {"ta": 10, "fr": 4, "fa": 0, "tr": 1, "tr_correct": 1, "tr_error": 0}
+    assert got["mdd_counts"] == {"ta": 10, "fr": 4, "fa": 0, "tr": 1, "tr_correct": 1, "tr_error": 0,
+                                 "model_insertions": 0}
     assert m["precision"] == pytest.approx(1 / 5) and m["recall"] == pytest.approx(1.0)
     assert m["f1"] == pytest.approx(2 * 0.2 / 1.2)
     assert m["diagnosis_accuracy"] == pytest.approx(1.0)
     assert (m["parse_rate_apa"], m["parse_rate_mdd"], m["parse_rate"]) == (0.75, 0.75, 0.75)
+
+
+def test_worked_case_of_the_reference_from_the_annotations():
+    # mdd_scoring.md: canonical AY L AH V AW AH K AA, AW said as AH and K deleted (annotated
+    # AY L AH V AH AH AA), the model says AY L AH V AW AH K: TA 5, FR 1 (AA), FA 2 (AW, K), TR 0.
+    label = S.with_pairs({"utt_id": "w", "words": [word("I", "AY1"), word("LOVE", "L AH1 V"),
+                                                   word("X", "AW1 AH0 K AA1", (0, "AH"), (2, "<DEL>"))],
+                          "canonical_phones": "AY L AH V AW AH K AA".split(),
+                          "pronounced_phones": "AY L AH V AH AH AA".split()})
+    assert label["pairs"][4:7] == [("AW", "AH"), ("AH", "AH"), ("K", None)]
+    got = S.utterance_counts(mdd("w", "i love x", "AY L AH V AW AH K"), label)
+    assert got == {"ta": 5, "fr": 1, "fa": 2, "tr": 0, "tr_correct": 0, "tr_error": 0, "model_insertions": 0}
+
+
+def test_model_insertions_are_left_out_of_the_headline_and_penalised_in_the_variant():
+    rows = [r for r in good_rows() if (r["utt_id"], r["task"]) != ("u1", "mdd")]
+    got = S.score_rows(rows + [mdd("u1", "a cat", "AH K AE T S Z")], labels_dict())
+    m = got["metrics"]
+    # counts as in test_exact_values_and_unparsed_rule, plus u1's two insertions (S, Z) set aside
+    assert got["mdd_counts"] == {"ta": 10, "fr": 4, "fa": 0, "tr": 1, "tr_correct": 1, "tr_error": 0,
+                                 "model_insertions": 2}
+    assert (m["precision"], m["recall"], m["false_rejection_rate"]) == (pytest.approx(1 / 5), 1.0, pytest.approx(4 / 14))
+    # the variant: FR 4 + 2
+    assert m["precision_ins_penalised"] == pytest.approx(1 / 7)
+    assert m["f1_ins_penalised"] == pytest.approx(1 / 4)  # 2 * (1/7) * 1 / (1/7 + 1)
+    assert m["false_rejection_rate_ins_penalised"] == pytest.approx(6 / 16)
+    assert got["mdd_ins_penalised"]["recall"] == m["recall"]  # FA and TR are the same by construction
+
+
+def test_labels_whose_annotations_disagree_with_the_stored_phones_stop_scoring(tmp_path):
+    stale = [dict(LABELS[3], pronounced_phones=["B", "AE", "D"])]  # words say AE was said as EH
+    with pytest.raises(S.ScoreError, match=r"utterance u4: the annotated side of the pairing .*'EH'.* "
+                                           r"!= its stored pronounced_phones .*rerun the decode stage"):
+        S.load_labels(write_labels(tmp_path / "test.arrow", stale))
+    stale = [dict(LABELS[0], canonical_phones=["AH", "K", "AE"])]
+    with pytest.raises(S.ScoreError, match="the canonical side of the pairing"):
+        S.with_pairs(stale[0])
+
+
+def test_pairing_of_the_bundled_test_set(tmp_path):
+    """The real decoded labels: the pairing reproduces both stored sequences (load_labels checks
+    it), one column per canonical phone, a mispronunciation where the corpus names one."""
+    run_decode(str(BUNDLED), tmp_path / "decoded", 30.0, 0.0, progress=False)
+    labels = S.load_labels(tmp_path / "decoded" / "test.arrow")
+    assert len(labels) == 40
+    assert all(len(lab["pairs"]) == len(lab["canonical_phones"]) for lab in labels.values())
+    named = sorted((u, w["text"], m["index"], m["pronounced_phone"]) for u, lab in labels.items()
+                   for w in lab["words"] for m in w["mispronunciations"])
+    mispronounced = sorted(u for u, lab in labels.items() for c, a in lab["pairs"] if c != a)
+    assert len(named) >= 1 and mispronounced == [n[0] for n in named]
+    # the annotation itself as the answer: no false rejection, no miss
+    for u, lab in labels.items():
+        got = S.utterance_counts(mdd(u, lab["text"], " ".join(lab["pronounced_phones"])), lab)
+        assert got["fr"] == got["fa"] == got["model_insertions"] == 0 and got["tr"] == got["tr_correct"]
 
 
 def test_constant_prediction_gives_null_pcc_with_reason():
@@ -105,7 +176,7 @@ def test_unparsed_mdd_never_earns_credit():
     transcript's table every phone would be 'rejected' and recall would be a perfect 1.0."""
     labels = labels_dict()
     unparsed = S.utterance_counts(mdd("u4", raw="{broken"), labels["u4"])
-    assert unparsed == {"ta": 0, "fr": 2, "fa": 1, "tr": 0, "tr_correct": 0, "tr_error": 0}
+    assert unparsed == {"ta": 0, "fr": 2, "fa": 1, "tr": 0, "tr_correct": 0, "tr_error": 0, "model_insertions": 0}
     for said in ("B EH D", "B AE D", "P EH T", "", "B"):
         parsed = S.utterance_counts(mdd("u4", "bad", said or "AH") if said else mdd("u4", raw="{}"), labels["u4"])
         assert parsed["tr"] >= unparsed["tr"] and parsed["ta"] >= unparsed["ta"]
@@ -167,7 +238,8 @@ def test_run_score_writes_metrics_json(tmp_path):
     metrics = make_scored(tmp_path)
     on_disk = json.loads((tmp_path / "metrics" / "cfg.json").read_text())
     assert on_disk == metrics
-    for key in S.HEADLINE + ("parse_rate", "parse_rate_apa", "parse_rate_mdd"):
+    for key in S.HEADLINE + ("parse_rate", "parse_rate_apa", "parse_rate_mdd", "precision_ins_penalised",
+                             "f1_ins_penalised", "false_rejection_rate_ins_penalised"):
         assert key in metrics
     assert metrics["accuracy_pcc"] == round(9 / math.sqrt(84), 6)
     assert metrics["epoch"] == 3 and metrics["n_utterances"] == 4
@@ -204,6 +276,6 @@ def test_min_parse_rate_fails_clearly(tmp_path):
 
 def test_paper_table_matches_reference():
     if not REFERENCE.is_file():
-        pytest.skip("reference file not available")
+        pytest.skip(f"{REFERENCE} not found: ../shared is not beside this clone")
     ref = json.loads(REFERENCE.read_text())["table3"]
     assert ref == S.PAPER_TABLE3

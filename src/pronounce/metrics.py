@@ -22,7 +22,7 @@ Conventions (tested in tests/test_metrics.py):
   A->C; "A A" -> "A" deletes the second A. (Rapidfuzz switches to
   Hirschberg's algorithm, whose ties may fall differently, only above about
   2,000 x 2,000 tokens, far beyond an utterance.)
-- MDD: see `mdd_columns`.
+- MDD: the standard of ../shared/reference/mdd_scoring.md, see `mdd_columns`.
 """
 
 from __future__ import annotations
@@ -38,7 +38,7 @@ from scipy import stats
 
 from .phones import normalise_phone
 
-MDD_KEYS = ("ta", "fr", "fa", "tr", "tr_correct", "tr_error")
+MDD_KEYS = ("ta", "fr", "fa", "tr", "tr_correct", "tr_error", "model_insertions")
 
 
 # ---------------------------------------------------------------- PCC (APA)
@@ -158,74 +158,88 @@ def align(a, b) -> list[Step]:
 # ---------------------------------------------------------------- MDD
 
 
-def mdd_columns(canonical, annotated, recognised) -> list[tuple]:
-    """Three-way alignment, one (canonical, annotated, recognised, outcome) per column; None = nothing.
+Column = namedtuple("Column", "canonical annotated recognised outcome rec_index")
+Column.__doc__ = "One MDD decision: the phones (None = nothing), its outcome, the recognised index judged."
 
-    canonical<->annotated and annotated<->recognised are aligned with `align`
-    and joined on the annotated tokens. Every column is classified by the
-    table of mdd_scoring.md, treating "nothing" as a token:
-      annotated == canonical: recognised == canonical -> TA, else FR
-      annotated != canonical: recognised == canonical -> FA,
-                              recognised == annotated -> TR_correct, else TR_error
-    so a column per canonical phone, plus one per extra phone:
-    - annotation deletes c: (c, None, r) is a mispronunciation; the model
-      deleting it too is TR_correct, saying c is FA, saying another phone TR_error;
-    - annotation inserts x: (None, x, r) is a mispronunciation; the model
-      omitting it is FA, saying x TR_correct, another phone TR_error;
-    - model inserts y where the annotation has nothing: (None, None, y) is FR,
-      a correct stretch flagged as wrong.
-    A model insertion falls in a gap between two annotated phones; if the
-    annotation deleted canonical phones in that same gap, the two are aligned
-    with each other first (so a canonical phone the annotator marked deleted
-    but the model said is FA, not a TR plus an FR).
-    Hence TA+FR+FA+TR = len(canonical) + annotation insertions + unpaired model insertions.
+
+def mdd_columns(pairs, recognised) -> list[Column]:
+    """One Column per column of the annotation (canonical, annotated, recognised; None = nothing).
+
+    The convention of ../shared/reference/mdd_scoring.md (Fu's scoring script):
+    `pairs` is the canonical<->annotated pairing, [(canonical, annotated), ...] with None
+    for a gap, taken from the annotations (phones.annotation_pairs), never from an aligner.
+    Each column is what the human heard: correct (C, annotated == canonical), substituted
+    (S), deleted (D, annotated None) or inserted (I, canonical None). The model's phone for
+    it comes from `align`:
+    - C, S, I (a phone the human said): the recognised phone aligned to that annotated
+      phone in annotated<->recognised (None where the model has nothing there);
+    - D: the recognised phone aligned to the canonical phone in canonical<->recognised.
+    Then, with "nothing" as a token:
+      C: recognised == annotated -> TA, else FR
+      S, D, I: recognised == annotated -> TR_correct; recognised == canonical -> FA;
+               else TR_error
+    (a D the model also omits is TR_correct; an I the model omits is FA.) Phones the model
+    inserts where the annotation has nothing make no column: the standard leaves them to
+    PER; `mdd_counts` counts them as `model_insertions` for the insertion-penalised variant.
     """
-    c, a, r = normalise_phones(canonical), normalise_phones(annotated), normalise_phones(recognised)
-    rec_of = [None] * len(a)  # recognised index aligned to each annotated phone (None: model deleted it)
-    rec_ins = [[] for _ in range(len(a) + 1)]  # recognised indices inserted in gap g (before a[g])
-    gap = 0
-    for s in align(a, r):
-        if s.i is None:
-            rec_ins[gap].append(s.j)
-        else:
-            rec_of[s.i], gap = s.j, s.i + 1
-
-    cols, deleted = [], []  # deleted: canonical phones the annotation dropped in the current gap
-
-    def close_gap(g):
-        dels, ins = [c[k] for k in deleted], [r[k] for k in rec_ins[g]]
-        for s in align(dels, ins):
-            cols.append((_at(dels, s.i), None, _at(ins, s.j)))
-        deleted.clear()
-
-    for s in align(c, a):
-        if s.j is None:
-            deleted.append(s.i)
-        else:
-            close_gap(s.j)
-            cols.append((_at(c, s.i), a[s.j], _at(r, rec_of[s.j])))
-    close_gap(len(a))
-    return [(cc, aa, rr, _outcome(cc, aa, rr)) for cc, aa, rr in cols]
+    pairs = [(_norm(c), _norm(a)) for c, a in pairs]
+    if any(c is None and a is None for c, a in pairs):
+        raise ValueError("mdd: a column of the pairing has neither a canonical nor an annotated phone")
+    canonical = [c for c, _ in pairs if c is not None]
+    annotated = [a for _, a in pairs if a is not None]
+    r = normalise_phones(recognised)
+    on_annotated, on_canonical = _aligned_to(annotated, r), _aligned_to(canonical, r)
+    cols, ci, ai = [], 0, 0
+    for c, a in pairs:
+        k = on_annotated[ai] if a is not None else on_canonical[ci]
+        rr = None if k is None else r[k]
+        cols.append(Column(c, a, rr, _outcome(c, a, rr), k))
+        ci, ai = ci + (c is not None), ai + (a is not None)
+    return cols
 
 
-def _at(seq, k):
-    return None if k is None else seq[k]
+def _norm(phone):
+    return None if phone is None else normalise_phone(phone)
+
+
+def _aligned_to(ref, hyp) -> list:
+    """For each token of ref, the index of the hyp token `align` puts on it (None: deleted)."""
+    out = [None] * len(ref)
+    for s in align(ref, hyp):
+        if s.i is not None:
+            out[s.i] = s.j
+    return out
 
 
 def _outcome(c, a, r) -> str:
     if a == c:
-        return "TA" if r == c else "FR"
-    if r == c:
-        return "FA"
-    return "TR_correct" if r == a else "TR_error"
+        return "TA" if r == a else "FR"
+    if r == a:
+        return "TR_correct"
+    return "FA" if r == c else "TR_error"
 
 
-def mdd_counts(canonical, annotated, recognised) -> dict:
-    """{ta, fr, fa, tr, tr_correct, tr_error} of one utterance (see `mdd_columns`)."""
-    outcomes = [col[3] for col in mdd_columns(canonical, annotated, recognised)]
+def mdd_counts(pairs, recognised) -> dict:
+    """{ta, fr, fa, tr, tr_correct, tr_error, model_insertions} of one utterance (`mdd_columns`).
+
+    model_insertions: recognised phones no column was judged on (the model's insertions where
+    the annotation has nothing); not part of TA/FR/FA/TR, only of the `*_ins_penalised` variant.
+    """
+    cols = mdd_columns(pairs, recognised)
+    outcomes = [col.outcome for col in cols]
     n = {k: outcomes.count(k) for k in ("TA", "FR", "FA", "TR_correct", "TR_error")}
+    judged = {col.rec_index for col in cols if col.rec_index is not None}
     return {"ta": n["TA"], "fr": n["FR"], "fa": n["FA"], "tr": n["TR_correct"] + n["TR_error"],
-            "tr_correct": n["TR_correct"], "tr_error": n["TR_error"]}
+            "tr_correct": n["TR_correct"], "tr_error": n["TR_error"],
+            "model_insertions": len(normalise_phones(recognised)) - len(judged)}
+
+
+def mdd_worst_case(pairs) -> dict:
+    """Counts of an answer with every decision wrong: each correctly pronounced column an FR,
+    each mispronounced one (S, D, I) an FA; no TA, no TR, no model insertion."""
+    correct = sum(_norm(c) == _norm(a) for c, a in pairs)
+    return {"ta": 0, "fr": correct, "fa": len(pairs) - correct, "tr": 0, "tr_correct": 0, "tr_error": 0,
+            "model_insertions": 0}
 
 
 def sum_counts(counts) -> dict:
@@ -235,6 +249,12 @@ def sum_counts(counts) -> dict:
         for k in MDD_KEYS:
             total[k] += c[k]
     return total
+
+
+def penalise_insertions(counts) -> dict:
+    """The non-standard variant's counts: model insertions where the annotation has nothing
+    counted as false rejections (reported beside the standard figures as `*_ins_penalised`)."""
+    return {**counts, "fr": counts["fr"] + counts["model_insertions"], "model_insertions": 0}
 
 
 def mdd_scores(counts) -> dict:

@@ -6,6 +6,14 @@ Conventions (see README, "Phone conventions", and ../shared/reference/mdd_scorin
 - `<DEL>` deletes the phone (nothing is emitted);
 - `<unk>` (an unidentifiable phone) is kept as the token `<unk>`, in that spelling;
 - a `*` marking a distorted variant is stripped (`AH*` -> `AH`), the common convention.
+
+The canonical<->annotated pairing (`annotation_pairs`) comes from the annotations themselves,
+not from an aligner: each mispronunciation names its word and the phone's index in it.
+speechocean762 can express substitutions (incl. `<unk>`) and deletions this way, not
+insertions: every entry is tied to a canonical phone (its README: a `mispronunciations`
+block "indicates which phoneme the current phone was actually pronounced"), so the pairing
+has one column per canonical phone. (The per-expert `[X]` insertion marks of the raw
+annotation did not survive into scores.json.)
 """
 
 import functools
@@ -30,13 +38,24 @@ def canonical_sequence(words) -> list[str]:
     return [normalise_phone(p) for w in words for p in w["phones"]]
 
 
-def pronounced_word(phones, mispronunciations) -> list[str]:
-    """One word's phones with its annotations applied (indices are into the word's phones)."""
-    out = [normalise_phone(p) for p in phones]
+def word_pairs(phones, mispronunciations) -> list[tuple[str, str | None]]:
+    """(canonical, annotated) for each canonical phone of one word, annotated None = deleted
+    (indices are into the word's phones; a later entry for the same index wins)."""
+    pairs = [(c, c) for c in (normalise_phone(p) for p in phones)]
     for m in mispronunciations:
         said = m["pronounced_phone"].strip()
-        out[m["index"]] = None if said.upper() == DELETED else normalise_phone(said)
-    return [p for p in out if p is not None]
+        pairs[m["index"]] = (pairs[m["index"]][0], None if said.upper() == DELETED else normalise_phone(said))
+    return pairs
+
+
+def annotation_pairs(words) -> list[tuple[str, str | None]]:
+    """The utterance's canonical<->annotated pairing, straight from the annotations."""
+    return [pair for w in words for pair in word_pairs(w["phones"], w["mispronunciations"])]
+
+
+def pronounced_word(phones, mispronunciations) -> list[str]:
+    """One word's phones with its annotations applied: the annotated side of `word_pairs`."""
+    return [a for _, a in word_pairs(phones, mispronunciations) if a is not None]
 
 
 def pronounced_sequence(words) -> list[str]:

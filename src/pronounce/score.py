@@ -8,9 +8,14 @@ the test labels (data/decoded/test.arrow); never generates.
   (`n_dropped` counts it) and counted in the parse rate. A constant prediction gives
   `null` with the reason (metrics.pcc).
 - MDD: WER of the word transcript against the sentence, PER of the phoneme transcript against
-  the phones actually pronounced, and TA/FR/FA/TR counts (metrics.mdd_counts on canonical,
-  annotated = pronounced, recognised) summed over the test set, giving precision, recall,
-  F1, diagnosis accuracy and false rejection rate.
+  the phones actually pronounced, and TA/FR/FA/TR counts summed over the test set, giving
+  precision, recall, F1, diagnosis accuracy and false rejection rate, by the standard of
+  mdd_scoring.md (metrics.mdd_counts): the canonical<->annotated pairing is taken from each
+  word's mispronunciations (phones.annotation_pairs; it must reproduce the stored
+  `pronounced_phones`, else the labels are stale and scoring stops), model insertions where
+  the annotation has nothing are not counted. Beside them, clearly named, the non-standard
+  variant that counts those insertions as false rejections: precision_ins_penalised,
+  f1_ins_penalised, false_rejection_rate_ins_penalised (recall is the same by construction).
   THE UNPARSED RULE: an MDD answer that does not parse is never dropped (that could shrink a
   denominator or hide a hard utterance); it gets no credit anywhere:
   * WER/PER: an EMPTY transcript, so every reference word and phone is a deletion;
@@ -42,12 +47,15 @@ from pathlib import Path
 from .artifacts import read_arrow, write_json
 from .errors import PipelineError
 from .evaluate import BASE_NAME, FINAL, read_jsonl
-from .metrics import mdd_counts, mdd_scores, pcc, per, sum_counts, wer
+from .metrics import mdd_counts, mdd_scores, mdd_worst_case, pcc, penalise_insertions, per, sum_counts, wer
 from .parse import ParseResult, summarise
+from .phones import annotation_pairs
 from .prompts import APA_FIELDS, TASKS
 
 HEADLINE = ("accuracy_pcc", "fluency_pcc", "prosodic_pcc", "total_pcc", "wer", "per", "precision", "recall", "f1")
-EXTRA = ("diagnosis_accuracy", "false_rejection_rate", "parse_rate", "parse_rate_apa", "parse_rate_mdd")
+INS_PENALISED = ("precision", "f1", "false_rejection_rate")  # the variant's fields: <name>_ins_penalised
+EXTRA = ("diagnosis_accuracy", "false_rejection_rate", *(f"{k}_ins_penalised" for k in INS_PENALISED),
+         "parse_rate", "parse_rate_apa", "parse_rate_mdd")
 EPOCH_KEYS = (*HEADLINE, "parse_rate")
 PAPER_TARGET_EPOCH = 3  # the paper's headline: Table 3, epoch 3
 DIGITS = 6  # metrics/<config>.json is rounded for reading; details.json keeps full precision
@@ -96,10 +104,24 @@ def paper_row(strategy: str, epoch: int) -> dict | None:
 
 
 def load_labels(decoded_test) -> dict[str, dict]:
-    """utt_id -> text, the four human scores, canonical and pronounced phones."""
-    cols = ["utt_id", "text", *APA_FIELDS, "canonical_phones", "pronounced_phones"]
+    """utt_id -> text, the four human scores, canonical and pronounced phones, and `pairs`,
+    the canonical<->annotated pairing built from the words' annotations."""
+    cols = ["utt_id", "text", *APA_FIELDS, "words", "canonical_phones", "pronounced_phones"]
     rows = read_arrow(decoded_test).select(cols).to_pylist()
-    return {r["utt_id"]: r for r in rows}
+    return {r["utt_id"]: with_pairs(r, decoded_test) for r in rows}
+
+
+def with_pairs(label: dict, where="labels") -> dict:
+    """The label with its pairing; the pairing's two sides must be exactly the stored sequences
+    (PER is counted on `pronounced_phones`, MDD on the pairing: they must describe one answer)."""
+    pairs = annotation_pairs(label["words"])
+    for side, stored, k in (("canonical", "canonical_phones", 0), ("annotated", "pronounced_phones", 1)):
+        built = [p[k] for p in pairs if p[k] is not None]
+        if built != label[stored]:
+            raise ScoreError(f"{where}: utterance {label['utt_id']}: the {side} side of the pairing built from "
+                             f"its words' annotations {built} != its stored {stored} {label[stored]}: the decoded "
+                             "data and the phone conventions disagree; rerun the decode stage")
+    return {**label, "pairs": pairs}
 
 
 def check_coverage(rows: list[dict], labels: dict, what: str) -> None:
@@ -127,14 +149,9 @@ def mdd_hypothesis(row: dict) -> tuple[str, list[str]]:
 
 def utterance_counts(row: dict, label: dict) -> dict:
     """TA/FR/FA/TR of one MDD prediction; the unparsed rule: the worst case (FR + FA only)."""
-    canonical, annotated = label["canonical_phones"], label["pronounced_phones"]
     if _parse_result(row).ok:
-        return mdd_counts(canonical, annotated, row["fields"]["phoneme_transcript"])
-    # Accepting every canonical phone classifies each position as correct (TA) or mispronounced
-    # (FA); the worst case flips every correct one to a false rejection.
-    accept = mdd_counts(canonical, annotated, canonical)
-    return {"ta": 0, "fr": accept["ta"] + accept["fr"], "fa": accept["fa"] + accept["tr"],
-            "tr": 0, "tr_correct": 0, "tr_error": 0}
+        return mdd_counts(label["pairs"], row["fields"]["phoneme_transcript"])
+    return mdd_worst_case(label["pairs"])
 
 
 def apa_prediction(row: dict, aspect: str):
@@ -156,6 +173,7 @@ def score_rows(rows: list[dict], labels: dict, what: str = "predictions") -> dic
     p = per([labels[u]["pronounced_phones"] for u in utts], [h[1] for h in hyps])
     counts = sum_counts(utterance_counts(by[u, "mdd"], labels[u]) for u in utts)
     mdd = mdd_scores(counts)
+    mdd_ins = mdd_scores(penalise_insertions(counts))
     parse = {t: summarise(_parse_result(by[u, t]) for u in utts) for t in TASKS}
     parsed = sum(parse[t]["parsed"] for t in TASKS)
     metrics = {f"{a}_pcc": apa[a]["value"] for a in APA_FIELDS}
@@ -163,8 +181,9 @@ def score_rows(rows: list[dict], labels: dict, what: str = "predictions") -> dic
                    diagnosis_accuracy=mdd["diagnosis_accuracy"], false_rejection_rate=mdd["false_rejection_rate"],
                    parse_rate=parsed / (2 * len(utts)), parse_rate_apa=parse["apa"]["parse_rate"],
                    parse_rate_mdd=parse["mdd"]["parse_rate"])
+    metrics.update({f"{k}_ins_penalised": mdd_ins[k] for k in INS_PENALISED})
     return {"metrics": metrics, "n_utterances": len(utts), "apa": apa, "wer": w, "per": p,
-            "mdd_counts": counts, "mdd": mdd, "parse": parse,
+            "mdd_counts": counts, "mdd": mdd, "mdd_ins_penalised": mdd_ins, "parse": parse,
             "truncated": sum(r.get("stopped") == "max_new_tokens" for r in rows)}
 
 
