@@ -30,7 +30,9 @@ from .artifacts import AudioStore, atomic_dir, dir_digest, write_json
 from .collator import PronunciationCollator
 from .errors import ParamsError
 from .materialize import load_instances
-from .model import load_base_model, load_processor, speech_lora_path
+from . import prompts
+from .guards import check_audio_token
+from .model import check_vocab, load_base_model, load_processor, speech_lora_path
 
 AUDIO_MODULES = (  # the Unfreeze strategy's audio encoder and speech projector
     "model.embed_tokens_extend.audio_embed.encoder",
@@ -41,8 +43,10 @@ ADAPTER_FILES = ("adapter_config.json", "adapter_model.safetensors")
 STABLE_LOG_KEYS = ("loss", "learning_rate", "grad_norm", "epoch")  # wall-clock-free, so reruns match
 
 
-def lora_config(cfg: dict, params: dict, base: str, revision):
-    """The LoraConfig of a config: fresh from `lora`, or copied from the speech LoRA's own."""
+def lora_config(cfg: dict, params: dict, base: str, revision, token_ids=None):
+    """The LoraConfig of a config: fresh from `lora`, or copied from the speech LoRA's own.
+    `token_ids`: embedding rows trained alongside the adapter (PEFT's trainable tokens: the
+    control tokens, see control_token_ids), saved in and restored from the adapter file."""
     from peft import LoraConfig
 
     modules_to_save = []
@@ -54,12 +58,12 @@ def lora_config(cfg: dict, params: dict, base: str, revision):
         lora = params["lora"]
         return LoraConfig(r=lora["r"], lora_alpha=lora["alpha"], lora_dropout=lora["dropout"],
                           target_modules=lora["target_modules"], modules_to_save=modules_to_save or None,
-                          task_type="CAUSAL_LM"), None
+                          trainable_token_indices=token_ids or None, task_type="CAUSAL_LM"), None
     folder = speech_lora_path(base, revision)
     own = json.loads((folder / "adapter_config.json").read_text(encoding="utf-8"))
     return LoraConfig(r=own["r"], lora_alpha=own["lora_alpha"], lora_dropout=own["lora_dropout"],
                       target_modules=own["target_modules"], modules_to_save=modules_to_save or None,
-                      task_type="CAUSAL_LM"), folder
+                      trainable_token_indices=token_ids or None, task_type="CAUSAL_LM"), folder
 
 
 def load_pretrained_lora(model, folder: Path) -> None:
@@ -79,6 +83,63 @@ def load_pretrained_lora(model, folder: Path) -> None:
     with torch.no_grad():
         for name, value in targets.items():
             params[name].copy_(value)
+
+
+def control_token_ids(processor) -> list[int]:
+    """The ids of the task tokens <|APA|>/<|MDD|>. The real tokenizer gives them ids inside its
+    padded embedding, rows the model never trained (tied to lm_head): a LoRA alone cannot move
+    them, so they are trained as PEFT trainable tokens, exactly these rows and no others."""
+    tokenizer = processor.tokenizer
+    tokens = list(prompts.CONTROL_TOKENS.values())
+    ids = tokenizer.convert_tokens_to_ids(tokens)
+    if any(i is None or i == tokenizer.unk_token_id for i in ids):
+        raise RuntimeError(f"the tokenizer has no id for {tokens} (got {ids}): load it with pronounce.model.load_processor")
+    return ids
+
+
+def build_peft_model(model, cfg: dict, params: dict, base: str, revision, processor):
+    """The model with its adapter to train: LoRA (fresh or the speech LoRA's weights), the
+    control tokens' embedding rows, any modules_to_save; every trainable weight in fp32."""
+    from peft import get_peft_model
+
+    tied = bool(getattr(model.config, "tie_word_embeddings", False))
+    if tied and params["_recipe"]["train_lm_head"]:
+        raise ParamsError("params.yaml: train.recipes.*.train_lm_head is true but this base model ties lm_head to "
+                          "its input embedding (the whole 200k-row matrix would train); set it to false")
+    peft_cfg, pretrained = lora_config(cfg, params, base, revision, control_token_ids(processor))
+    model = get_peft_model(model, peft_cfg)
+    if pretrained is not None:
+        load_pretrained_lora(model, pretrained)
+    if tied:
+        check_tied_tokens(model)
+    upcast_trainable(model)
+    return model
+
+
+def check_tied_tokens(model) -> None:
+    """With tied embeddings, lm_head must read the same trainable token rows as the input
+    embedding (PEFT ties them for a list of indices); otherwise the output side of the
+    control tokens would silently stay untrained."""
+    inner = model.get_base_model()
+    emb, head = inner.get_input_embeddings(), inner.get_output_embeddings()
+    adapter = getattr(emb, "token_adapter", None)
+    if adapter is None or getattr(getattr(head, "token_adapter", None), "tied_adapter", None) is not adapter:
+        raise RuntimeError("the base model ties lm_head to its input embedding but PEFT did not tie their trainable "
+                           "token rows (check the installed peft version)")
+
+
+def upcast_trainable(model) -> int:
+    """fp32 master weights for every trainable parameter of a bf16/fp16 model: the Unfreeze
+    strategy's audio modules and lm_head (PEFT's modules_to_save copies keep the model's
+    dtype; LoRA and token rows PEFT already upcasts). An AdamW update at lr 2e-5 is below half
+    a bf16 ulp of most weights and would round away. Frozen weights stay as loaded; the
+    trainer's autocast runs the matmuls in bf16. Returns how many tensors were upcast."""
+    n = 0
+    for param in model.parameters():
+        if param.requires_grad and param.dtype in (torch.bfloat16, torch.float16):
+            param.data = param.data.float()
+            n += 1
+    return n
 
 
 def fingerprint(*parts) -> str:
@@ -197,7 +258,6 @@ def latest_checkpoint(run_dir: Path) -> Path | None:
 def run_train(params: dict, name: str, base_dir, decoded_dir, materialized_dir, out_dir, live_dir,
               runs_dir="runs", callbacks=()) -> dict:
     import datasets
-    from peft import get_peft_model
     from trl import SFTTrainer
 
     from .base import resolve_base
@@ -221,11 +281,13 @@ def run_train(params: dict, name: str, base_dir, decoded_dir, materialized_dir, 
     if recipe["cpu_threads"] and not torch.cuda.is_available():
         torch.set_num_threads(recipe["cpu_threads"])
     processor = load_processor(base, revision)
-    model = load_base_model(base, revision)
-    peft_cfg, pretrained = lora_config(cfg, params, base, revision)
-    model = get_peft_model(model, peft_cfg)
-    if pretrained is not None:
-        load_pretrained_lora(model, pretrained)
+    # bf16 weights only where the trainer autocasts to bf16 (trainable ones then upcast to fp32
+    # master weights by build_peft_model); without autocast, fp32 throughout.
+    bf16 = precision_flags(recipe["precision"])["bf16"]
+    model = load_base_model(base, revision, dtype=torch.bfloat16 if bf16 else torch.float32)
+    check_audio_token(model, processor)
+    check_vocab(model, processor)
+    model = build_peft_model(model, cfg, params, base, revision, processor)
 
     store = AudioStore(Path(decoded_dir) / "train.arrow")
     collator = PronunciationCollator(processor, audio_lookup=lambda row: store[row["audio_row"]])

@@ -1,0 +1,164 @@
+"""The control tokens' embedding rows train with the adapter (PEFT trainable tokens), and the
+trainable weights of a bf16 model are fp32 master weights."""
+
+import copy
+
+import pyarrow as pa
+import pytest
+import torch
+from conftest import BUNDLED, ROOT
+from safetensors.torch import load_file
+
+from pronounce import prompts
+from pronounce.artifacts import read_arrow
+from pronounce.base import run_base
+from pronounce.decode import run_decode
+from pronounce.errors import ParamsError
+from pronounce.materialize import run_materialize
+from pronounce.model import load_base_model, load_processor
+from pronounce.params import load_params
+from pronounce.train import build_peft_model, control_token_ids, lora_config, run_train
+
+REAL_CONFIG = ROOT.parent / "shared" / "reference" / "phi4-multimodal-instruct"
+
+
+@pytest.fixture(scope="module", autouse=True)
+def one_thread():
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)
+
+
+@pytest.fixture(scope="module")
+def workspace(tmp_path_factory):
+    ws = tmp_path_factory.mktemp("tokens")
+    run_decode(str(BUNDLED), ws / "decoded", 30.0, 0.0, progress=False)
+    run_base("builtin:tiny", None, 1234, ws / "base")
+    run_materialize(ws / "decoded", ws / "materialized", load_processor(ws / "base").audio_token, progress=False)
+    table = read_arrow(ws / "materialized/train.arrow").slice(0, 16)  # 8 utterances, both tasks
+    with pa.OSFile(str(ws / "slice.arrow"), "wb") as sink, pa.ipc.new_stream(sink, table.schema) as w:
+        w.write_table(table)
+    (ws / "slice.arrow").replace(ws / "materialized/train.arrow")
+    return ws
+
+
+@pytest.fixture
+def params():
+    p = copy.deepcopy(load_params(ROOT / "params.yaml"))
+    p["train"]["recipes"]["smoke"].update(epochs=1, batch_size=4, logging_steps=1, learning_rate=3e-3)
+    p["train"]["profile"] = "smoke"
+    return p
+
+
+def embedding_rows(model) -> torch.Tensor:
+    """Every row of the input embedding as the model sees it (a trainable-tokens wrapper adds its delta)."""
+    emb = model.get_input_embeddings()
+    with torch.no_grad():
+        return emb(torch.arange(emb.num_embeddings if hasattr(emb, "num_embeddings")
+                                else model.config.vocab_size)).float()
+
+
+@pytest.mark.parametrize("name", ["paper_r64", "pretrained_r320"])
+def test_training_moves_exactly_the_control_token_rows_and_they_round_trip(workspace, params, tmp_path, name):
+    from peft import PeftModel
+
+    from pronounce.evaluate import _load_model
+
+    processor = load_processor(workspace / "base")
+    ids = control_token_ids(processor)
+    assert processor.tokenizer.convert_ids_to_tokens(ids) == [prompts.APA_TOKEN, prompts.MDD_TOKEN]
+    run_train(params, name, workspace / "base", workspace / "decoded", workspace / "materialized",
+              tmp_path / "model", tmp_path / "live", runs_dir=tmp_path / "runs")
+    adapter = tmp_path / "model" / "adapter"
+    saved = load_file(adapter / "adapter_model.safetensors")
+    deltas = [k for k in saved if "trainable_tokens_delta" in k]
+    assert len(deltas) == 1 and saved[deltas[0]].shape == (2, 128), deltas
+    assert any(".lm_head." in k for k in saved), "smoke's train_lm_head: the untied lm_head trains in full"
+    assert not any("embed_tokens.weight" in k for k in saved), "only the two rows, never the whole embedding"
+
+    before = embedding_rows(load_base_model(workspace / "base"))
+    loaded = PeftModel.from_pretrained(load_base_model(workspace / "base"), str(adapter))
+    after = embedding_rows(loaded)
+    changed = (after != before).any(dim=1).nonzero().flatten().tolist()
+    assert changed == ids
+    # PEFT's "delta" holds the rows themselves (it replaces them rather than adding)
+    torch.testing.assert_close(after[ids], saved[deltas[0]].float(), rtol=0, atol=0)
+    # the evaluate stage's loader restores them too (and passes the audio-token guard)
+    evaluated = _load_model(str(workspace / "base"), None, processor, adapter)
+    torch.testing.assert_close(embedding_rows(evaluated), after, rtol=0, atol=0)
+    for epoch_dir in (tmp_path / "model").glob("epoch-*"):
+        assert any("trainable_tokens_delta" in k for k in load_file(epoch_dir / "adapter_model.safetensors"))
+
+
+@pytest.fixture(scope="module")
+def real_meta():
+    from transformers import Phi4MultimodalConfig, Phi4MultimodalForCausalLM
+
+    config = Phi4MultimodalConfig.from_pretrained(REAL_CONFIG)
+    with torch.device("meta"):
+        return Phi4MultimodalForCausalLM(config)
+
+
+def test_real_model_ties_lm_head_to_the_same_token_rows(real_meta, params):
+    """The real model ties lm_head to the embedding: both must read one set of trainable rows."""
+    from peft import get_peft_model
+
+    from pronounce.train import check_tied_tokens
+
+    assert real_meta.config.tie_word_embeddings
+    p = {**params, "_recipe": params["train"]["recipes"]["paper"]}
+    ids = [200025, 200026]  # new special tokens land in the padding rows (vocab 200064)
+    peft_cfg, _ = lora_config(p["configs"]["paper_r64"], p, "unused", None, ids)
+    model = get_peft_model(copy.deepcopy(real_meta), peft_cfg)
+    check_tied_tokens(model)
+    trainable = {n: tuple(t.shape) for n, t in model.named_parameters() if t.requires_grad and ".lora_" not in n}
+    assert trainable == {"base_model.model.model.embed_tokens.token_adapter.trainable_tokens_delta.default": (2, 3072)}
+    head = model.get_base_model().lm_head
+    assert head.token_adapter.token_indices["default"] == ids
+
+
+def test_train_lm_head_on_a_tied_model_is_refused(real_meta, params):
+    p = {**params, "_recipe": {**params["train"]["recipes"]["paper"], "train_lm_head": True}}
+    with pytest.raises(ParamsError, match="train_lm_head is true but this base model ties lm_head"):
+        build_peft_model(real_meta, p["configs"]["paper_r64"], p, "unused", None, None)
+
+
+def test_bf16_model_trains_fp32_master_weights(workspace, params):
+    """Unfreeze on a bf16 model: the audio modules' trainable copies, lm_head, LoRA and the token
+    rows are fp32; the frozen base stays bf16; a 2e-5 step moves them where bf16 would not."""
+    processor = load_processor(workspace / "base")
+    model = load_base_model(workspace / "base", dtype="bfloat16")
+    p = {**params, "_recipe": {**params["train"]["recipes"]["paper"], "train_lm_head": True}}
+    cfg = {"init": "fresh", "lora_params": "lora", "unfreeze_audio": True}
+    model = build_peft_model(model, cfg, p, str(workspace / "base"), None, processor)
+    trainable = {n: t for n, t in model.named_parameters() if t.requires_grad}
+    audio = {n: t for n, t in trainable.items() if "audio_embed.encoder" in n}
+    assert audio and any(".lora_" in n for n in trainable) and any("trainable_tokens" in n for n in trainable)
+    assert {t.dtype for t in trainable.values()} == {torch.float32}
+    assert {t.dtype for n, t in model.named_parameters() if not t.requires_grad} == {torch.bfloat16}
+
+    # what fp32 buys: an AdamW-sized step (lr 2e-5 per element) survives in fp32, rounds away in bf16
+    weights = torch.cat([t.detach().flatten() for t in audio.values() if t.dim() > 1])
+    step = torch.full_like(weights, 2e-5)
+    lost = ((weights.bfloat16() + step.bfloat16()) == weights.bfloat16()).float().mean().item()
+    kept = ((weights + step) != weights).float().mean().item()
+    assert lost > 0.5 and kept == 1.0, (lost, kept)
+
+    # and a real step under bf16 autocast (the trainer's mixed precision) moves the audio encoder
+    from pronounce.collator import PronunciationCollator
+    from pronounce.artifacts import AudioStore
+    from pronounce.materialize import load_instances
+
+    store = AudioStore(workspace / "decoded" / "train.arrow")
+    rows = load_instances(workspace / "materialized", "train").select(range(2)).to_list()
+    batch = PronunciationCollator(processor, audio_lookup=lambda r: store[r["audio_row"]])(rows)
+    before = {n: t.detach().clone() for n, t in audio.items()}
+    opt = torch.optim.AdamW(list(trainable.values()), lr=2e-5)
+    model.train()
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        loss = model(**batch).loss
+    loss.backward()
+    opt.step()
+    moved = sum(not torch.equal(before[n], t) for n, t in audio.items())
+    assert moved >= len(audio) // 2, f"only {moved} of {len(audio)} audio tensors moved"
