@@ -9,7 +9,7 @@ from conftest import BUNDLED, ROOT
 from hf_form import release_to_hf
 
 from pronounce.artifacts import read_arrow
-from pronounce.decode import run_decode
+from pronounce.decode import make_report, run_decode, warning_lines
 from pronounce.errors import CorpusError, RejectBoundExceeded
 
 
@@ -32,6 +32,7 @@ def test_bundled_corpus_reads_to_67_train_and_40_test(bundled):
     report, tables = bundled
     assert (tables["train"].num_rows, tables["test"].num_rows) == (67, 40)
     assert report["rejected"] == 0 and report["kept"] == {"train": 67, "test": 40}
+    assert report["warnings"] == {"missing_kaldi_text": {"count": 0, "ids": []}, "silent_audio": {"count": 0, "ids": []}}
 
 
 def test_theme_iy_pronounced_ah(bundled):
@@ -157,6 +158,62 @@ def test_clipping_when_rounding_to_16_bits_is_reported(corpus_copy, tmp_path, bu
     report, tables = decode(corpus_copy, tmp_path)
     assert report["rejected"] == 0 and report["clipped"] == {"samples": 2, "utterances": {"000010011": 2}}
     assert rows_by_id(tables)["000010011"]["audio"][100:103] == [32767, -32768, 16384]
+
+
+# -- kept but odd: counted as warnings with their ids, never silent ---------------------------
+
+def _silence(c):
+    n = len(sf.read(_wav(c, "000010011"))[0])
+    sf.write(_wav(c, "000010011"), np.zeros(n), 16000, subtype="PCM_16", format="WAV")
+    sf.write(_wav(c, "000010035"), np.zeros(22050, dtype=np.float32), 22050, subtype="FLOAT", format="WAV")
+
+
+def _drop_kaldi_text(c):
+    for split, utt in (("train", "000010011"), ("test", "000030024")):
+        lines = (c / split / "text").read_text().splitlines(keepends=True)
+        (c / split / "text").write_text("".join(line for line in lines if not line.startswith(utt)))
+
+
+def test_silent_clips_are_kept_with_a_warning(corpus_copy, tmp_path):
+    _silence(corpus_copy)
+    report, tables = decode(corpus_copy, tmp_path)
+    rows = rows_by_id(tables)
+    assert report["rejected"] == 0 and report["kept"] == {"train": 67, "test": 40}
+    # the 16-bit file and the converted float file (22.05 kHz, resampled) alike
+    assert report["warnings"]["silent_audio"] == {"count": 2, "ids": ["000010011", "000010035"]}
+    assert report["warnings"]["missing_kaldi_text"]["count"] == 0
+    assert not any(rows["000010011"]["audio"]) and rows["000010035"]["num_samples"] == 16000
+    assert json.loads((tmp_path / "decoded/report.json").read_text()) == report
+
+
+def test_utterance_missing_from_kaldi_text_is_kept_with_a_warning(corpus_copy, tmp_path, bundled):
+    _drop_kaldi_text(corpus_copy)
+    report, tables = decode(corpus_copy, tmp_path)
+    assert report["rejected"] == 0
+    assert report["warnings"]["missing_kaldi_text"] == {"count": 2, "ids": ["000010011", "000030024"]}
+    assert report["warnings"]["silent_audio"]["count"] == 0
+    # its text comes from scores.json: the records are the bundled corpus's, unchanged
+    for split in ("train", "test"):
+        assert tables[split].equals(bundled[1][split])
+
+
+def test_stage_script_names_the_warnings_at_the_end(corpus_copy, tmp_path):
+    _silence(corpus_copy)
+    _drop_kaldi_text(corpus_copy)
+    (tmp_path / "params.yaml").write_text((ROOT / "params.yaml").read_text().replace(
+        "corpus: data/speechocean762-mini", f"corpus: {corpus_copy}"))
+    run = subprocess.run([sys.executable, str(ROOT / "stages/decode.py")], cwd=tmp_path, capture_output=True, text=True)
+    assert run.returncode == 0, run.stderr
+    last = run.stdout.strip().splitlines()[-2:]
+    assert last == ["decode: warning: missing_kaldi_text: 2 utterance(s) kept (000010011, 000030024)",
+                    "decode: warning: silent_audio: 2 utterance(s) kept (000010011, 000010035)"]
+    assert json.loads((tmp_path / "data/decoded/report.json").read_text())["warnings"]["silent_audio"]["count"] == 2
+
+
+def test_warning_lines_name_at_most_five_ids():
+    report = make_report({"train": 7, "test": 0}, {}, 0.1, warnings={"silent_audio": [f"u{i}" for i in range(7)]})
+    assert report["warnings"]["missing_kaldi_text"] == {"count": 0, "ids": []}
+    assert warning_lines(report) == ["decode: warning: silent_audio: 7 utterance(s) kept (u0, u1, u2, u3, u4 and 2 more)"]
 
 
 def test_rejects_above_the_bound_fail_with_a_clear_message(corpus_copy, tmp_path):

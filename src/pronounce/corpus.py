@@ -10,9 +10,13 @@ Forms:
 
 Both forms yield identical `Entry`s for the same utterance. Labels are validated here; audio
 is validated when it is decoded. Problems with one utterance become a `Reject` (recorded,
-counted); problems with the corpus as a whole raise CorpusError.
+counted); problems with the corpus as a whole raise CorpusError. An oddity that leaves the
+utterance usable is kept with a warning (`Entry.warnings`, counted in decode's report):
+`missing_kaldi_text`, an utterance in wav.scp but not in the split's Kaldi `text` file (its
+text then comes from scores.json alone).
 """
 
+import dataclasses
 import json
 import os
 import sys
@@ -26,6 +30,7 @@ from .jsonindex import index_scores, load_score
 SPLITS = ("train", "test")
 SENTENCE_SCORES = ("accuracy", "completeness", "fluency", "prosodic", "total")
 KALDI_FILES = ("wav.scp", "text", "utt2spk", "spk2age", "spk2gender")
+MISSING_KALDI_TEXT = "missing_kaldi_text"
 
 
 @dataclass(frozen=True)
@@ -36,6 +41,7 @@ class Entry:
     split: str
     labels: dict  # speaker, age, gender, text, the five scores, words
     audio: object  # a path (release form) or raw bytes (hf form)
+    warnings: tuple = ()  # codes of oddities the utterance is kept with (decode counts them)
 
 
 @dataclass(frozen=True)
@@ -181,13 +187,23 @@ def _read_release(root: Path):
                         continue
                     entry = _entry_or_reject(utt_id, split, raw, spk, t["spk2age"][spk],
                                              t["spk2gender"][spk], wav, phones_as_string=True)
-                    if isinstance(entry, Entry) and t["text"].get(utt_id, entry.labels["text"]).split() != entry.labels["text"].split():
-                        entry = Reject(utt_id, split, "words_text_mismatch",
-                                       f"{split}/text {t['text'][utt_id]!r} != scores.json text {entry.labels['text']!r}")
+                    if isinstance(entry, Entry):
+                        entry = _checked_against_kaldi_text(entry, t["text"].get(utt_id))
                     yield entry
                 del t
 
     return total, stream()
+
+
+def _checked_against_kaldi_text(entry: Entry, kaldi_text: str | None) -> Entry | Reject:
+    """The split's `text` must agree with scores.json; an utterance missing from it is kept
+    (scores.json has the text) with a warning, not silently."""
+    if kaldi_text is None:
+        return dataclasses.replace(entry, warnings=(*entry.warnings, MISSING_KALDI_TEXT))
+    if kaldi_text.split() != entry.labels["text"].split():
+        return Reject(entry.utt_id, entry.split, "words_text_mismatch",
+                      f"{entry.split}/text {kaldi_text!r} != scores.json text {entry.labels['text']!r}")
+    return entry
 
 
 # -- Hugging Face form ----------------------------------------------------------------

@@ -1,7 +1,8 @@
 """Stage `decode`: corpus -> data/decoded/{train,test}.arrow + report.json.
 
 Streams: one utterance's audio in memory at a time plus one write batch, so peak memory
-does not grow with the corpus. Every rejected utterance is recorded with its reason.
+does not grow with the corpus. Every rejected utterance is recorded with its reason; every
+kept one with an oddity is counted under `warnings` with its id (WARNINGS).
 """
 
 import sys
@@ -13,9 +14,12 @@ from tqdm import tqdm
 
 from .artifacts import ArrowWriter, atomic_dir, write_json
 from .audio import SAMPLE_RATE, AudioError, decode_audio
-from .corpus import SENTENCE_SCORES, SPLITS, Entry, Reject, read_corpus
+from .corpus import MISSING_KALDI_TEXT, SENTENCE_SCORES, SPLITS, Entry, Reject, read_corpus
 from .errors import RejectBoundExceeded
 from .phones import canonical_sequence, pronounced_sequence
+
+SILENT_AUDIO = "silent_audio"  # every sample 0: a usable clip of silence, worth a look
+WARNINGS = (MISSING_KALDI_TEXT, SILENT_AUDIO)  # kept, counted, named in report.json
 
 _MISPRONUNCIATION = pa.struct([("canonical_phone", pa.string()), ("index", pa.int32()),
                                ("pronounced_phone", pa.string())])
@@ -50,6 +54,7 @@ def run_decode(corpus: str, out_dir, max_seconds: float, max_reject_fraction: fl
     rejects: dict[str, list[Reject]] = defaultdict(list)
     kept = dict.fromkeys(SPLITS, 0)
     clipped: dict[str, int] = {}  # utterance -> samples clipped when rounding to 16 bits
+    warnings: dict[str, list[str]] = {w: [] for w in WARNINGS}  # code -> kept utterances
     out_dir = Path(out_dir)
     with atomic_dir(out_dir) as tmp:
         writers = {s: ArrowWriter(tmp / f"{s}.arrow", SCHEMA, background=True) for s in SPLITS}
@@ -62,13 +67,15 @@ def run_decode(corpus: str, out_dir, max_seconds: float, max_reject_fraction: fl
                 else:
                     if n_clipped:
                         clipped[item.utt_id] = n_clipped
+                    for code in (*item.warnings, *((SILENT_AUDIO,) if not audio.any() else ())):
+                        warnings[code].append(item.utt_id)
                     writers[item.split].write(record(item, audio))
                     kept[item.split] += 1
                     continue
             rejects[item.reason].append(item)
         for w in writers.values():
             w.close()
-        report = make_report(kept, rejects, max_reject_fraction, clipped)
+        report = make_report(kept, rejects, max_reject_fraction, clipped, warnings)
         write_json(tmp / "report.json", report)
         if report["reject_fraction"] > max_reject_fraction or not any(kept.values()):
             # Leave the report where the user can read it, then fail without a traceback.
@@ -82,10 +89,12 @@ def run_decode(corpus: str, out_dir, max_seconds: float, max_reject_fraction: fl
     return report
 
 
-def make_report(kept: dict, rejects: dict, max_reject_fraction: float, clipped: dict | None = None) -> dict:
+def make_report(kept: dict, rejects: dict, max_reject_fraction: float, clipped: dict | None = None,
+                warnings: dict | None = None) -> dict:
     rejected = sum(len(v) for v in rejects.values())
     total = sum(kept.values()) + rejected
     clipped = clipped or {}
+    warnings = {w: (warnings or {}).get(w, []) for w in WARNINGS}
     return {
         # Kept, but louder than full scale somewhere (only possible for non-16-bit sources).
         "clipped": {"samples": sum(clipped.values()), "utterances": dict(sorted(clipped.items()))},
@@ -97,7 +106,19 @@ def make_report(kept: dict, rejects: dict, max_reject_fraction: float, clipped: 
                      "utterances": [{"utt_id": r.utt_id, "split": r.split, "detail": r.detail} for r in items]}
             for reason, items in sorted(rejects.items())
         },
+        # Kept, but odd: every code always present, so a clean corpus says 0 rather than nothing.
+        "warnings": {code: {"count": len(ids), "ids": ids} for code, ids in warnings.items()},
     }
+
+
+def warning_lines(report: dict) -> list[str]:
+    """One line per warning code that occurred, for the end of the stage (ids: the first 5)."""
+    out = []
+    for code, w in report["warnings"].items():
+        if w["count"]:
+            more = f" and {w['count'] - 5} more" if w["count"] > 5 else ""
+            out.append(f"decode: warning: {code}: {w['count']} utterance(s) kept ({', '.join(w['ids'][:5])}{more})")
+    return out
 
 
 def _counts(report: dict) -> str:
