@@ -1,7 +1,18 @@
-"""The GPU figures of `pronounce.bench`: a full-size, randomly initialised Phi-4-multimodal
-(`Phi4MultimodalConfig()` defaults are the real model's shapes), LoRA training steps in bf16
-at the paper's batch shape, and batched generation: tokens/s, peak GPU memory and model
-FLOPs utilisation. Without CUDA it only counts the model's parameters (built on `meta`).
+"""The GPU figures of `pronounce.bench`: the full-size Phi-4-multimodal built from the REAL
+configuration (the shared reference's config.json: 24 heads, tied lm_head, longrope;
+`Phi4MultimodalConfig()`'s defaults are another model), randomly initialised, LoRA training steps
+at the paper's batch shape, and batched generation: tokens/s, peak GPU memory, model FLOPs
+utilisation. Each figure compares like with like: training through the pipeline's path (trl's
+fused LM head, `model(..., fused_lm_head=True)`, as SFTTrainer calls it) against training the
+same batch through the plain full-logits loss; batched generation against one prompt at a time.
+Without CUDA it only counts the model's parameters and FLOPs (built on `meta`).
+
+Model FLOPs of a LoRA step on a frozen base (`train_flops`): 4*N_text per token (forward 2N, and
+the backward's activation gradients 2N: frozen weights need no weight gradients), 6*N_lora per
+token for the adapter, causal attention (forward and backward, 3x the forward's 2*L^2*d per
+layer), the LM head on the answer tokens only (the fused head projects only labelled positions),
+and the frozen audio encoder's forward. The usual 6*N*tokens (N the non-embedding parameters, as
+if every weight were trained) is reported beside it as `util_6n`, named so.
 
 Sequences are synthetic but shaped like the paper's instances: real bundled clips through the
 real feature extractor (so the audio placeholder counts are the real ones), and random text ids
@@ -13,6 +24,11 @@ from __future__ import annotations
 
 import re
 import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[3]
+# The real model's configuration (config.json only, no weights), as the shared reference holds it.
+REFERENCE_CONFIGS = (ROOT.parent / "shared" / "reference" / "phi4-multimodal-instruct",)
 
 # Dense (no sparsity) bf16 tensor-core peak, TFLOP/s, by a substring of torch.cuda.get_device_name().
 # First match wins, so the more specific names come first.
@@ -32,6 +48,20 @@ DEFAULTS = {
 }
 
 
+def reference_config_dir() -> Path:
+    for folder in REFERENCE_CONFIGS:
+        if (folder / "config.json").is_file():
+            return folder
+    raise FileNotFoundError(f"the real model's config.json is in none of {[str(f) for f in REFERENCE_CONFIGS]}")
+
+
+def real_config(folder=None):
+    """Phi-4-multimodal-instruct's own configuration (native layout), not the class defaults."""
+    from transformers import Phi4MultimodalConfig
+
+    return Phi4MultimodalConfig.from_pretrained(str(folder or reference_config_dir()))
+
+
 def peak_tflops(name: str) -> float | None:
     for key, tflops in PEAK_BF16_TFLOPS:
         if key.lower() in name.lower():
@@ -41,7 +71,10 @@ def peak_tflops(name: str) -> float | None:
 
 def model_sizes(config, lora: dict) -> dict:
     """Parameter counts of the model (built on the meta device: no memory, no weights).
-    `flops_params` (N in 6*N*tokens) leaves out the input embedding table (a lookup) and the
+    `text_params` (N_text) is the text decoder without its embedding (its layers and final
+    norm: what every token is multiplied through); the LM head is counted as a matmul of
+    `hidden x vocab` whether or not it is tied (`lm_head_params` is 0 when tied: no own weights).
+    `flops_params` (N of the 6*N convention) leaves out the input embedding (a lookup) and the
     vision tower (unused for audio)."""
     import torch
     from transformers import Phi4MultimodalForCausalLM
@@ -50,18 +83,43 @@ def model_sizes(config, lora: dict) -> dict:
         model = Phi4MultimodalForCausalLM(config)
     groups = {"embed_tokens": 0, "text_layers": 0, "lm_head": 0, "audio": 0, "vision": 0, "other": 0}
     pattern = re.compile(lora["target_modules"])
-    lora_params = 0
+    lora_params = lora_modules = 0
     for name, p in model.named_parameters():
         key = ("audio" if ".audio_embed" in name else "vision" if ".image_embed" in name
                else "embed_tokens" if name.startswith("model.embed_tokens.") else "lm_head" if name.startswith("lm_head")
-               else "text_layers" if name.startswith("model.layers.") else "other")
+               else "text_layers" if name.startswith(("model.layers.", "model.norm.")) else "other")
         groups[key] += p.numel()
     for name, module in model.named_modules():
         if isinstance(module, torch.nn.Linear) and pattern.fullmatch(name):
             lora_params += lora["r"] * (module.in_features + module.out_features)
+            lora_modules += 1
     total = sum(groups.values())
     return {"total_params": total, **{f"{k}_params": v for k, v in groups.items()},
-            "flops_params": total - groups["embed_tokens"] - groups["vision"], "lora_params": lora_params}
+            "text_params": groups["text_layers"], "lm_head_matmul_params": config.hidden_size * config.vocab_size,
+            "tied_lm_head": bool(config.tie_word_embeddings),
+            "flops_params": total - groups["embed_tokens"] - groups["vision"], "lora_params": lora_params,
+            "lora_modules": lora_modules}
+
+
+def attention_flops(config, seq_lens) -> int:
+    """Forward FLOPs of causal self-attention (QK^T and AV, half the square) over all layers."""
+    d = config.num_attention_heads * (config.hidden_size // config.num_attention_heads)
+    return sum(2 * L * L * d for L in seq_lens) * config.num_hidden_layers
+
+
+def train_flops(config, sizes: dict, seq_lens, label_tokens: int, audio_tokens: int, lm_head_trained=False) -> dict:
+    """Model FLOPs of one LoRA training step on a frozen base (see the module doc), by term, and
+    the 6*N*tokens of the dense-training convention beside them."""
+    tokens = sum(seq_lens)
+    terms = {
+        "text_4n": 4 * sizes["text_params"] * tokens,
+        "lora_6n": 6 * sizes["lora_params"] * tokens,
+        "attention": 3 * attention_flops(config, seq_lens),
+        "lm_head": (6 if lm_head_trained else 4) * sizes["lm_head_matmul_params"] * label_tokens,
+        "audio_forward": 2 * sizes["audio_params"] * audio_tokens,
+    }
+    return {"terms": terms, "model_flops": sum(terms.values()), "six_n_flops": 6 * sizes["flops_params"] * tokens,
+            "tokens": tokens, "label_tokens": label_tokens, "audio_tokens": audio_tokens}
 
 
 def _clips(n: int):
@@ -116,14 +174,43 @@ def _sync(device):
         torch.cuda.synchronize(device)
 
 
+def _train_steps(model, batch, a: dict, device, fused: bool) -> dict:
+    """Warm-up, then timed optimizer steps of one micro-batch each; seconds per step, peak memory.
+    `fused`: the pipeline's loss (trl's fused LM head, labelled positions only), else the plain
+    full-logits loss of the model's own forward."""
+    import torch
+
+    cuda = device.type == "cuda"
+    opt = torch.optim.AdamW([p for p in model.parameters() if p.requires_grad], lr=a["learning_rate"])
+    autocast = torch.autocast("cuda", dtype=torch.bfloat16) if cuda else torch.autocast("cpu", enabled=False)
+    for step in range(a["warmup"] + a["steps"]):
+        if step == a["warmup"]:
+            _sync(device)
+            if cuda:
+                torch.cuda.reset_peak_memory_stats(device)
+            t0 = time.perf_counter()
+        with autocast:  # as the trainer's bf16 mixed precision
+            loss = model(**batch, fused_lm_head=True).loss if fused else model(**batch).loss
+        loss.backward()
+        last_loss = loss.detach().item()  # (synchronises each step too)
+        opt.step()
+        opt.zero_grad(set_to_none=True)
+    _sync(device)
+    seconds = (time.perf_counter() - t0) / a["steps"]
+    del opt
+    return {"step_seconds": seconds, "last_loss": last_loss,
+            "peak_memory_bytes": torch.cuda.max_memory_allocated(device) if cuda else None}
+
+
 def gpu_figures(a: dict) -> dict:
     """Train and generation measurements on CUDA; {"skipped": ...} without it. `a["device"]`
     and `a["config_dir"]` (e.g. the tiny model's folder) let the code path be exercised on a CPU."""
     import torch
     from transformers import Phi4MultimodalConfig, Phi4MultimodalForCausalLM
+    from trl.trainer.utils import add_fused_lm_head
 
     a = {**DEFAULTS, **a}
-    config = Phi4MultimodalConfig.from_pretrained(a["config_dir"]) if a.get("config_dir") else Phi4MultimodalConfig()
+    config = Phi4MultimodalConfig.from_pretrained(a["config_dir"]) if a.get("config_dir") else real_config()
     sizes = model_sizes(config, a["lora"])
     device = torch.device(a.get("device") or ("cuda" if torch.cuda.is_available() else "cpu"))
     if device.type != "cuda" and not a.get("device"):
@@ -137,6 +224,8 @@ def gpu_figures(a: dict) -> dict:
     start = time.perf_counter()
     with torch.device(device):
         model = Phi4MultimodalForCausalLM._from_config(config, dtype=dtype)
+    # As SFTTrainer: the fused head on the base model, before PEFT wraps it.
+    add_fused_lm_head(model, outputs=("log_probs", "entropy", "is_top1"))
     lora = a["lora"]
     model = get_peft_model(model, LoraConfig(r=lora["r"], lora_alpha=lora["alpha"], lora_dropout=lora["dropout"],
                                              target_modules=lora["target_modules"], task_type="CAUSAL_LM"))
@@ -145,26 +234,14 @@ def gpu_figures(a: dict) -> dict:
         model.enable_input_require_grads()
     build_s = time.perf_counter() - start
 
-    # -- training steps
+    # -- training: the pipeline's fused loss, then the plain loss on the same batch
     model.train()
     batch = make_batch(config, a, device, dtype, for_generation=False)
-    tokens = int(batch["attention_mask"].sum())
-    opt = torch.optim.AdamW([p for p in model.parameters() if p.requires_grad], lr=a["learning_rate"])
-    for step in range(a["warmup"] + a["steps"]):
-        if step == a["warmup"]:
-            _sync(device)
-            if cuda:
-                torch.cuda.reset_peak_memory_stats(device)
-            t0 = time.perf_counter()
-        loss = model(**batch).loss
-        loss.backward()
-        last_loss = float(loss)
-        opt.step()
-        opt.zero_grad(set_to_none=True)
-    _sync(device)
-    train_s = (time.perf_counter() - t0) / a["steps"]  # (float(loss) synchronised each step too)
-    train_peak = torch.cuda.max_memory_allocated(device) if cuda else None
-    del opt
+    seq_lens = batch["attention_mask"].sum(dim=1).tolist()
+    flops = train_flops(config, sizes, seq_lens, int((batch["labels"][:, 1:] != -100).sum()),
+                        int(batch["audio_embed_sizes"].sum()))
+    fused = _train_steps(model, batch, a, device, fused=True)
+    plain = _train_steps(model, batch, a, device, fused=False)
     model.eval()
 
     # -- generation: the batch at once, then a few of its rows one at a time
@@ -192,19 +269,19 @@ def gpu_figures(a: dict) -> dict:
         single_s = (time.perf_counter() - t0) / a["gen_single"]
     gen_peak = torch.cuda.max_memory_allocated(device) if cuda else None
 
-    peak = peak_tflops(name)
-    n = sizes["flops_params"]
-    achieved = 6 * n * tokens / train_s
+    peak = peak_tflops(name) * 1e12 if peak_tflops(name) else None
+    step_s, tokens = fused["step_seconds"], flops["tokens"]
     return {
         "device": name, "dtype": str(dtype).removeprefix("torch."), "model": sizes, "build_seconds": build_s,
         "memory_total_bytes": torch.cuda.get_device_properties(device).total_memory if cuda else None,
         "train": {"batch_size": a["batch_size"], "tokens_per_step": tokens, "seq_len": int(batch["input_ids"].shape[1]),
-                  "step_seconds": train_s, "last_loss": last_loss, "tokens_per_s": tokens / train_s, "peak_memory_bytes": train_peak,
-                  "gradient_checkpointing": a["gradient_checkpointing"], "lora": lora,
-                  "model_flops_per_s": achieved, "peak_flops_per_s": peak * 1e12 if peak else None,
-                  "mfu": achieved / (peak * 1e12) if peak else None},
+                  "step_seconds": step_s, "last_loss": fused["last_loss"], "tokens_per_s": tokens / step_s,
+                  "peak_memory_bytes": fused["peak_memory_bytes"], "gradient_checkpointing": a["gradient_checkpointing"],
+                  "lora": lora, "flops": flops, "model_flops_per_s": flops["model_flops"] / step_s,
+                  "peak_flops_per_s": peak, "mfu": flops["model_flops"] / step_s / peak if peak else None,
+                  "util_6n": flops["six_n_flops"] / step_s / peak if peak else None,
+                  "plain_loss": {**plain, "tokens_per_s": tokens / plain["step_seconds"]}},
         "generate": {"batch_size": a["batch_size"], "new_tokens": a["gen_tokens"],
                      "batched_tokens_per_s": a["batch_size"] * a["gen_tokens"] / batched_s,
                      "single_tokens_per_s": a["gen_tokens"] / single_s, "peak_memory_bytes": gen_peak},
     }
-
