@@ -7,6 +7,7 @@ import shutil
 import numpy as np
 import pyarrow as pa
 import pytest
+from conftest import ROOT
 
 from pronounce import evaluate as E
 from pronounce import kvcache, prompts
@@ -198,11 +199,36 @@ def test_growing_cache_generates_byte_identical_tokens(world, monkeypatch):
     assert [generate(rows), generate(rows[:1])] == ours
 
 
-def test_base_model_is_epoch_zero(world, tmp_path):
+def test_base_model_is_epoch_zero_with_its_speech_lora(world, tmp_path):
+    """The "no training" row is the base model as it hears: with its speech LoRA switched on."""
+    import torch
+
+    from pronounce.artifacts import AudioStore
+    from pronounce.collator import PronunciationCollator
+    from pronounce.model import load_base_model, load_processor, speech_lora_path
+
+    base = world / "models" / "base"
     summary = evaluate(world, tmp_path / "base", tmp_path / "cache", model_dir=None)
+    assert summary["model"] == E.BASE_LABEL == "base + speech LoRA (no training)"
     assert [c["name"] for c in summary["checkpoints"]] == ["epoch-0"]
+    (ckpt,) = summary["checkpoints"]
+    assert ckpt["adapter"] == "speech-lora"
+    assert ckpt["adapter_sha256"] == E.adapter_digest(speech_lora_path(base))
+    assert json.loads((tmp_path / "base" / "summary.json").read_text())["model"] == E.BASE_LABEL
     rows = E.read_jsonl(tmp_path / "base" / "epoch-0.jsonl")
     assert len(rows) == 6 and {r["epoch"] for r in rows} == {0}
+
+    # the loader evaluate uses for epoch 0 really switches the speech LoRA on: other logits
+    processor = load_processor(base)
+    store = AudioStore(world / "decoded" / "test.arrow")
+    batch = PronunciationCollator(processor, audio_lookup=lambda r: store[r["audio_row"]]).collate_for_generation(
+        E.test_instances(world / "materialized")[:2])
+    heard = E._load_model(str(base), None, processor, speech_lora_path(base), speech_lora=True)
+    assert heard.active_adapters == ["default"]
+    with torch.inference_mode():
+        ours = heard(**batch).logits
+        bare = load_base_model(base).eval()(**batch).logits
+    assert (ours - bare).abs().max().item() > 1e-4
 
 
 def test_select_epochs():
@@ -221,11 +247,42 @@ def test_select_epochs():
 def test_params_schema_accepts_the_eval_section():
     from pronounce.params import validate, SCHEMA
 
-    for ok in ("all", "none", "last:2", [1, 2, 3]):
-        validate({"batch_size": 8, "max_new_tokens": 160, "epochs": ok, "cpu_threads": 0}, SCHEMA["eval"])
-    for bad in ("last:0", "first", [0], 3):
-        with pytest.raises(ParamsError, match="eval.epochs|epochs"):
-            validate({"batch_size": 8, "max_new_tokens": 160, "epochs": bad, "cpu_threads": 0}, SCHEMA["eval"], "eval.")
+    section = {"batch_size": 8, "max_new_tokens": 160, "cpu_threads": 0, "determinism": "seeded"}
+    for ok in ("all", "none", "last:2", [1, 2, 3], {"paper": "all", "smoke": "last:2"}):
+        validate({**section, "epochs": ok}, SCHEMA["eval"])
+    for bad in ("last:0", "first", [0], 3, {}, {"paper": "first"}, {"paper": [0]}):
+        with pytest.raises(ParamsError, match=r"eval.epochs must be (all, none, last:<n>|str or list or dict)"):
+            validate({**section, "epochs": bad}, SCHEMA["eval"], "eval.")
+
+
+def test_eval_epochs_follow_the_training_profile(tmp_path):
+    import copy
+
+    import yaml
+
+    from pronounce.params import eval_epochs_spec, load_params
+
+    shipped = load_params(ROOT / "params.yaml")
+    assert shipped["train"]["recipes"]["paper"]["epochs"] == 4  # Table 3's epochs 1-4
+    for profile, want in (("paper", "all"), ("smoke", "last:2")):
+        p = copy.deepcopy(shipped)
+        p["train"]["profile"] = profile
+        assert eval_epochs_spec(p) == want
+    p = copy.deepcopy(shipped)
+    p["eval"]["epochs"] = [1, 3]  # one value for every profile
+    assert eval_epochs_spec(p) == [1, 3]
+    p["eval"]["epochs"] = {"smoke": "all"}
+    p["train"]["profile"] = "paper"
+    with pytest.raises(ParamsError, match=r"eval.epochs has no entry for train.profile 'paper' \(it has smoke\)"):
+        eval_epochs_spec(p)
+    path = ROOT / "params.yaml"
+    text = yaml.safe_load(path.read_text(encoding="utf-8"))
+    text["eval"]["epochs"] = {"smoke": "all"}
+    text["train"]["profile"] = "paper"
+    bad = tmp_path / "params.yaml"
+    bad.write_text(yaml.safe_dump(text), encoding="utf-8")
+    with pytest.raises(ParamsError, match="eval.epochs has no entry for train.profile 'paper'"):
+        load_params(bad)
 
 
 def test_missing_adapter_is_a_clear_error(world, tmp_path):

@@ -1,13 +1,16 @@
 """Stage `evaluate`: greedy generation on the test split, both tasks, for one trained config
 (its final adapter and the per-epoch adapters `eval.epochs` selects) or for the untrained
-base model (the paper's "no training" row, epoch 0).
+base model (the paper's "no training" row, epoch 0). The base model is evaluated WITH its speech
+LoRA: the shipped model switches that adapter on for every audio input, so the bare base
+model is not how the model hears (BASE_LABEL names the row).
 
 Outputs, under predictions/<config>/ (predictions/base/ for the base model):
   final.jsonl, epoch-<k>.jsonl   one JSON object per test instance, sorted by (utt_id, task):
                                  utt_id, task, checkpoint, epoch, raw (the generated text, up to
                                  but excluding the stop token), n_tokens, stopped ("eos" or
                                  "max_new_tokens"), status, flags, fields (pronounce.parse)
-  summary.json                   the checkpoints, their adapter hashes, cache keys, which
+  summary.json                   what generated them (`model`: BASE_LABEL for the base model),
+                                 the checkpoints, their adapter hashes, cache keys, which
                                  generations were shared, and the parse summaries
 Every file is byte-identical on a rerun (sorted keys, stable order, no wall-clock values).
 Scoring (pronounce.score) reads only these files, so any metric can be recomputed without
@@ -48,6 +51,7 @@ from .errors import ParamsError, PipelineError
 GENERATION_VERSION = 2  # 2: batches grouped by task (a prompt length per batch)
 ADAPTER_FILES = ("adapter_config.json", "adapter_model.safetensors")
 BASE_NAME = "base"  # predictions/base/: the untrained base model, epoch 0
+BASE_LABEL = "base + speech LoRA (no training)"  # what predictions/base/ was generated with
 FINAL = "final"
 
 
@@ -60,12 +64,14 @@ class EvalError(PipelineError):
 
 @dataclass
 class Checkpoint:
-    """One thing to generate with: an adapter folder (None = the bare base model)."""
+    """One thing to generate with: the base model plus an adapter folder (a trained one, or for
+    epoch 0 the base model's own speech LoRA, loaded with model.load_speech_lora)."""
 
     name: str  # "final", "epoch-<k>", or "epoch-0" for the base model
     epoch: int | None
     folder: Path | None
-    digest: str  # sha256 of the adapter files ("" for the base model)
+    digest: str  # sha256 of the adapter files
+    speech_lora: bool = False  # folder is the base model's speech-lora/ (its own key layout)
     same_as: str | None = None  # an earlier checkpoint with byte-identical adapter files
     key: str = ""
     rows: list = field(default_factory=list)
@@ -362,16 +368,23 @@ def _deterministic(seed: int) -> None:
     torch.backends.cuda.matmul.allow_tf32 = False
 
 
-def _load_model(source, revision, processor, adapter: Path | None):
+def _load_model(source, revision, processor, adapter: Path | None, speech_lora: bool = False):
+    """The base model with `adapter` (a trained adapter folder; with `speech_lora`, the base
+    model's own speech LoRA), in inference mode."""
     import torch
 
-    from .model import check_vocab, load_base_model
+    from .guards import check_audio_token
+    from .model import check_vocab, load_base_model, load_speech_lora
 
     model = load_base_model(source, revision)
+    check_audio_token(model, processor)
     check_vocab(model, processor)
-    if adapter is not None:
+    if speech_lora:
+        model = load_speech_lora(model, source, revision)
+    elif adapter is not None:
         from peft import PeftModel
 
+        # restores the LoRA, any modules_to_save and the control tokens' trainable rows
         model = PeftModel.from_pretrained(model, str(adapter), is_trainable=False)
     if torch.cuda.is_available():
         model = model.to("cuda")
@@ -398,7 +411,8 @@ def run_evaluate(params: dict, name: str, base_dir, decoded_dir, materialized_di
     None (then `name` is only the label). Returns the summary written to out_dir/summary.json."""
     from .artifacts import AudioStore
     from .base import resolve_base
-    from .model import load_processor
+    from .model import load_processor, speech_lora_path
+    from .params import eval_epochs_spec
     from .parse import ParseResult, summarise
 
     started = time.perf_counter()
@@ -406,9 +420,10 @@ def run_evaluate(params: dict, name: str, base_dir, decoded_dir, materialized_di
     _threads(params["eval"]["cpu_threads"])
     source, revision = resolve_base(base_dir)
     if model_dir is None:
-        checkpoints = [Checkpoint("epoch-0", 0, None, "")]
+        folder = speech_lora_path(source, revision)
+        checkpoints = [Checkpoint("epoch-0", 0, folder, adapter_digest(folder), speech_lora=True)]
     else:
-        checkpoints = find_checkpoints(model_dir, params["eval"]["epochs"])
+        checkpoints = find_checkpoints(model_dir, eval_epochs_spec(params))
 
     instances = test_instances(materialized_dir)
     expected = {(r["utt_id"], r["task"]) for r in instances}
@@ -434,7 +449,7 @@ def run_evaluate(params: dict, name: str, base_dir, decoded_dir, materialized_di
             else:
                 if processor is None:
                     processor = load_processor(source, revision)
-                model = _load_model(source, revision, processor, ckpt.folder)
+                model = _load_model(source, revision, processor, ckpt.folder, ckpt.speech_lora)
                 generate = Generator(model, processor, lambda row: store[row["audio_row"]], gp["max_new_tokens"])
                 rows = generate_checkpoint(generate, batches, cache, ckpt.key, f"evaluate {name} {ckpt.name}",
                                            progress)
@@ -444,8 +459,9 @@ def run_evaluate(params: dict, name: str, base_dir, decoded_dir, materialized_di
             ckpt.rows = rows
         by_name[ckpt.name] = ckpt
 
-    summary = {"config": name, "model_base": params["model"]["base"], "eval": gp,
-               "epochs_param": params["eval"]["epochs"] if model_dir is not None else None,
+    summary = {"config": name, "model_base": params["model"]["base"],
+               "model": BASE_LABEL if model_dir is None else f"base + {name} adapter", "eval": gp,
+               "epochs_param": eval_epochs_spec(params) if model_dir is not None else None,
                "test_instances": len(instances), "checkpoints": []}
     with atomic_dir(out_dir) as tmp:
         for ckpt in checkpoints:
@@ -456,7 +472,8 @@ def run_evaluate(params: dict, name: str, base_dir, decoded_dir, materialized_di
                      for task in ("apa", "mdd")}
             summary["checkpoints"].append({
                 "name": ckpt.name, "epoch": ckpt.epoch, "file": f"{ckpt.name}.jsonl",
-                "adapter_sha256": ckpt.digest or None, "cache_key": ckpt.key, "same_as": ckpt.same_as,
+                "adapter": ckpt.folder.name,  # adapter, epoch-<k>, or the base model's speech-lora
+                "adapter_sha256": ckpt.digest, "cache_key": ckpt.key, "same_as": ckpt.same_as,
                 "truncated": sum(r["stopped"] == "max_new_tokens" for r in rows),
                 "parse": parse,
             })

@@ -17,6 +17,13 @@ FRACTION = (lambda v: 0 <= v <= 1, "between 0 and 1")
 NUMBER = (int, float)
 
 
+def _epochs_ok(v) -> bool:
+    """An eval.epochs selection: all, none, last:<n> or a list of epoch numbers."""
+    if isinstance(v, str):
+        return v in ("all", "none") or (v.startswith("last:") and v[5:].isdigit() and int(v[5:]) >= 1)
+    return isinstance(v, list) and all(isinstance(e, int) and not isinstance(e, bool) and e >= 1 for e in v)
+
+
 def _spec(types, check=None):
     return (types, *(check or (None, None)))
 
@@ -70,11 +77,11 @@ SCHEMA = {
     "eval": {
         "batch_size": _spec(int, POSITIVE),
         "max_new_tokens": _spec(int, POSITIVE),
-        "epochs": _spec((str, list), (
-            lambda v: v in ("all", "none")
-            or (isinstance(v, str) and v.startswith("last:") and v[5:].isdigit() and int(v[5:]) >= 1)
-            or (isinstance(v, list) and all(isinstance(e, int) and not isinstance(e, bool) and e >= 1 for e in v)),
-            "all, none, last:<n> (n >= 1) or a list of epoch numbers >= 1",
+        # one selection for every training profile, or {profile: selection} (eval_epochs_spec)
+        "epochs": _spec((str, list, dict), (
+            lambda v: _epochs_ok(v) or (isinstance(v, dict) and bool(v) and all(map(_epochs_ok, v.values()))),
+            "all, none, last:<n> (n >= 1), a list of epoch numbers >= 1, or a mapping from training "
+            "profile to one of these",
         )),
         "cpu_threads": _spec(int, NON_NEGATIVE),
     },
@@ -132,6 +139,7 @@ def load_params(path="params.yaml") -> dict:
     if params["train"]["profile"] not in params["train"]["recipes"]:
         raise ParamsError(f"params.yaml: train.profile {params['train']['profile']!r} names no recipe "
                           f"(train.recipes has {', '.join(params['train']['recipes'])})")
+    eval_epochs_spec(params)  # a per-profile eval.epochs must cover the profile in use
     return params
 
 
@@ -144,3 +152,17 @@ def config_params(params: dict, name: str) -> dict:
 
 def recipe(params: dict) -> dict:
     return params["train"]["recipes"][params["train"]["profile"]]
+
+
+def eval_epochs_spec(params: dict):
+    """The epochs to evaluate under the training profile in use: eval.epochs itself, or its
+    entry for the profile when it is a mapping (the paper profile reports every epoch, as the
+    paper's Table 3 does; the smoke profile its last two)."""
+    spec = params["eval"]["epochs"]
+    if not isinstance(spec, dict):
+        return spec
+    profile = params["train"]["profile"]
+    if profile not in spec:
+        raise ParamsError(f"params.yaml: eval.epochs has no entry for train.profile {profile!r} "
+                          f"(it has {', '.join(spec)}): add one, e.g. eval.epochs.{profile}: all")
+    return spec[profile]
