@@ -1,4 +1,5 @@
-"""Stage base: model.base -> models/base/ (the tiny model built, or the real one referenced)."""
+"""Stage base: model.base -> models/base/ (the tiny model built, a Hub id pinned to a commit, a local
+main-layout copy converted, or a native folder referenced)."""
 
 from pronounce.base import run_base
 from pronounce.cli import run_stage
@@ -7,8 +8,11 @@ from pronounce.params import load_params
 
 def main():
     p = load_params()
-    manifest = run_base(p["model"]["base"], p["model"]["revision"], p["seed"], "models/base")
-    print(f"base: {manifest['base']} -> models/base")
+    m = p["model"]
+    manifest = run_base(m["base"], m["revision"], p["seed"], "models/base",
+                        attn_implementation=m["attn_implementation"])
+    pinned = f" @ {manifest['commit']}" if manifest.get("commit") else ""
+    print(f"base: {manifest['base']}{pinned} -> models/base")
 
 
 if __name__ == "__main__":

@@ -1,5 +1,6 @@
 """The built-in tiny Phi-4-multimodal and the one loader for every base model."""
 
+import importlib.util
 import json
 import math
 import sys
@@ -203,3 +204,59 @@ def test_materialize_base(tmp_path):
     assert (Path(built) / "model.safetensors").is_file()
     with pytest.raises(ValueError):
         M.materialize_base("builtin:huge", tmp_path)
+
+
+def _copy(tiny: Path, dst: Path) -> Path:
+    import shutil
+
+    return Path(shutil.copytree(tiny, dst))
+
+
+def test_only_the_native_layout_loads(tiny, tmp_path):
+    assert M.check_native_layout(tiny)["model_type"] == "phi4_multimodal"
+    assert M.check_native_layout(tiny / "config.json")["model_type"] == "phi4_multimodal"
+    folder = _copy(tiny, tmp_path / "main-like")
+    config = json.loads((folder / "config.json").read_text())
+    (folder / "config.json").write_text(json.dumps({**config, "model_type": "phi4mm"}))
+    with pytest.raises(M.LayoutError, match=r"remote-code layout \(model_type 'phi4mm'\).*revision refs/pr/70.*convert"):
+        M.load_base_model(folder)
+    with pytest.raises(M.LayoutError, match=r"model_type 'llama'; expected 'phi4_multimodal'"):
+        M.check_native_layout({"model_type": "llama"})
+    (folder / "config.json").write_text("{not json")
+    with pytest.raises(M.LayoutError, match="cannot read the model config"):
+        M.check_native_layout(folder)
+
+
+def test_a_missing_or_unexpected_weight_is_an_error_naming_it(tiny, tmp_path):
+    from safetensors.torch import save_file
+
+    folder = _copy(tiny, tmp_path / "broken")
+    weights = load_weights(folder)
+    weights.pop("model.layers.1.mlp.down_proj.weight")
+    weights["model.layers.1.mlp.extra.weight"] = torch.zeros(3)
+    save_file(weights, str(folder / "model.safetensors"), metadata={"format": "pt"})
+    with pytest.raises(M.LayoutError, match=r"missing 1: model\.layers\.1\.mlp\.down_proj\.weight; "
+                                            r"unexpected 1: model\.layers\.1\.mlp\.extra\.weight"):
+        M.load_base_model(folder)
+
+
+def load_weights(folder: Path) -> dict:
+    from safetensors.torch import load_file
+
+    return load_file(str(folder / "model.safetensors"))
+
+
+def test_attention_implementation_is_ours_not_the_checkpoints(tiny, tmp_path):
+    from transformers import Phi4MultimodalForCausalLM
+
+    folder = _copy(tiny, tmp_path / "fa2")
+    config = json.loads((folder / "config.json").read_text())
+    (folder / "config.json").write_text(json.dumps({**config, "_attn_implementation": "flash_attention_2"}))
+    # What a bare from_pretrained does with such a config where flash-attn is not installed: fail.
+    if importlib.util.find_spec("flash_attn") is None:
+        with pytest.raises(ImportError, match="flash_attn|FlashAttention"):
+            Phi4MultimodalForCausalLM.from_pretrained(folder)
+    assert M.load_base_model(folder).config._attn_implementation == "sdpa"
+    assert M.load_base_model(folder, attn_implementation="eager").config._attn_implementation == "eager"
+    with pytest.raises(ValueError, match="attn_implementation 'flash' is not one of eager, sdpa"):
+        M.load_base_model(folder, attn_implementation="flash")

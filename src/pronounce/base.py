@@ -1,9 +1,17 @@
 """Stage `base`: make the base model named by `model.base` available to later stages.
 
-`builtin:tiny` is built into models/base/ (deterministic from `seed`, so its hash is stable);
-a Hub id or a folder of the real model is recorded in models/base/base.json (with its
-revision) and loaded from there. Later stages only ever call `resolve_base()`, so they never
-know which world they run in.
+- `builtin:tiny` is built into models/base/ (deterministic from `seed`, so its hash is stable).
+- A Hub id is referenced in models/base/base.json with the revision asked for (None = the
+  known native-layout revision, `model.default_revision`) AND the commit it resolved to, so a
+  run is pinned after the fact: later stages load that commit, not the moving branch. Its
+  config is checked to be the native layout first (one small download).
+- A local folder in the native layout is referenced; a local copy of the Hub's `main` (the
+  remote-code layout, `phi4mm`) is converted into models/base/ (pronounce.convert), so its
+  native form is a content-hashed DVC output.
+
+Every manifest records `attn_implementation` (params `model.attn_implementation`): a change
+moves models/base's hash, so the stages that load the model rerun. Later stages call
+`resolve_base()` (or `load_base()`), so they never know which world they run in.
 """
 
 import json
@@ -11,13 +19,32 @@ from pathlib import Path
 
 from .artifacts import atomic_dir, write_json
 from .errors import ParamsError
-from .model import BUILTIN_TINY, _check_model_folder, _local_folder, build_tiny_model
+from .model import (BUILTIN_TINY, DEFAULT_ATTN_IMPLEMENTATION, NATIVE_MODEL_TYPE, REMOTE_MODEL_TYPE, LayoutError,
+                    _check_model_folder, _local_folder, build_tiny_model, check_native_layout, default_revision,
+                    hub_config, load_base_model)
 
 MANIFEST = "base.json"
 
 
+def resolve_commit(repo_id: str, revision: str | None) -> str:
+    """The commit a Hub revision (branch, tag, pull-request ref or commit) points at now."""
+    from huggingface_hub import HfApi
+
+    sha = HfApi().model_info(repo_id, revision=revision).sha
+    if not sha:
+        raise RuntimeError(f"the Hub gave no commit for {repo_id!r} at revision {revision!r}")
+    return sha
+
+
+def _model_type(folder: Path):
+    try:
+        return json.loads((folder / "config.json").read_text(encoding="utf-8")).get("model_type")
+    except ValueError as e:
+        raise LayoutError(f"{str(folder / 'config.json')!r} is not valid JSON: {e}") from None
+
+
 def check_base(base: str) -> None:
-    """Fail early, naming the key, when model.base is a local folder without a model in it."""
+    """Fail early, naming the key, when model.base is a local folder without a usable model."""
     if base.startswith("builtin:"):
         if base != BUILTIN_TINY:
             raise ParamsError(f"params.yaml: model.base {base!r} is unknown; the built-in model is {BUILTIN_TINY!r}")
@@ -26,27 +53,57 @@ def check_base(base: str) -> None:
         local = _local_folder(base)
         if local is not None:
             _check_model_folder(local)
+            if _model_type(local) != REMOTE_MODEL_TYPE:  # the remote-code layout is converted
+                check_native_layout(local)
     except (FileNotFoundError, NotADirectoryError, ValueError) as e:
         raise ParamsError(f"params.yaml: model.base: {e}") from None
 
 
-def run_base(base: str, revision: str | None, seed: int, out_dir, tokenizer_corpus=None) -> dict:
+def run_base(base: str, revision: str | None, seed: int, out_dir, tokenizer_corpus=None,
+             attn_implementation: str = DEFAULT_ATTN_IMPLEMENTATION) -> dict:
     check_base(base)
     with atomic_dir(out_dir) as tmp:
         if base == BUILTIN_TINY:
             kwargs = {"corpus_dir": tokenizer_corpus} if tokenizer_corpus else {}
             build_tiny_model(tmp, seed, **kwargs)
             manifest = {"base": base, "seed": seed, "source": "."}
+        elif (local := _local_folder(base)) is not None:
+            if _model_type(local) == NATIVE_MODEL_TYPE:
+                manifest = {"base": base, "revision": None, "source": base}
+            else:
+                from .convert import convert_checkpoint
+
+                summary = convert_checkpoint(local, tmp)
+                manifest = {"base": base, "source": ".", "conversion": summary}
         else:
-            manifest = {"base": base, "revision": revision, "source": base}
+            asked = default_revision(base, revision)
+            commit = resolve_commit(base, asked)
+            try:
+                check_native_layout(hub_config(base, commit))
+            except LayoutError as e:
+                raise LayoutError(f"{base} at revision {asked or 'main'} ({commit}): {e}") from None
+            manifest = {"base": base, "revision": asked, "commit": commit, "source": base}
+        manifest["attn_implementation"] = attn_implementation
         write_json(tmp / MANIFEST, manifest)
     return manifest
 
 
+def _manifest(base_dir) -> dict:
+    return json.loads((Path(base_dir) / MANIFEST).read_text(encoding="utf-8"))
+
+
 def resolve_base(base_dir="models/base") -> tuple[str, str | None]:
-    """(source, revision) to pass to pronounce.model's loaders."""
+    """(source, revision) to pass to pronounce.model's loaders; for a Hub id the revision is the
+    commit the base stage resolved, so every later load reads the same weights."""
     base_dir = Path(base_dir)
-    manifest = json.loads((base_dir / MANIFEST).read_text(encoding="utf-8"))
+    manifest = _manifest(base_dir)
     if manifest["source"] == ".":
         return str(base_dir), None
-    return manifest["source"], manifest.get("revision")
+    return manifest["source"], manifest.get("commit") or manifest.get("revision")
+
+
+def load_base(base_dir="models/base", **kwargs):
+    """The base model of models/base, loaded strictly with the recorded attention implementation."""
+    source, revision = resolve_base(base_dir)
+    attn = _manifest(base_dir).get("attn_implementation", DEFAULT_ATTN_IMPLEMENTATION)
+    return load_base_model(source, revision, attn_implementation=attn, **kwargs)

@@ -15,8 +15,12 @@ The processor is audio-only: the native image processor needs torchvision, which
 project neither has nor needs, so ``load_processor`` assembles ``Phi4MultimodalProcessor``
 from the tokenizer, the feature extractor and a stand-in image processor that refuses images.
 
+Loading is strict (``load_base_model``): only the native layout (``check_native_layout``),
+every weight accounted for, the attention implementation ours, never the checkpoint's.
+
 Public API: build_tiny_model, tiny_model, materialize_base, load_base_model, load_processor,
-check_vocab, speech_lora_path, load_speech_lora, speech_lora_config, suppressed_token_ids.
+check_native_layout, default_revision, real_config, check_vocab, speech_lora_path, load_speech_lora,
+speech_lora_config, suppressed_token_ids.
 """
 
 from __future__ import annotations
@@ -29,6 +33,7 @@ from pathlib import Path
 from transformers.image_processing_base import ImageProcessingMixin
 
 from . import prompts
+from .errors import PipelineError
 
 BUILTIN_TINY = "builtin:tiny"
 
@@ -76,6 +81,22 @@ _REPO_ROOT = Path(__file__).resolve().parents[2]
 DEFAULT_TOKENIZER_CORPUS = _REPO_ROOT / "data" / "speechocean762-mini" / "resource"
 
 _WEIGHT_FILES = ("model.safetensors", "model.safetensors.index.json")
+
+NATIVE_MODEL_TYPE = "phi4_multimodal"  # transformers' native port: the only layout we load
+REMOTE_MODEL_TYPE = "phi4mm"  # the original remote-code checkpoint (the Hub repo's main branch)
+# Hub ids whose default branch is not the native layout -> the revision that is. The Hub's main
+# of Phi-4-multimodal-instruct is the remote-code checkpoint; the converted one lives on the
+# unmerged pull-request branch refs/pr/70 (what transformers' and vLLM's own tests load).
+NATIVE_REVISIONS = {"microsoft/Phi-4-multimodal-instruct": "refs/pr/70"}
+DEFAULT_ATTN_IMPLEMENTATION = "sdpa"
+# The real model's native configuration (microsoft/Phi-4-multimodal-instruct at refs/pr/70, as
+# transformers loads it; a copy of ../shared/reference/phi4-multimodal-instruct/config.json), for
+# structural checks and estimates without the weights.
+REAL_CONFIG = Path(__file__).resolve().parent / "reference" / "phi4_multimodal_config.json"
+
+
+class LayoutError(PipelineError, ValueError):
+    """A checkpoint that is not in transformers' native Phi-4-multimodal layout (one line, with the fix)."""
 
 
 # --------------------------------------------------------------------------- tiny model
@@ -353,25 +374,99 @@ def _resolve_dtype(dtype):
     raise ValueError(f"unknown dtype {dtype!r}")
 
 
-def load_base_model(base, revision: str | None = None, dtype=None, **kwargs):
-    """Load ``Phi4MultimodalForCausalLM`` from a local folder (tiny or real) or a Hub id.
+def real_config():
+    """``Phi4MultimodalConfig`` of the real model (build it on ``torch.device("meta")`` for sizes)."""
+    from transformers import Phi4MultimodalConfig
+
+    return Phi4MultimodalConfig.from_dict(json.loads(REAL_CONFIG.read_text(encoding="utf-8")))
+
+
+def default_revision(base: str, revision: str | None) -> str | None:
+    """The revision to load a Hub id at: ``revision`` if given, else the known native-layout
+    revision of a known Hub id (``NATIVE_REVISIONS``), else None (the default branch)."""
+    return revision if revision is not None else NATIVE_REVISIONS.get(base)
+
+
+def check_native_layout(folder_or_config) -> dict:
+    """The config (a dict) of a native-layout checkpoint; a one-line LayoutError otherwise.
+
+    Takes a model folder, its config.json, or the config as a dict. ``phi4mm`` (the Hub's
+    ``main``: remote code, LoRA folded into the base layers) would load with every decoder and
+    audio weight missing and randomly initialised, so it is refused with the fix.
+    """
+    if isinstance(folder_or_config, dict):
+        config, where = folder_or_config, "the checkpoint"
+    else:
+        path = Path(folder_or_config)
+        path = path / "config.json" if path.is_dir() else path
+        try:
+            config = json.loads(path.read_text(encoding="utf-8"))
+        except (OSError, ValueError) as e:
+            raise LayoutError(f"cannot read the model config {str(path)!r}: {e}") from None
+        where = str(path.parent)
+    model_type = config.get("model_type")
+    if model_type == NATIVE_MODEL_TYPE:
+        return config
+    if model_type == REMOTE_MODEL_TYPE:
+        raise LayoutError(
+            f"{where} is Phi-4-multimodal's remote-code layout (model_type {REMOTE_MODEL_TYPE!r}), not the native "
+            f"{NATIVE_MODEL_TYPE!r} one: load the Hub id at revision refs/pr/70 (model.revision), or point "
+            f"model.base at a local copy of it and let the base stage convert it"
+        )
+    raise LayoutError(f"{where} has model_type {model_type!r}; expected {NATIVE_MODEL_TYPE!r} (Phi-4-multimodal)")
+
+
+def hub_config(repo_id: str, revision: str | None) -> dict:
+    """config.json of a Hub model at ``revision`` (one small download)."""
+    from huggingface_hub import hf_hub_download
+
+    return json.loads(Path(hf_hub_download(repo_id, "config.json", revision=revision)).read_text(encoding="utf-8"))
+
+
+def _check_loading_info(info: dict, tied: bool, source: str) -> None:
+    missing = [k for k in info.get("missing_keys", ()) if not (tied and k == "lm_head.weight")]
+    problems = {"missing": sorted(missing), "unexpected": sorted(info.get("unexpected_keys", ())),
+                "mismatched": sorted(str(k[0] if isinstance(k, tuple) else k) for k in info.get("mismatched_keys", ()))}
+    problems = {what: keys for what, keys in problems.items() if keys}
+    if problems:
+        listed = "; ".join(f"{what} {len(keys)}: {', '.join(keys[:6])}{' ...' if len(keys) > 6 else ''}"
+                           for what, keys in problems.items())
+        raise LayoutError(f"base model {source!r} does not match Phi4MultimodalForCausalLM's weights ({listed}); "
+                          "nothing is loaded with random weights")
+
+
+def load_base_model(base, revision: str | None = None, dtype=None,
+                    attn_implementation: str = DEFAULT_ATTN_IMPLEMENTATION, **kwargs):
+    """Load ``Phi4MultimodalForCausalLM`` from a local folder (tiny or real) or a Hub id, strictly.
 
     ``dtype``: None/"auto" (the checkpoint's own: float32 for the tiny model, bfloat16 for the
     real one), a torch dtype or its name. ``revision`` pins a Hub commit/branch (ignored for
-    local folders). Extra keyword arguments go to ``from_pretrained`` (e.g. device_map,
-    attn_implementation).
+    local folders; None = ``default_revision``). The checkpoint must be the native layout
+    (``check_native_layout``), and every weight must load: a missing one (but the tied
+    lm_head), an unexpected or a mis-shaped one is an error naming the keys, never a warning
+    over random weights. ``attn_implementation`` is ours (params ``model.attn_implementation``):
+    a checkpoint config's ``_attn_implementation`` (flash_attention_2 on the Hub's main) is
+    not honoured. Extra keyword arguments go to ``from_pretrained`` (e.g. device_map).
     """
     from transformers import Phi4MultimodalForCausalLM
 
+    from .params import ATTN_IMPLEMENTATIONS
+
+    if attn_implementation not in ATTN_IMPLEMENTATIONS:
+        raise ValueError(f"attn_implementation {attn_implementation!r} is not one of {', '.join(ATTN_IMPLEMENTATIONS)}")
     local = _local_folder(base)
     if local is not None:
         _check_model_folder(local)
+        config = check_native_layout(local)
         source, revision = str(local), None
     else:
-        source = base
-    model = Phi4MultimodalForCausalLM.from_pretrained(
-        source, revision=revision, dtype=_resolve_dtype(dtype), use_safetensors=True, **kwargs
+        source, revision = base, default_revision(base, revision)
+        config = check_native_layout(hub_config(base, revision))
+    model, info = Phi4MultimodalForCausalLM.from_pretrained(
+        source, revision=revision, dtype=_resolve_dtype(dtype), use_safetensors=True,
+        attn_implementation=attn_implementation, output_loading_info=True, **kwargs
     )
+    _check_loading_info(info, bool(config.get("tie_word_embeddings")), source)
     return model
 
 
@@ -429,7 +524,7 @@ def load_processor(base, revision: str | None = None, add_control_tokens: bool =
             raise FileNotFoundError(f"base model folder {str(local)!r} has no tokenizer files")
         source, revision = str(local), None
     else:
-        source = base
+        source, revision = base, default_revision(base, revision)
     tokenizer = _load_tokenizer(source, revision)
     if add_control_tokens:
         missing = [t for t in prompts.CONTROL_TOKENS.values() if t not in tokenizer.get_vocab()]
@@ -458,7 +553,7 @@ def speech_lora_path(base, revision: str | None = None) -> Path:
 
         root = snapshot_download(
             repo_id=base,
-            revision=revision,
+            revision=default_revision(base, revision),
             allow_patterns=[f"{SPEECH_LORA_DIR}/adapter_config.json", f"{SPEECH_LORA_DIR}/adapter_model.safetensors"],
         )
         local = Path(root)
