@@ -15,6 +15,8 @@ POSITIVE = (lambda v: v > 0, "> 0")
 NON_NEGATIVE = (lambda v: v >= 0, ">= 0")
 FRACTION = (lambda v: 0 <= v <= 1, "between 0 and 1")
 NUMBER = (int, float)
+# model.attn_implementation: the attention kernels the loader may be asked for.
+ATTN_IMPLEMENTATIONS = ("eager", "sdpa", "flash_attention_2")
 
 
 def _epochs_ok(v) -> bool:
@@ -38,6 +40,7 @@ SCHEMA = {
     "model": {
         "base": _spec(str),
         "revision": _spec((str, type(None))),
+        "attn_implementation": _spec(str, (lambda v: v in ATTN_IMPLEMENTATIONS, " or ".join(ATTN_IMPLEMENTATIONS))),
     },
     "lora": {
         "r": _spec(int, POSITIVE),
