@@ -6,8 +6,10 @@ import re
 from pathlib import Path
 
 from pronounce import plots as P
+from pronounce import score as S
+from pronounce.evaluate import BASE_LABEL
 from pronounce.report import TINY_WARNING, run_report
-from test_score import make_scored, params
+from test_score import good_rows, make_scored, params, write_labels, write_predictions
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -41,10 +43,11 @@ def test_table_has_every_config_epoch_row_beside_the_paper(tmp_path):
     text = report(tmp_path, p)
     assert (tmp_path / "metrics" / "report.md").read_text() == text
     rows = table_rows(text)
-    assert rows[:2] == [("(base model)", "none", "0", "**ours**"), ("", "none", "0", "paper")]
+    assert BASE_LABEL == "base + speech LoRA (no training)"  # epoch 0 is the base model as it hears
+    assert rows[:2] == [(BASE_LABEL, "none", "0", "**ours**"), ("", "none", "0", "paper")]
     ours = [r for r in rows if r[3] == "**ours**"]
     # each config: epoch 2 and epoch 3 (= the final adapter, listed once), plus the base model once
-    assert ours == [("(base model)", "none", "0", "**ours**"),
+    assert ours == [(BASE_LABEL, "none", "0", "**ours**"),
                     ("cfg_a", "LoRA", "2", "**ours**"), ("cfg_a", "LoRA", "3 (final)", "**ours**"),
                     ("cfg_b", "Unfreeze", "2", "**ours**"), ("cfg_b", "Unfreeze", "3 (final)", "**ours**")]
     paper = [(r[1], r[2]) for r in rows if r[3] == "paper"]
@@ -68,6 +71,49 @@ def test_paper_rows_appear_once_per_strategy(tmp_path):
     assert "4 test utterances" in text and "the paper's 2500" in text
 
 
+def section_rows(text, title):
+    section = text.split(f"## {title}")[1].split("\n## ")[0]
+    rows = [[c.strip() for c in line.strip("|").split("|")] for line in section.splitlines() if line.startswith("| ")]
+    return rows[2:]
+
+
+def test_every_epoch_of_the_paper_profile_is_set_beside_the_papers_row(tmp_path):
+    """Four epochs, all evaluated (the paper profile): each config's epoch k minus Table 3's row
+    of epoch k and the config's strategy; the headline is the final adapter (epoch 4) vs epoch 4."""
+    p = params(configs=("lora", "unfreeze"))
+    p["configs"]["unfreeze"]["unfreeze_audio"] = True
+    labels = write_labels(tmp_path / "decoded" / "test.arrow")
+    write_predictions(tmp_path / "predictions" / "base", {"epoch-0": (0, good_rows("epoch-0", 0))})
+    for name in p["configs"]:
+        write_predictions(tmp_path / "predictions" / name, {
+            "final": (4, good_rows("final", 4)), **{f"epoch-{k}": (k, good_rows(f"epoch-{k}", k)) for k in (1, 2, 3, 4)}})
+        S.run_score(p, name, labels.parent, tmp_path / "predictions" / name, tmp_path / "predictions" / "base",
+                    tmp_path / "metrics" / f"{name}.json", tmp_path / "scores" / name, log=None)
+    text = report(tmp_path, p)
+    rows = section_rows(text, "Each epoch minus the paper's row")
+    assert [tuple(r[:3]) for r in rows] == [(BASE_LABEL, "none", "0")] + [
+        (name, strategy, str(k)) for name, strategy in (("lora", "LoRA"), ("unfreeze", "Unfreeze")) for k in (1, 2, 3, 4)]
+    ours = json.loads((tmp_path / "metrics" / "lora.json").read_text())["accuracy_pcc"]  # the same at every epoch
+    table = {(r["strategy"], r["epoch"]): r for r in S.PAPER_TABLE3}
+    for r in rows:
+        strategy, k = r[1], int(r[2])
+        assert r[3] == f"{ours - table['none' if k == 0 else strategy, k]['accuracy_pcc']:+.3f}", r
+    headline = section_rows(text, "Headline")
+    assert headline[1][:3] == ["", "paper, LoRA epoch 4", "0.645"] and headline[4][:3] == ["", "paper, Unfreeze epoch 4", "0.743"]
+
+
+def test_an_epoch_the_paper_lacks_is_named_not_compared(tmp_path):
+    labels = write_labels(tmp_path / "decoded" / "test.arrow")
+    write_predictions(tmp_path / "predictions" / "base", {"epoch-0": (0, good_rows("epoch-0", 0))})
+    write_predictions(tmp_path / "predictions" / "cfg", {"final": (10, good_rows("final", 10)),
+                                                          "epoch-10": (10, good_rows("epoch-10", 10))})
+    S.run_score(params(), "cfg", labels.parent, tmp_path / "predictions" / "cfg", tmp_path / "predictions" / "base",
+                tmp_path / "metrics" / "cfg.json", tmp_path / "scores" / "cfg", log=None)
+    text = report(tmp_path, params())
+    assert section_rows(text, "Each epoch minus the paper's row")[1][:4] == ["cfg", "LoRA", "10", "(not in Table 3)"]
+    assert section_rows(text, "Headline")[1][1] == "paper, LoRA epoch 3"  # the smoke run's 10th epoch: the headline
+
+
 def test_tiny_model_warning_is_loud_and_only_for_the_tiny_model(tmp_path):
     text = report(tmp_path, scored(tmp_path))
     assert text.startswith(TINY_WARNING) and text.splitlines()[0].startswith("> **⚠️ SMOKE RUN: NOT A REPRODUCTION.**")
@@ -79,7 +125,7 @@ def test_tiny_model_warning_is_loud_and_only_for_the_tiny_model(tmp_path):
 
 def test_undefined_values_and_details_are_listed(tmp_path):
     text = report(tmp_path, scored(tmp_path))
-    assert "- (base model), epoch 0: accuracy PCC, fluency PCC, prosodic PCC, total PCC: fewer than 2 pairs (0)" in text
+    assert f"- {BASE_LABEL}, epoch 0: accuracy PCC, fluency PCC, prosodic PCC, total PCC: fewer than 2 pairs (0)" in text
     assert "- cfg_a, epoch 2: accuracy PCC, fluency PCC, prosodic PCC, total PCC: predictions are constant (5)" in text
     assert "p=" in text and "n=3" in text  # PCC p-values and n of the final adapter
     assert "How unparsed answers count" in text

@@ -244,7 +244,8 @@ def test_run_score_writes_metrics_json(tmp_path):
     assert metrics["accuracy_pcc"] == round(9 / math.sqrt(84), 6)
     assert metrics["epoch"] == 3 and metrics["n_utterances"] == 4
     assert set(metrics["epochs"]) == {"0", "2", "3"}
-    assert metrics["epochs"]["3"] == {k: metrics[k] for k in (*S.HEADLINE, "parse_rate")}
+    assert metrics["epochs"]["3"] == {**{k: metrics[k] for k in (*S.HEADLINE, "parse_rate")},
+                                      "paper": metrics["paper"], "diff": metrics["diff"]}
     assert metrics["epochs"]["0"]["parse_rate"] == 0.0 and metrics["epochs"]["2"]["accuracy_pcc"] is None
     assert metrics["paper"] == S.paper_row("LoRA", 3) and metrics["paper"]["accuracy_pcc"] == 0.656
     assert metrics["diff"]["wer"] == round(metrics["wer"] - 0.14, 6)
@@ -266,6 +267,38 @@ def test_run_score_writes_metrics_json(tmp_path):
 def test_unfreeze_config_targets_the_unfreeze_row(tmp_path):
     metrics = make_scored(tmp_path, p=params(unfreeze=True))
     assert metrics["paper"]["accuracy_pcc"] == 0.621
+
+
+@pytest.mark.parametrize("unfreeze, strategy", [(False, "LoRA"), (True, "Unfreeze")])
+def test_each_epoch_is_set_beside_the_papers_row_of_that_epoch(tmp_path, unfreeze, strategy):
+    """The paper profile: 4 epochs, all evaluated; each against Table 3's row of its epoch and strategy."""
+    labels = write_labels(tmp_path / "decoded" / "test.arrow")
+    write_predictions(tmp_path / "predictions" / "base", {"epoch-0": (0, good_rows("epoch-0", 0))})
+    write_predictions(tmp_path / "predictions" / "cfg", {
+        "final": (4, good_rows("final", 4)), **{f"epoch-{k}": (k, good_rows(f"epoch-{k}", k)) for k in (1, 2, 3, 4)}})
+    metrics = S.run_score(params(unfreeze=unfreeze), "cfg", labels.parent, tmp_path / "predictions" / "cfg",
+                          tmp_path / "predictions" / "base", tmp_path / "metrics" / "cfg.json",
+                          tmp_path / "scores" / "cfg", log=None)
+    ours = metrics["accuracy_pcc"]  # the same answers at every epoch: only the paper's row moves
+    table = {(r["strategy"], r["epoch"]): r for r in S.PAPER_TABLE3}
+    assert set(metrics["epochs"]) == {"0", "1", "2", "3", "4"}
+    for k in range(5):
+        entry = metrics["epochs"][str(k)]
+        row = table["none", 0] if k == 0 else table[strategy, k]
+        assert entry["paper"] == {m: row[m] for m in S.HEADLINE}
+        assert entry["diff"]["accuracy_pcc"] == round(ours - row["accuracy_pcc"], 6)
+        assert entry["diff"]["wer"] == round(entry["wer"] - row["wer"], 6)
+    # the final adapter (epoch 4) against the paper's epoch 4, not its epoch-3 headline
+    assert metrics["paper_epoch"] == 4 and metrics["paper"] == metrics["epochs"]["4"]["paper"]
+    assert metrics["paper"]["accuracy_pcc"] == (0.645 if strategy == "LoRA" else 0.743)
+    details = json.loads((tmp_path / "scores" / "cfg" / "details.json").read_text())
+    assert details["paper_target"] == {"source": S.PAPER_SOURCE, "strategy": strategy, "epoch": 4}
+
+
+def test_an_epoch_the_paper_lacks_gets_no_paper_row_and_the_final_the_headline():
+    assert S.paper_epoch_for("LoRA", 10) == S.paper_epoch_for("LoRA", None) == S.PAPER_TARGET_EPOCH == 3
+    assert S.paper_epoch_for("Unfreeze", 2) == 2 and S.paper_row("LoRA", 10) is None
+    assert S._diff({k: 0.5 for k in S.HEADLINE}, None) == {}
 
 
 def test_min_parse_rate_fails_clearly(tmp_path):

@@ -6,8 +6,10 @@ training loss DVCLive logged (dvclive/<config>/plots/metrics/train/loss.tsv).
 
 Outputs:
   metrics/report.md                Table 3 layout (config x epoch rows, metric columns), ours
-                                   beside the paper's; the headline (final adapter vs the paper's
-                                   epoch-3 target); undefined values with their reasons; PCC
+                                   beside the paper's row of the same epoch and strategy (epoch 0:
+                                   the base model with its speech LoRA); every epoch's difference
+                                   from that row; the headline (final adapter vs the paper's row
+                                   of its epoch); undefined values with their reasons; PCC
                                    p-values and n; parse rates. It names the base model and
                                    corpus that produced our numbers, and warns loudly when the
                                    base is `builtin:tiny` (a smoke run, not a reproduction).
@@ -23,7 +25,7 @@ from pathlib import Path
 
 from .artifacts import write_json
 from .errors import PipelineError
-from .evaluate import BASE_NAME, FINAL
+from .evaluate import BASE_LABEL, BASE_NAME, FINAL
 from .model import BUILTIN_TINY
 from .score import HEADLINE, PAPER_SOURCE, PAPER_TABLE3, PAPER_TARGET_EPOCH, UNPARSED_RULE
 
@@ -112,7 +114,7 @@ def listed(details: dict[str, dict]) -> list[tuple[str, str, dict]]:
     first = next(iter(details.values()))
     for ckpt, c in first["checkpoints"].items():
         if ckpt.startswith(f"{BASE_NAME}/"):
-            out.append(("(base model)", "epoch 0", c))
+            out.append((BASE_LABEL, "epoch 0", c))
     for name, d in details.items():
         for _, label, c in _our_rows(d):
             out.append((name, f"epoch {label}", c))
@@ -128,7 +130,7 @@ def table3(details: dict[str, dict]) -> list[str]:
     base = next((c for k, c in first["checkpoints"].items() if k.startswith(f"{BASE_NAME}/")), None)
     paper0 = next(r for r in PAPER_TABLE3 if r["epoch"] == 0)
     if base is not None:
-        lines.append(_row(["(base model)", "none", 0, "**ours**", *_metric_cells(base["metrics"]), _parsed(base)]))
+        lines.append(_row([BASE_LABEL, "none", 0, "**ours**", *_metric_cells(base["metrics"]), _parsed(base)]))
     lines.append(_row(["", "none", 0, "paper", *_metric_cells(paper0), ""]))
     strategies = list(dict.fromkeys(d["strategy"] for d in details.values()))
     for strategy in strategies:
@@ -149,6 +151,24 @@ def _parsed(c: dict) -> str:
     return f"{_fmt(c['parse']['apa']['parse_rate'], 2)} / {_fmt(c['parse']['mdd']['parse_rate'], 2)}"
 
 
+def epoch_diffs(details: dict[str, dict]) -> list[str]:
+    """Every evaluated epoch of every config minus the paper's row of that epoch and strategy
+    (epoch 0: the paper's "no training" row); an epoch Table 3 lacks says so."""
+    lines = [_row(["Config", "Strategy", "Epoch", *[h for _, h in COLUMNS]]),
+             _row(["---", "---", "---:"] + ["---:"] * len(COLUMNS))]
+    for i, (name, d) in enumerate(details.items()):
+        for epoch, e in sorted(d["metrics"].get("epochs", {}).items(), key=lambda kv: int(kv[0])):
+            if epoch == "0" and i:
+                continue  # the base model once, as in the table above
+            if e.get("paper") is None:
+                cells = ["(not in Table 3)"] + [""] * (len(COLUMNS) - 1)
+            else:
+                cells = [_signed(e["diff"].get(k)) for k, _ in COLUMNS]
+            lines.append(_row([BASE_LABEL if epoch == "0" else name, "none" if epoch == "0" else d["strategy"],
+                               epoch, *cells]))
+    return lines
+
+
 def headline(details: dict[str, dict]) -> list[str]:
     lines = [_row(["Config", "Row", *[h for _, h in COLUMNS]]), _row(["---", ":---"] + ["---:"] * len(COLUMNS))]
     for name, d in details.items():
@@ -157,7 +177,7 @@ def headline(details: dict[str, dict]) -> list[str]:
         lines.append(_row([name, f"ours, final adapter (epoch {epoch if epoch is not None else '?'})",
                            *[_fmt(m[k]) for k, _ in COLUMNS]]))
         paper = m.get("paper") or {}
-        lines.append(_row(["", f"paper, {d['strategy']} epoch {PAPER_TARGET_EPOCH}",
+        lines.append(_row(["", f"paper, {d['strategy']} epoch {m.get('paper_epoch', PAPER_TARGET_EPOCH)}",
                            *[_fmt(paper.get(k)) for k, _ in COLUMNS]]))
         diff = m.get("diff") or {}
         lines.append(_row(["", "ours − paper", *[_signed(diff.get(k)) for k, _ in COLUMNS]]))
@@ -225,7 +245,8 @@ def vs_paper_rows(details: dict[str, dict]) -> list[dict]:
                              "value": m[key]})
             if (m.get("paper") or {}).get(key) is not None:
                 rows.append({"metric": key, "config": name, "source": "paper",
-                             "series": f"paper {d['strategy']} (e{PAPER_TARGET_EPOCH})", "value": m["paper"][key]})
+                             "series": f"paper {d['strategy']} (e{m.get('paper_epoch', PAPER_TARGET_EPOCH)})",
+                             "value": m["paper"][key]})
     # one paper bar per (metric, series) even when two configs share a strategy
     seen, out = set(), []
     for r in rows:
@@ -259,11 +280,16 @@ def render(params: dict, details: dict[str, dict], n_test: int) -> str:
         parts += [f"> Note: our test set has {n_test} utterances, the paper's {PAPER_TEST_UTTERANCES}: "
                   "the rows are not directly comparable.", ""]
     parts += ["## Table 3 layout: ours beside the paper's", "",
-              "Epoch 0 is the untrained base model (the paper's \"no training\" row). PCC: Pearson r "
+              f"Epoch 0 is the untrained base model with its speech LoRA ({BASE_LABEL}: the shipped model "
+              "switches that adapter on for every audio input; the paper's \"no training\" row). PCC: Pearson r "
               "with the human sentence scores; WER/PER: lower is better; F1/precision/recall: "
               "mispronunciation detection (TA/FR/FA/TR counting). Parsed: share of answers that parsed.", ""]
     parts += table3(details) + [""]
-    parts += [f"## Headline: final adapter vs the paper's target (Table 3, epoch {PAPER_TARGET_EPOCH})", ""]
+    parts += ["## Each epoch minus the paper's row of that epoch and strategy", "",
+              "Ours − paper (PCC, F1, precision, recall: positive is better; WER/PER: negative is better).", ""]
+    parts += epoch_diffs(details) + [""]
+    parts += ["## Headline: final adapter vs the paper's row of its epoch (Table 3; epoch "
+              f"{PAPER_TARGET_EPOCH}, the paper's headline, where Table 3 has no such epoch)", ""]
     parts += headline(details) + [""]
     notes = undefined_notes(details)
     if notes:
