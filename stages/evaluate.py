@@ -1,6 +1,7 @@
 """Stage evaluate@<config> / evaluate_base: greedy generation on the test split ->
 predictions/<config>/ (final adapter and the epochs `eval.epochs` selects) or predictions/base/
-(the untrained base model, epoch 0). Generations are cached in runs/eval-cache/."""
+(the untrained base model with its speech LoRA, epoch 0). Generations are cached in
+runs/eval-cache/."""
 
 import sys
 
