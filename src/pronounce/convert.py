@@ -17,7 +17,7 @@ not have, or a native weight nothing maps to, is an error naming the keys, check
 the native model built on the meta device (no memory). Weights are read and written one
 safetensors shard at a time.
 
-Public API: MAIN_MODEL_TYPE, native_key, convert_config, convert_checkpoint.
+Public API: MAIN_MODEL_TYPE, native_key, convert_config, convert_checkpoint, write_adapter_config.
 """
 
 from __future__ import annotations
@@ -193,7 +193,7 @@ def _check_speech_lora(speech: dict, targets: dict, r: int) -> None:
                           f"unexpected {_names(extra)}; wrong shape {_names(wrong)}")
 
 
-def _write_adapter_config(folder: Path, r: int, alpha, dropout) -> None:
+def write_adapter_config(folder: Path, r: int, alpha, dropout) -> None:
     from peft import LoraConfig
 
     cfg = LoraConfig(r=r, lora_alpha=alpha, lora_dropout=dropout, target_modules=SPEECH_LORA_TARGETS,
@@ -304,7 +304,7 @@ def convert_checkpoint(src, out) -> dict:
     folder.mkdir(parents=True, exist_ok=True)
     save_file({k: v.contiguous() for k, v in speech.items()}, str(folder / "adapter_model.safetensors"),
               metadata={"format": "pt"})
-    _write_adapter_config(folder, r, lora.get("lora_alpha", 2 * r), lora.get("dp", 0.01))
+    write_adapter_config(folder, r, lora.get("lora_alpha", 2 * r), lora.get("dp", 0.01))
 
     config.save_pretrained(str(out))
     _write_feature_extractor(src, out, main)
