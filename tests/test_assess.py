@@ -15,7 +15,7 @@ import soundfile as sf
 from conftest import BUNDLED, ROOT
 from test_train import workspace  # noqa: F401  (decoded corpus, a training slice, the base model)
 
-from pronounce import cli
+from pronounce.__main__ import main as pronounce
 from pronounce.artifacts import AudioStore, read_arrow
 from pronounce.assess import AssessError, Assessor, Recording, find_adapter, read_manifest
 from pronounce.assess_report import render_html, render_table, result, to_jsonl
@@ -152,7 +152,7 @@ def test_batches_are_one_task_each_sorted_by_length(assessor, monkeypatch):
 def test_command_prints_a_table_and_writes_html_and_jsonl(model_dir, params, tmp_path, capsys):
     p = write_params(tmp_path, params)
     (path, text), (path2, text2) = list(CLIPS.values())[:2]
-    assert cli.main(["assess", "--model", str(model_dir), "--params", p, "--text", text, str(path)]) == 0
+    assert pronounce(["assess", "--model", str(model_dir), "--params", p, "--text", text, str(path)]) == 0
     out = capsys.readouterr().out
     assert out.startswith(f"{path}  (") and "1 recording(s): 1 assessed, 0 failed" in out
 
@@ -160,14 +160,14 @@ def test_command_prints_a_table_and_writes_html_and_jsonl(model_dir, params, tmp
     (tmp_path / "clips" / "empty.wav").write_bytes(b"")
     manifest = tmp_path / "clips" / "recordings.csv"
     manifest.write_text(f'path,text\n{path},"{text}"\nempty.wav,{text2}\n{path2},{text2}\n')
-    assert cli.main(["assess", "--model", str(model_dir), "--params", p, "--manifest", str(manifest),
+    assert pronounce(["assess", "--model", str(model_dir), "--params", p, "--manifest", str(manifest),
                      "--out", str(tmp_path / "r.html"), "--no-progress"]) == 1  # one recording failed
     err = capsys.readouterr().err
     assert f"{tmp_path / 'clips' / 'empty.wav'}: empty_audio: zero-byte file" in err.splitlines()
     page = (tmp_path / "r.html").read_text()
     assert page.count("<section>") == 3 and "error: empty_audio: zero-byte file" in page
 
-    assert cli.main(["assess", "--model", str(model_dir), "--params", p, "--manifest", str(manifest),
+    assert pronounce(["assess", "--model", str(model_dir), "--params", p, "--manifest", str(manifest),
                      "--out", str(tmp_path / "r.jsonl")]) == 1
     rows = [json.loads(line) for line in (tmp_path / "r.jsonl").read_text().splitlines()]
     assert [r["error"] is None for r in rows] == [True, False, True]
@@ -253,7 +253,7 @@ def test_bad_recordings_each_get_one_line_and_the_others_run(assessor, tmp_path)
 
 
 def one_line_error(capsys, argv, pattern):
-    assert cli.main(argv) == 2
+    assert pronounce(argv) == 2
     err = capsys.readouterr().err
     assert len(err.splitlines()) == 1 and re.match(r"error: " + pattern, err), err
 

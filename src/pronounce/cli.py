@@ -35,20 +35,3 @@ def run_stage(fn, *args) -> None:
     except PipelineError as e:
         print(f"error: {e}", file=sys.stderr)
         sys.exit(2)
-
-
-def main(argv=None) -> int:
-    """The `pronounce` command (`python -m pronounce`); its subcommands live in their own modules."""
-    import argparse
-
-    from . import assess_cli
-
-    top = argparse.ArgumentParser(prog="pronounce", description="LLM-based English pronunciation assessment")
-    sub = top.add_subparsers(dest="command", required=True, metavar="command")
-    assess_cli.add_parser(sub)
-    args = top.parse_args(argv)
-    try:
-        return args.run(args)
-    except PipelineError as e:
-        print(f"error: {e}", file=sys.stderr)
-        return 2
