@@ -133,7 +133,7 @@ def test_changed_params_never_resume_another_runs_checkpoint(workspace, params, 
 def test_the_paper_recipe_builds_a_valid_trainer_config(tmp_path):
     recipe = load_params(ROOT / "params.yaml")["train"]["recipes"]["paper"]
     cfg = sft_config(recipe, tmp_path, seed=1)
-    assert (cfg.num_train_epochs, cfg.per_device_train_batch_size, cfg.gradient_accumulation_steps) == (3, 8, 8)
+    assert (cfg.num_train_epochs, cfg.per_device_train_batch_size, cfg.gradient_accumulation_steps) == (4, 8, 8)  # Table 3: epochs 1-4
     assert (cfg.learning_rate, cfg.optim, cfg.max_length, cfg.logging_steps) == (2e-5, "adamw_torch", 2048, 10)
     assert cfg.save_strategy == "epoch" and cfg.remove_unused_columns is False
     assert cfg.dataset_kwargs == {"skip_prepare_dataset": True}
