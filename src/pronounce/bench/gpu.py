@@ -1,5 +1,5 @@
 """The GPU figures of `pronounce.bench`: the full-size Phi-4-multimodal built from the REAL
-configuration (the shared reference's config.json: 24 heads, tied lm_head, longrope;
+configuration (its vendored config.json: 24 heads, tied lm_head, longrope;
 `Phi4MultimodalConfig()`'s defaults are another model), randomly initialised, LoRA training steps
 at the paper's batch shape, and batched generation: tokens/s, peak GPU memory, model FLOPs
 utilisation. Each figure compares like with like: training through the pipeline's path (trl's
@@ -24,11 +24,6 @@ from __future__ import annotations
 
 import re
 import time
-from pathlib import Path
-
-ROOT = Path(__file__).resolve().parents[3]
-# The real model's configuration (config.json only, no weights), as the shared reference holds it.
-REFERENCE_CONFIGS = (ROOT.parent / "shared" / "reference" / "phi4-multimodal-instruct",)
 
 # Dense (no sparsity) bf16 tensor-core peak, TFLOP/s, by a substring of torch.cuda.get_device_name().
 # First match wins, so the more specific names come first.
@@ -48,18 +43,12 @@ DEFAULTS = {
 }
 
 
-def reference_config_dir() -> Path:
-    for folder in REFERENCE_CONFIGS:
-        if (folder / "config.json").is_file():
-            return folder
-    raise FileNotFoundError(f"the real model's config.json is in none of {[str(f) for f in REFERENCE_CONFIGS]}")
+def real_config():
+    """Phi-4-multimodal-instruct's own configuration (the project's vendored copy of the real
+    config.json, pronounce/reference/), not the class defaults."""
+    from ..model import real_config as vendored
 
-
-def real_config(folder=None):
-    """Phi-4-multimodal-instruct's own configuration (native layout), not the class defaults."""
-    from transformers import Phi4MultimodalConfig
-
-    return Phi4MultimodalConfig.from_pretrained(str(folder or reference_config_dir()))
+    return vendored()
 
 
 def peak_tflops(name: str) -> float | None:
