@@ -72,7 +72,8 @@ def world(one_thread, tmp_path_factory):
 
 def params(batch_size=4, epochs="all", max_new_tokens=6):
     return {"seed": 0, "model": {"base": "builtin:tiny"},
-            "eval": {"batch_size": batch_size, "max_new_tokens": max_new_tokens, "epochs": epochs, "cpu_threads": 1}}
+            "eval": {"batch_size": batch_size, "max_new_tokens": max_new_tokens, "epochs": epochs, "cpu_threads": 1,
+                     "determinism": "seeded"}}
 
 
 def evaluate(world, out, cache, p=None, model_dir="models/cfg"):

@@ -15,7 +15,8 @@ from pronounce.base import run_base
 from pronounce.decode import run_decode
 from pronounce.materialize import run_materialize
 from pronounce.params import load_params
-from pronounce.train import load_pretrained_lora, lora_config, relaunch_command, run_train, sft_config
+from pronounce.errors import ParamsError
+from pronounce.train import load_pretrained_lora, lora_config, run_train, sft_config
 
 
 @pytest.fixture(scope="module")
@@ -138,12 +139,21 @@ def test_the_paper_recipe_builds_a_valid_trainer_config(tmp_path):
     assert cfg.save_strategy == "epoch" and cfg.remove_unused_columns is False
     assert cfg.dataset_kwargs == {"skip_prepare_dataset": True}
     assert cfg.bf16 is (torch.cuda.is_available() and torch.cuda.is_bf16_supported())
+    # determinism is run_train's (train.determinism), never transformers' CUDA_LAUNCH_BLOCKING
+    assert cfg.full_determinism is False and cfg.ddp_find_unused_parameters is False
 
 
-def test_several_processes_relaunch_under_accelerate(monkeypatch):
-    monkeypatch.delenv("LOCAL_RANK", raising=False)
-    assert relaunch_command(1, ["stages/train.py", "paper_r64"]) is None
-    command = relaunch_command(2, ["stages/train.py", "paper_r64"])
-    assert command[:4] == ["accelerate", "launch", "--num_processes", "2"] and command[-2:] == ["stages/train.py", "paper_r64"]
-    monkeypatch.setenv("LOCAL_RANK", "0")
-    assert relaunch_command(2, ["stages/train.py", "paper_r64"]) is None
+def test_a_run_shorter_than_logging_steps_still_logs_each_epoch(workspace, params, tmp_path):
+    params["train"]["recipes"]["smoke"].update(logging_steps=100)  # never reached in 8 steps
+    train(workspace, params, "paper_r64", tmp_path)
+    rows = (tmp_path / "live/plots/metrics/train/loss.tsv").read_text().splitlines()
+    assert [row.split("\t")[0] for row in rows] == ["step", "4", "8"]  # the end of epochs 1 and 2
+    assert json.loads((tmp_path / "live/metrics.json").read_text())["step"] == 8
+
+
+def test_a_process_count_other_than_the_launchers_is_refused(workspace, params, tmp_path, monkeypatch):
+    # The relaunch itself (one level, N processes, rank 0 writing) is tests/test_distributed.py's.
+    monkeypatch.delenv("WORLD_SIZE", raising=False)
+    params["train"]["num_processes"] = 2  # but this process was started alone
+    with pytest.raises(ParamsError, match=r"train\.num_processes is 2 but this run has 1 process"):
+        train(workspace, params, "paper_r64", tmp_path)

@@ -360,12 +360,10 @@ def read_jsonl(path) -> list[dict]:
 # --------------------------------------------------------------------------- the stage
 
 
-def _deterministic(seed: int) -> None:
-    import torch
-    from transformers import enable_full_determinism
+def _deterministic(seed: int, mode: str) -> None:
+    from .determinism import set_determinism
 
-    enable_full_determinism(seed, warn_only=True)
-    torch.backends.cuda.matmul.allow_tf32 = False
+    set_determinism(seed, mode)  # the same switch as training's (eval.determinism)
 
 
 def _load_model(source, revision, processor, adapter: Path | None, speech_lora: bool = False):
@@ -416,7 +414,7 @@ def run_evaluate(params: dict, name: str, base_dir, decoded_dir, materialized_di
     from .parse import ParseResult, summarise
 
     started = time.perf_counter()
-    _deterministic(params["seed"])
+    _deterministic(params["seed"], params["eval"]["determinism"])
     _threads(params["eval"]["cpu_threads"])
     source, revision = resolve_base(base_dir)
     if model_dir is None:

@@ -8,6 +8,7 @@ from pathlib import Path
 
 import yaml
 
+from .determinism import MODES
 from .errors import ParamsError
 
 # A spec is (type or tuple of types, check or None, what the check means).
@@ -17,6 +18,7 @@ FRACTION = (lambda v: 0 <= v <= 1, "between 0 and 1")
 NUMBER = (int, float)
 # model.attn_implementation: the attention kernels the loader may be asked for.
 ATTN_IMPLEMENTATIONS = ("eager", "sdpa", "flash_attention_2")
+DETERMINISM = (lambda v: v in MODES, " or ".join(MODES))
 
 
 def _epochs_ok(v) -> bool:
@@ -59,6 +61,7 @@ SCHEMA = {
     "train": {
         "profile": _spec(str),
         "num_processes": _spec(int, POSITIVE),
+        "determinism": _spec(str, DETERMINISM),
         "recipes": {
             "*": {
                 "epochs": _spec(int, POSITIVE),
@@ -87,6 +90,7 @@ SCHEMA = {
             "profile to one of these",
         )),
         "cpu_threads": _spec(int, NON_NEGATIVE),
+        "determinism": _spec(str, DETERMINISM),
     },
     "score": {
         "min_parse_rate": _spec(NUMBER, FRACTION),
@@ -143,6 +147,13 @@ def load_params(path="params.yaml") -> dict:
         raise ParamsError(f"params.yaml: train.profile {params['train']['profile']!r} names no recipe "
                           f"(train.recipes has {', '.join(params['train']['recipes'])})")
     eval_epochs_spec(params)  # a per-profile eval.epochs must cover the profile in use
+    # N processes each accumulate grad_accum / N batches, so the recipe's effective batch
+    # (batch_size x grad_accum, as one process would train it) holds whatever N is.
+    n, profile = params["train"]["num_processes"], params["train"]["profile"]
+    if recipe(params)["grad_accum"] % n:
+        raise ParamsError(f"params.yaml: train.num_processes {n} does not divide "
+                          f"train.recipes.{profile}.grad_accum {recipe(params)['grad_accum']}, so the "
+                          f"recipe's effective batch cannot be kept: use a divisor of it")
     return params
 
 

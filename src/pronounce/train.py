@@ -19,6 +19,7 @@ import math
 import os
 import re
 import shutil
+import sys
 import time
 from pathlib import Path
 
@@ -28,6 +29,7 @@ from transformers import TrainerCallback
 
 from .artifacts import AudioStore, atomic_dir, dir_digest, write_json
 from .collator import PronunciationCollator
+from .determinism import set_determinism
 from .errors import ParamsError
 from .materialize import load_instances
 from . import prompts
@@ -40,6 +42,7 @@ AUDIO_MODULES = (  # the Unfreeze strategy's audio encoder and speech projector
     "model.embed_tokens_extend.audio_embed.down_proj_for_speech",
 )
 ADAPTER_FILES = ("adapter_config.json", "adapter_model.safetensors")
+LAUNCHED = "PRONOUNCE_LAUNCHED"  # in the environment of the processes relaunch_command starts
 STABLE_LOG_KEYS = ("loss", "learning_rate", "grad_norm", "epoch")  # wall-clock-free, so reruns match
 
 
@@ -157,14 +160,20 @@ def precision_flags(precision: str) -> dict:
     return {"bf16": precision == "bf16" or (precision == "auto" and has_bf16), "fp16": False}
 
 
-def sft_config(recipe: dict, run_dir: Path, seed: int):
+def sft_config(recipe: dict, run_dir: Path, seed: int, num_processes: int = 1):
+    """The trainer's arguments for a recipe, run as `num_processes` DDP processes: each
+    accumulates grad_accum / N batches, so the effective batch stays the recipe's
+    batch_size x grad_accum (params.py refuses an N that does not divide grad_accum)."""
     from trl import SFTConfig
 
+    if recipe["grad_accum"] % num_processes:
+        raise ParamsError(f"params.yaml: train.num_processes {num_processes} does not divide the recipe's "
+                          f"grad_accum {recipe['grad_accum']}")
     return SFTConfig(
         output_dir=str(run_dir),
         num_train_epochs=recipe["epochs"],
         per_device_train_batch_size=recipe["batch_size"],
-        gradient_accumulation_steps=recipe["grad_accum"],
+        gradient_accumulation_steps=recipe["grad_accum"] // num_processes,
         learning_rate=recipe["learning_rate"],
         lr_scheduler_type=recipe["lr_scheduler"],
         warmup_steps=recipe["warmup_ratio"],  # a float in [0, 1) is a ratio of all steps
@@ -178,7 +187,13 @@ def sft_config(recipe: dict, run_dir: Path, seed: int):
         eval_strategy="no",
         seed=seed,
         data_seed=seed,
-        full_determinism=True,  # seeded + torch deterministic algorithms: reruns are bit-identical
+        # Seeds and deterministic kernels are set by run_train (train.determinism, before the
+        # adapter is drawn); transformers' own full determinism would add CUDA_LAUNCH_BLOCKING.
+        full_determinism=False,
+        # Every trainable parameter takes part in every step (LoRA on every decoder layer, audio in
+        # every instance), so DDP need not search the graph for unused ones after each backward
+        # (transformers' default for a PEFT model), which also conflicts with checkpointing.
+        ddp_find_unused_parameters=False,
         remove_unused_columns=False,  # our collator needs prompt/answer/audio_row
         dataset_kwargs={"skip_prepare_dataset": True},  # tokenisation is the collator's job
         report_to=["tensorboard"],  # event files under runs/<config>/<fingerprint>/runs/
@@ -195,16 +210,17 @@ def sft_config(recipe: dict, run_dir: Path, seed: int):
 class LiveLogger(TrainerCallback):
     """Loss, learning rate and grad norm to DVCLive (one Live per config; dvcyaml=None so it
     never rewrites dvc.yaml). Only wall-clock-free values, so a rerun writes the same files;
-    on resume, the restored log history is replayed first."""
+    on resume, the restored log history is replayed first. Only the world's process zero
+    opens the Live (another rank's Live would empty and rewrite the same folder). Every epoch's
+    end is logged too, so a run shorter than `logging_steps` still has its logs and plots."""
 
     def __init__(self, live_dir: Path):
-        from dvclive import Live
-
-        self.live = Live(dir=str(live_dir), dvcyaml=None, save_dvc_exp=False, report=None)
+        self.live_dir = live_dir
+        self.live = None
 
     def _log(self, logs: dict, step: int) -> None:
         kept = {k: v for k, v in logs.items() if k in STABLE_LOG_KEYS}
-        if "loss" not in kept:
+        if self.live is None or "loss" not in kept:
             return
         self.live.step = step
         for key, value in kept.items():
@@ -212,14 +228,23 @@ class LiveLogger(TrainerCallback):
         self.live.make_summary()
 
     def on_train_begin(self, args, state, control, **kwargs):
+        if not state.is_world_process_zero:
+            return
+        from dvclive import Live
+
+        self.live = Live(dir=str(self.live_dir), dvcyaml=None, save_dvc_exp=False, report=None)
         for logs in state.log_history:  # non-empty only when resuming
             self._log(logs, logs["step"])
+
+    def on_epoch_end(self, args, state, control, **kwargs):
+        control.should_log = True  # the trainer logs once per step: no row twice at a step
 
     def on_log(self, args, state, control, logs=None, **kwargs):
         self._log(logs or {}, state.global_step)
 
     def on_train_end(self, args, state, control, **kwargs):
-        self.live.end()
+        if self.live is not None:
+            self.live.end()
 
 
 class EpochAdapters(TrainerCallback):
@@ -239,6 +264,26 @@ class EpochAdapters(TrainerCallback):
         _scrub_adapter_config(dst)
 
 
+def trainer_class():
+    """trl's SFTTrainer, its length-grouped sampler grouping by the recipe's effective batch.
+
+    transformers groups rows by the per-process batch x accumulation, a group that shrinks N
+    times under N processes: the micro-batches, and so their padding (which the audio encoder
+    does not fully mask), would differ from one process's. Grouped by the effective batch,
+    N processes train on exactly the micro-batches one process would (tested)."""
+    from transformers.trainer_pt_utils import LengthGroupedSampler
+    from trl import SFTTrainer
+
+    class Trainer(SFTTrainer):
+        def _get_train_sampler(self, train_dataset=None):
+            sampler = super()._get_train_sampler(train_dataset)
+            if isinstance(sampler, LengthGroupedSampler):
+                sampler.batch_size *= self.args.world_size
+            return sampler
+
+    return Trainer
+
+
 def with_lengths(dataset, tokenizer):
     """Adds the approximate token count of each row (text + audio placeholder tokens) as
     `length`, for the length-grouped sampler (in memory: caching is off)."""
@@ -256,9 +301,9 @@ def latest_checkpoint(run_dir: Path) -> Path | None:
 
 
 def run_train(params: dict, name: str, base_dir, decoded_dir, materialized_dir, out_dir, live_dir,
-              runs_dir="runs", callbacks=()) -> dict:
+              runs_dir="runs", callbacks=()) -> dict | None:
+    """Train config `name`; returns its timing, or None in a DDP process other than rank 0."""
     import datasets
-    from trl import SFTTrainer
 
     from .base import resolve_base
 
@@ -268,16 +313,20 @@ def run_train(params: dict, name: str, base_dir, decoded_dir, materialized_dir, 
     params = {**params, "_recipe": recipe}
     base, revision = resolve_base(base_dir)
 
-    key = fingerprint(cfg, params[cfg["lora_params"]], recipe, params["seed"],
+    processes = params["train"]["num_processes"]
+    world = int(os.environ.get("WORLD_SIZE", "1"))  # set by the launcher in each DDP process
+    if world != processes:  # e.g. a launcher configured for another number of processes
+        raise ParamsError(f"params.yaml: train.num_processes is {processes} but this run has {world} "
+                          f"process(es): set train.num_processes to the launcher's world size")
+    # A checkpoint resumes only under the same number of processes (its sampler and RNG states).
+    key = fingerprint(cfg, params[cfg["lora_params"]], recipe, params["seed"], processes,
                       dir_digest(Path(materialized_dir)), dir_digest(Path(base_dir)))
     run_dir = Path(runs_dir) / name / key
     run_dir.mkdir(parents=True, exist_ok=True)
     os.environ["TENSORBOARD_LOGGING_DIR"] = str(Path(runs_dir) / name / "tensorboard" / key)
 
     # Seed before the adapter is created: LoRA's A matrices are drawn from the global RNG.
-    from transformers import enable_full_determinism
-
-    enable_full_determinism(params["seed"])
+    set_determinism(params["seed"], params["train"]["determinism"])
     if recipe["cpu_threads"] and not torch.cuda.is_available():
         torch.set_num_threads(recipe["cpu_threads"])
     processor = load_processor(base, revision)
@@ -291,9 +340,9 @@ def run_train(params: dict, name: str, base_dir, decoded_dir, materialized_dir, 
 
     store = AudioStore(Path(decoded_dir) / "train.arrow")
     collator = PronunciationCollator(processor, audio_lookup=lambda row: store[row["audio_row"]])
-    trainer = SFTTrainer(
+    trainer = trainer_class()(
         model=model,
-        args=sft_config(recipe, run_dir, params["seed"]),
+        args=sft_config(recipe, run_dir, params["seed"], processes),
         train_dataset=with_lengths(load_instances(materialized_dir, "train"), processor.tokenizer),
         data_collator=collator,
         processing_class=processor,
@@ -304,7 +353,7 @@ def run_train(params: dict, name: str, base_dir, decoded_dir, materialized_dir, 
     result = trainer.train(resume_from_checkpoint=str(resume) if resume else None)
     seconds = time.perf_counter() - started
     if not trainer.is_world_process_zero():  # under DDP only rank 0 writes the outputs
-        return {"config": name, "seconds": seconds, "steps": result.global_step, "train_loss": result.training_loss}
+        return None
 
     with atomic_dir(out_dir) as tmp:
         model.save_pretrained(str(tmp / "adapter"))
@@ -315,7 +364,7 @@ def run_train(params: dict, name: str, base_dir, decoded_dir, materialized_dir, 
     shutil.rmtree(run_dir)  # finished: nothing left to resume
     # Wall-clock figures vary run to run: kept out of every hashed output.
     timing = {"config": name, "seconds": seconds, "resumed_from": resume.name if resume else None,
-              "steps": result.global_step, "train_loss": result.training_loss}
+              "steps": result.global_step, "train_loss": result.training_loss, "processes": world}
     write_json(Path(runs_dir) / name / "timing.json", timing)
     return timing
 
@@ -328,10 +377,29 @@ def _scrub_adapter_config(folder: Path) -> None:
     path.write_text(json.dumps(data, indent=2, sort_keys=True) + "\n", encoding="utf-8")
 
 
-def relaunch_command(num_processes: int, argv: list[str]) -> list[str] | None:
-    """The `accelerate launch` command that reruns this stage as `num_processes` DDP workers,
-    or None when one process is asked for or we already are a worker."""
-    if num_processes <= 1 or "LOCAL_RANK" in os.environ:
+def relaunch_command(num_processes: int, argv: list[str]) -> tuple[list[str], dict] | None:
+    """The `accelerate launch` command and environment that rerun this stage as `num_processes`
+    DDP processes, or None when one process is asked for or this process was started by a
+    launcher: ours (LAUNCHED, set in its children's environment, so a relaunch never recurses)
+    or a user's own (LOCAL_RANK, e.g. a multi-node `accelerate launch --config_file`).
+
+    --multi_gpu is explicit, so a default accelerate config cannot make it one process; it is
+    torch's elastic launcher (torchrun) whatever the device: on a CPU each process finds no
+    CUDA and joins a gloo group (accelerate's --cpu launcher would start one process unless MPI
+    is set up). --mixed_precision no leaves precision to the recipe (transformers reads a
+    launcher's setting when the recipe asks for fp32)."""
+    if num_processes <= 1 or LAUNCHED in os.environ or "LOCAL_RANK" in os.environ:
         return None
-    cpu = [] if torch.cuda.is_available() else ["--cpu"]
-    return ["accelerate", "launch", "--num_processes", str(num_processes), *cpu, *argv]
+    command = [sys.executable, "-m", "accelerate.commands.launch", "--multi_gpu", "--num_processes", str(num_processes), "--num_machines", "1",
+               "--mixed_precision", "no", "--dynamo_backend", "no", "--main_process_port", str(_free_port()), *argv]
+    return command, {**os.environ, LAUNCHED: "1"}
+
+
+def _free_port() -> int:
+    """A port free now on this machine for the process group's rendezvous (the default 29500
+    would clash with any other run of several processes here)."""
+    import socket
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
