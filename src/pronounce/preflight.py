@@ -1,0 +1,397 @@
+"""Preflight: what the configured run will cost, measured before it costs it.
+
+    python -m pronounce.preflight            # a table; exit 1 with one line per failed check
+    python -m pronounce.preflight --json     # the same report for machines
+
+For the configured base model (models/base if built from the same model.base, else built or
+referenced into a scratch folder by the base stage's own code), corpus (data/decoded if decoded,
+else decoded into the scratch folder) and recipe (train.profile) it runs:
+
+1. the checks, before any weight is loaded: the checkpoint is in transformers' native layout;
+   processor.audio_token_id is the model's audio_config.audio_token_id; each config's LoRA
+   targets are 4 projections in each text layer and none of the audio encoder's; trainable
+   parameters per config (on the meta device, so the real model costs no memory here);
+2. per config, a few training steps through the pipeline's own path (load_base_model,
+   build_peft_model, PronunciationCollator, its trainer with the recipe's SFTConfig) at the recipe's
+   batch shape on the LONGEST training clips, one batch per task in turn (the APA prompt is the
+   longer one), then one batched generation (evaluate.Generator) of the longest test clips, made
+   to run the full eval.max_new_tokens;
+3. peak memory (torch.cuda.max_memory_allocated; on a CPU the process's peak RSS), step and
+   generation speed, and the projected wall time and memory of the whole `dvc repro` per config,
+   against the device's memory. Upper bounds: training = micro-batches per epoch x epochs x step
+   time (all batches as long as the longest), evaluation = checkpoints evaluated x batches x batch
+   time (every answer max length). Training is also projected at the probe's padded tokens/s over
+   the corpus's own token count (the expected figure).
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import dataclasses
+import gc
+import heapq
+import json
+import math
+import os
+import resource
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+PROJECTIONS_PER_LAYER = 4  # qkv_proj, o_proj, gate_up_proj, down_proj
+
+
+class PreflightError(Exception):
+    """A check failed: the run would fail or silently train the wrong thing."""
+
+
+# --------------------------------------------------------------------------- inputs
+
+
+def resolve_inputs(params: dict, base_dir, decoded_dir, work: Path) -> tuple[str, str | None, Path]:
+    """(model source, revision, decoded folder): the built ones when they match params."""
+    from .base import MANIFEST, resolve_base, run_base
+    from .decode import run_decode
+
+    manifest = Path(base_dir) / MANIFEST
+    built = json.loads(manifest.read_text(encoding="utf-8")) if manifest.is_file() else {}
+    if built.get("base") != params["model"]["base"]:
+        base_dir = work / "base"
+        run_base(params["model"]["base"], params["model"]["revision"], params["seed"], base_dir)
+    source, revision = resolve_base(base_dir)
+    decoded = Path(decoded_dir)
+    if not all((decoded / f).is_file() for f in ("train.arrow", "test.arrow", "report.json")):
+        decoded = work / "decoded"
+        d = params["data"]
+        run_decode(d["corpus"], decoded, d["max_seconds"], d["max_reject_fraction"], progress=False)
+    return source, revision, decoded
+
+
+def check_layout(source: str, revision: str | None) -> str:
+    """The loader's own layout check (config.json only, no weights): the model_type, or a
+    PreflightError with the fix."""
+    from .model import LayoutError, _local_folder, check_native_layout, hub_config
+
+    try:
+        local = _local_folder(source)
+        config = check_native_layout(local if local is not None else hub_config(source, revision))
+    except LayoutError as e:
+        raise PreflightError(f"layout: {e}") from None
+    return config["model_type"]
+
+
+def scan_split(decoded: Path, split: str, processor, n: int) -> tuple[dict, int, int]:
+    """The instances of the n longest clips of a split, by task; its utterance count; and the
+    token count of all its instances (prompt, audio placeholders, answer, <|end|>)."""
+    from .artifacts import iter_batches
+    from .materialize import LABEL_COLUMNS, instances
+
+    tok = processor.tokenizer
+    prompt_len: dict[str, int] = {}
+    heap, row, tokens = [], 0, 0
+    for batch in iter_batches(decoded / f"{split}.arrow", LABEL_COLUMNS):
+        answers = []
+        for utt in batch.to_pylist():
+            item = (utt["duration"], -row, row, utt)  # ties: the earlier row
+            (heapq.heappush if len(heap) < n else heapq.heappushpop)(heap, item)
+            for inst in instances(utt, row, processor.audio_token):
+                if inst["task"] not in prompt_len:  # the placeholder counts as its audio tokens, below
+                    prompt_len[inst["task"]] = len(tok(inst["prompt"])["input_ids"]) - 1
+                # one audio token per 80 ms (as train.with_lengths), and <|end|> after the answer
+                tokens += prompt_len[inst["task"]] + math.ceil(utt["duration"] * 100 / 8) + 1
+                answers.append(inst["answer"])
+            row += 1
+        tokens += sum(len(ids) for ids in tok(answers)["input_ids"]) if answers else 0
+    by_task: dict[str, list] = {}
+    for _, _, audio_row, utt in sorted(heap, reverse=True):
+        for inst in instances(utt, audio_row, processor.audio_token):
+            by_task.setdefault(inst["task"], []).append(inst)
+    return by_task, row, tokens
+
+
+# --------------------------------------------------------------------------- checks
+
+
+def check_setup(params: dict, names: list[str], source: str, revision, processor) -> dict:
+    """Every static check; PreflightError (or the guard's own error) on the first that fails. Per
+    config: LoRA targets and trainable parameters of the adapter run_train builds, on the meta
+    device from the checkpoint's config (the real model costs no memory here)."""
+    import torch
+    from peft.tuners.tuners_utils import check_target_module_exists
+    from transformers import Phi4MultimodalConfig, Phi4MultimodalForCausalLM
+
+    from .guards import check_audio_token
+    from .model import check_vocab
+    from .train import build_peft_model, lora_config
+
+    kind = check_layout(source, revision)
+    config = Phi4MultimodalConfig.from_pretrained(source, revision=revision)
+    checks = {"layout": kind, "audio_token_id": check_audio_token(config, processor), "configs": {}}
+    layers, recipe = config.num_hidden_layers, params["train"]["recipes"][params["train"]["profile"]]
+    params = {**params, "_recipe": recipe}
+    for name in names:
+        with torch.device("meta"):
+            model = Phi4MultimodalForCausalLM(config)
+        check_vocab(model, processor)
+        peft_cfg, _ = lora_config(params["configs"][name], params, source, revision)
+        targets = {n: m for n, m in model.named_modules()
+                   if isinstance(m, torch.nn.Linear) and check_target_module_exists(peft_cfg, n)}
+        audio = [n for n in targets if not n.startswith("model.layers.")]
+        if audio or len(targets) != PROJECTIONS_PER_LAYER * layers:
+            raise PreflightError(
+                f"lora ({name}): the target regex matches {len(targets)} modules, {len(audio)} outside the text "
+                f"decoder (e.g. {audio[:2]}); expected {PROJECTIONS_PER_LAYER} x {layers} text-layer projections")
+        lora_expected = peft_cfg.r * sum(m.in_features + m.out_features for m in targets.values())
+        model = build_peft_model(model, params["configs"][name], params, source, revision, processor)
+        trainable = sum(p.numel() for p in model.parameters() if p.requires_grad)
+        lora = sum(p.numel() for n, p in model.named_parameters() if p.requires_grad and ".lora_" in n)
+        if lora != lora_expected:
+            raise PreflightError(f"lora ({name}): {lora} LoRA parameters, expected r x (in + out) = {lora_expected}")
+        checks["configs"][name] = {"lora_modules": len(targets), "lora_r": peft_cfg.r, "lora_params": lora,
+                                   "trainable_params": trainable}
+        del model
+    return checks
+
+
+# --------------------------------------------------------------------------- measurements
+
+
+def _device():
+    import torch
+
+    return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+
+
+def _sync_reset(device, reset: bool) -> None:
+    """Wait for the device; with `reset`, free what is unreferenced and restart its peak."""
+    import torch
+
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)
+    if reset:
+        gc.collect()
+        if device.type == "cuda":
+            torch.cuda.empty_cache()
+            torch.cuda.reset_peak_memory_stats(device)
+
+
+def _memory(device) -> tuple[int, int, str]:
+    """(peak bytes, total bytes, device name): the accelerator's peak allocated since the last
+    reset; on a CPU the process's peak RSS (ru_maxrss, KiB on Linux, never reset: it bounds every
+    phase) and the machine's memory."""
+    import torch
+
+    if device.type == "cuda":
+        return (int(torch.cuda.max_memory_allocated(device)), int(torch.cuda.get_device_properties(device).total_memory),
+                torch.cuda.get_device_name(device))
+    return (resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024,
+            os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES"), f"cpu ({os.cpu_count()} cores)")
+
+
+def probe_config(params: dict, name: str, source, revision, processor, decoded: Path, train_rows, test_rows,
+                 steps: int, work: Path) -> dict:
+    """Training steps, then one generation, of one config; times and peaks."""
+    import datasets
+    import torch
+    from transformers import TrainerCallback
+
+    from .artifacts import AudioStore
+    from .collator import PronunciationCollator
+    from .determinism import set_determinism
+    from .evaluate import Generator
+    from .guards import check_audio_token
+    from .model import check_vocab, load_base_model
+    from .train import build_peft_model, precision_flags, sft_config, trainer_class
+
+    device, recipe = _device(), params["train"]["recipes"][params["train"]["profile"]]
+    bs = recipe["batch_size"]
+    # run_train's set-up, step by step: the run's kernels, dtype, guards and adapter.
+    set_determinism(params["seed"], params["train"]["determinism"])
+    if recipe["cpu_threads"] and device.type == "cpu":
+        torch.set_num_threads(recipe["cpu_threads"])
+    bf16 = precision_flags(recipe["precision"])["bf16"]
+    model = load_base_model(source, revision, dtype=torch.bfloat16 if bf16 else torch.float32)
+    check_audio_token(model, processor)
+    check_vocab(model, processor)
+    model = build_peft_model(model, params["configs"][name], {**params, "_recipe": recipe}, source, revision, processor)
+
+    tasks = sorted(train_rows, key=lambda t: -len(train_rows[t][0]["prompt"]))  # the longer prompt first
+    order = [r for i in range(steps) for r in train_rows[tasks[i % len(tasks)]][:bs]]
+    store = AudioStore(decoded / "train.arrow")
+    shapes, times = [], []
+    collate = PronunciationCollator(processor, audio_lookup=lambda row: store[row["audio_row"]])
+
+    def collator(rows):
+        batch = collate(rows)
+        shapes.append((*batch["input_ids"].shape, int(batch["attention_mask"].sum())))
+        return batch
+
+    class StepTimer(TrainerCallback):
+        def on_step_begin(self, args, state, control, **kw):
+            _sync_reset(device, False)
+            self.t0 = time.perf_counter()
+
+        def on_step_end(self, args, state, control, **kw):
+            _sync_reset(device, False)
+            times.append(time.perf_counter() - self.t0)
+
+    # The run's SFTConfig; only what makes this a probe differs: a fixed number of optimizer
+    # steps of one micro-batch each, in our order, nothing saved or logged.
+    args = dataclasses.replace(sft_config(recipe, work / f"run-{name}", params["seed"]), max_steps=steps,
+                               gradient_accumulation_steps=1, save_strategy="no", report_to=[], logging_steps=steps,
+                               train_sampling_strategy="sequential", disable_tqdm=True)
+    trainer = trainer_class()(model=model, args=args, train_dataset=datasets.Dataset.from_list(order),
+                              data_collator=collator, processing_class=processor, callbacks=[StepTimer()])
+    _sync_reset(device, True)
+    trainer.train()
+    train_peak = _memory(device)[0]
+    # The first step of each task warms kernels and the allocator. Batches come in `order`.
+    measured = list(range(len(tasks), len(times))) or list(range(len(times)))
+    del trainer
+    model.eval()
+
+    if params["eval"]["cpu_threads"] and device.type == "cpu":
+        torch.set_num_threads(params["eval"]["cpu_threads"])
+    _sync_reset(device, True)  # the optimizer's state is gone, as in the evaluate stage
+    test_store = AudioStore(decoded / "test.arrow")
+    gen_rows = test_rows[tasks[0]][:params["eval"]["batch_size"]]
+    generate = Generator(model, processor, lambda row: test_store[row["audio_row"]], params["eval"]["max_new_tokens"])
+    model.generation_config.min_new_tokens = params["eval"]["max_new_tokens"]  # the worst case: no early stop
+    t0 = time.perf_counter()
+    out = generate(gen_rows)
+    _sync_reset(device, False)
+    gen_s = time.perf_counter() - t0
+    gen_peak = _memory(device)[0]
+    del model, generate
+    gc.collect()
+    return {"step_seconds": sum(times[i] for i in measured) / len(measured), "steps": len(times), "step_shapes": shapes,
+            "padded_tokens_per_s": sum(shapes[i][0] * shapes[i][1] for i in measured) / sum(times[i] for i in measured),
+            "tokens_per_step": max(s[2] for s in shapes), "train_peak_bytes": train_peak,
+            "gen_batch": len(gen_rows), "gen_new_tokens": max(r["n_tokens"] for r in out),
+            "gen_batch_seconds": gen_s, "gen_peak_bytes": gen_peak}
+
+
+def project(params: dict, probe: dict, n_train_utts: int, n_test_utts: int, train_tokens: int) -> dict:
+    """The whole `dvc repro` of one config from its probe: upper bounds (see the module doc), and
+    training at the probe's (padded) tokens/s over the corpus's own token count."""
+    from .evaluate import select_epochs
+    from .params import eval_epochs_spec
+
+    recipe = params["train"]["recipes"][params["train"]["profile"]]
+    procs = params["train"]["num_processes"]
+    micro = math.ceil(2 * n_train_utts / (recipe["batch_size"] * procs))  # APA + MDD per utterance
+    epochs = recipe["epochs"]
+    chosen = select_epochs(eval_epochs_spec(params), range(1, epochs + 1))
+    checkpoints = len(chosen) + (epochs not in chosen)  # the final adapter is the last epoch's
+    batches = math.ceil(n_test_utts / params["eval"]["batch_size"]) * 2  # one task per batch
+    return {"micro_batches_per_epoch": micro, "epochs": epochs, "train_seconds": micro * epochs * probe["step_seconds"],
+            "train_seconds_expected": epochs * train_tokens / procs / probe["padded_tokens_per_s"],
+            "checkpoints_evaluated": checkpoints, "eval_batches": batches,
+            "eval_seconds": checkpoints * batches * probe["gen_batch_seconds"],
+            "peak_bytes": max(probe["train_peak_bytes"], probe["gen_peak_bytes"])}
+
+
+def run_preflight(params: dict, base_dir="models/base", decoded_dir="data/decoded", steps: int = 4,
+                  configs: list[str] | None = None, log=print) -> dict:
+    from .model import load_processor
+
+    names = configs or list(params["configs"])
+    unknown = [n for n in names if n not in params["configs"]]
+    if unknown:
+        raise PreflightError(f"configs: no config {unknown[0]!r} (have: {', '.join(params['configs'])})")
+    device = _device()
+    with tempfile.TemporaryDirectory(prefix="pronounce-preflight-") as tmp:
+        work = Path(tmp)
+        source, revision, decoded = resolve_inputs(params, base_dir, decoded_dir, work)
+        processor = load_processor(source, revision)
+        report = {"base": params["model"]["base"], "source": source, "revision": revision, "decoded": str(decoded),
+                  "profile": params["train"]["profile"], "device": _memory(device)[2],
+                  "device_memory_bytes": _memory(device)[1], "checks": None, "configs": {}}
+        report["checks"] = check_setup(params, names, source, revision, processor)
+        log(f"preflight: checks passed ({', '.join(names)}); measuring on {report['device']} ...")
+        bs = max(params["train"]["recipes"][params["train"]["profile"]]["batch_size"], params["eval"]["batch_size"])
+        train_rows, n_train, train_tokens = scan_split(decoded, "train", processor, bs)
+        test_rows, n_test, _ = scan_split(decoded, "test", processor, bs)
+        report.update(train_utterances=n_train, test_utterances=n_test, train_tokens_per_epoch=train_tokens,
+                      longest_train_seconds=train_rows["apa"][0]["duration"])
+        for name in names:
+            probe = probe_config(params, name, source, revision, processor, decoded, train_rows, test_rows, steps, work)
+            report["configs"][name] = {**report["checks"]["configs"][name], **probe,
+                                       "projected": project(params, probe, n_train, n_test, train_tokens)}
+    cfgs = report["configs"].values()
+    base_eval = min(c["gen_batch_seconds"] for c in cfgs) * next(iter(cfgs))["projected"]["eval_batches"]
+    evals = sum(c["projected"]["eval_seconds"] for c in cfgs) + base_eval
+    total = sum(c["projected"]["train_seconds"] for c in cfgs) + evals
+    expected = sum(c["projected"]["train_seconds_expected"] for c in cfgs) + evals
+    peak = max(c["projected"]["peak_bytes"] for c in cfgs)
+    report["projected"] = {"base_eval_seconds": base_eval, "total_seconds": total, "total_seconds_expected": expected,
+                           "peak_bytes": peak,
+                           "fits": peak <= report["device_memory_bytes"]}
+    for c in cfgs:
+        c["fits"] = c["projected"]["peak_bytes"] <= report["device_memory_bytes"]
+    return report
+
+
+# --------------------------------------------------------------------------- output
+
+
+def _gib(b: int) -> str:
+    return f"{b / 2**30:.2f} GiB"
+
+
+def _hours(s: float) -> str:
+    return f"{s / 3600:.2f} h" if s >= 360 else f"{s:.0f} s"
+
+
+def table(r: dict) -> str:
+    c, t = r["checks"], r["projected"]
+    lines = [f"preflight: {r['base']} ({r['source']}, revision {r['revision']}), recipe {r['profile']}, corpus "
+             f"{r['decoded']} ({r['train_utterances']} train / {r['test_utterances']} test utterances)",
+             f"device: {r['device']}, {_gib(r['device_memory_bytes'])}",
+             f"checks: layout {c['layout']} ok; audio_token_id {c['audio_token_id']} ok; LoRA targets ok", "",
+             "| config | LoRA modules | trainable | step: batch x len, s | train peak | generation: batch x new, s "
+             "| gen peak | train, projected | eval, projected | fits |", "|---" * 10 + "|"]
+    for name, x in r["configs"].items():
+        p, shape = x["projected"], max(x["step_shapes"], key=lambda s: s[1])
+        lines.append(
+            f"| {name} | {x['lora_modules']} (r {x['lora_r']}) | {x['trainable_params']:,} | {shape[0]} x {shape[1]}, "
+            f"{x['step_seconds']:.3f} | {_gib(x['train_peak_bytes'])} | {x['gen_batch']} x {x['gen_new_tokens']}, "
+            f"{x['gen_batch_seconds']:.2f} | {_gib(x['gen_peak_bytes'])} | {_hours(p['train_seconds_expected'])} "
+            f"(bound: {p['micro_batches_per_epoch']} x {p['epochs']} steps, {_hours(p['train_seconds'])}) | "
+            f"{_hours(p['eval_seconds'])} (bound: {p['checkpoints_evaluated']} x {p['eval_batches']} batches) | "
+            f"{'yes' if x['fits'] else '**no**'} |")
+    lines += ["", f"whole dvc repro, projected: {_hours(t['total_seconds_expected'])} (upper bound "
+              f"{_hours(t['total_seconds'])}; the base model's evaluation {_hours(t['base_eval_seconds'])} included); "
+              f"peak {_gib(t['peak_bytes'])} of {_gib(r['device_memory_bytes'])}: "
+              f"{'fits' if t['fits'] else 'DOES NOT FIT'} this device"]
+    return "\n".join(lines)
+
+
+def main(argv=None) -> int:
+    from .cli import tune_malloc
+    from .errors import PipelineError
+    from .params import load_params
+
+    p = argparse.ArgumentParser(prog="python -m pronounce.preflight", description=__doc__.split("\n\n")[0])
+    p.add_argument("--params", default="params.yaml")
+    p.add_argument("--config", action="append", help="only this config (repeatable; default: all)")
+    p.add_argument("--steps", type=int, default=4, help="training steps per config (default 4; the first per task "
+                                                       "is warm-up)")
+    p.add_argument("--json", action="store_true", help="print the report as JSON")
+    a = p.parse_args(argv)
+    tune_malloc()
+    try:  # the trainer's and loaders' chatter to stderr: stdout is the report alone
+        with contextlib.redirect_stdout(sys.stderr):
+            report = run_preflight(load_params(a.params), steps=max(1, a.steps), configs=a.config,
+                                   log=lambda m: print(m, file=sys.stderr))
+    except (PreflightError, PipelineError) as e:
+        print(f"preflight: FAILED {e}", file=sys.stderr)
+        return 1
+    print(json.dumps(report, indent=2, sort_keys=True) if a.json else table(report))
+    return 0 if report["projected"]["fits"] else 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())

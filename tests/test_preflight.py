@@ -1,0 +1,115 @@
+"""The preflight on the tiny model: its report, its projections, and broken setups it must stop."""
+
+import copy
+import json
+import math
+
+import pytest
+import yaml
+from conftest import BUNDLED, ROOT
+
+from pronounce.base import run_base
+from pronounce.guards import AudioTokenMismatch
+from pronounce.model import TINY_BPE_VOCAB_SIZE, TINY_SPECIAL_TOKENS
+from pronounce.params import load_params
+from pronounce.preflight import PreflightError, main, run_preflight
+
+
+@pytest.fixture
+def params():
+    p = copy.deepcopy(load_params(ROOT / "params.yaml"))
+    p["data"]["corpus"] = str(BUNDLED)
+    p["train"]["profile"] = "smoke"
+    p["eval"]["max_new_tokens"] = 8  # seconds, not minutes; the projection scales with it anyway
+    return p
+
+
+@pytest.fixture(scope="module")
+def report():
+    p = copy.deepcopy(load_params(ROOT / "params.yaml"))
+    p["data"]["corpus"] = str(BUNDLED)
+    p["train"]["profile"] = "smoke"
+    p["eval"]["max_new_tokens"] = 8
+    # No models/base or data/decoded there: both are made in a scratch folder.
+    return p, run_preflight(p, base_dir="/nonexistent/base", decoded_dir="/nonexistent/decoded", steps=3,
+                            log=lambda m: None)
+
+
+def lora_sizes(hidden, inter, heads, kv, layers):
+    """r-independent LoRA size per unit rank: in + out features of the 4 projections, every layer."""
+    head = hidden // heads
+    qkv, gate_up = hidden + 2 * kv * head, 2 * inter
+    return layers * ((hidden + qkv) + (hidden + hidden) + (hidden + gate_up) + (inter + hidden))
+
+
+def test_the_report_holds_every_check_and_figure(report):
+    p, r = report
+    checks = r["checks"]
+    assert checks["layout"] == "phi4_multimodal"
+    assert checks["audio_token_id"] > 0
+    per_unit = lora_sizes(128, 256, 4, 2, 2)  # the tiny model's shapes (pronounce.model.tiny_config)
+    lm_head = 128 * (TINY_BPE_VOCAB_SIZE + len(TINY_SPECIAL_TOKENS))  # hidden x vocabulary
+    for name, x in r["configs"].items():
+        assert x["lora_modules"] == 2 * 4  # 2 text layers x 4 projections
+        assert x["lora_params"] == x["lora_r"] * per_unit
+        # besides the adapter: lm_head (hidden x vocab: the smoke recipe trains it) and the embedding
+        # rows of the two control tokens <|APA|>/<|MDD|> (2 x hidden), the same for both configs
+        assert x["trainable_params"] == x["lora_params"] + lm_head + 2 * 128
+        assert x["steps"] == 3 and len(x["step_shapes"]) == 3
+        rows, width, tokens = max(x["step_shapes"], key=lambda s: s[1])
+        assert rows == 8 and 0 < tokens <= rows * width and x["tokens_per_step"] == tokens
+        # the longest clip's audio placeholders alone (one per 80 ms) fit in the widest batch
+        assert width > math.ceil(r["longest_train_seconds"] * 100 / 8)
+        assert x["step_seconds"] > 0 and x["gen_batch_seconds"] > 0
+        assert x["train_peak_bytes"] > 0 and x["gen_peak_bytes"] > 0
+        assert x["gen_batch"] == 8 and x["gen_new_tokens"] == 8  # made to run the full max_new_tokens
+        proj = x["projected"]
+        assert proj["micro_batches_per_epoch"] == math.ceil(2 * 67 / 8)  # bundled corpus: 67 train utterances
+        assert proj["train_seconds"] == pytest.approx(proj["micro_batches_per_epoch"] * 10 * x["step_seconds"])
+        # at the probe's padded tokens/s over the corpus's tokens: below the bound of all-longest batches
+        assert proj["train_seconds_expected"] == pytest.approx(10 * r["train_tokens_per_epoch"] / x["padded_tokens_per_s"])
+        assert 0 < proj["train_seconds_expected"] < proj["train_seconds"]
+        assert proj["checkpoints_evaluated"] == 2  # eval.epochs last:2, the final adapter being epoch 10's
+        assert proj["eval_batches"] == 2 * math.ceil(40 / 8)
+        assert proj["eval_seconds"] == pytest.approx(2 * proj["eval_batches"] * x["gen_batch_seconds"])
+        assert x["fits"] is (proj["peak_bytes"] <= r["device_memory_bytes"])
+    assert r["configs"]["pretrained_r320"]["lora_params"] == 5 * r["configs"]["paper_r64"]["lora_params"]
+    total = r["projected"]
+    assert total["total_seconds"] == pytest.approx(total["base_eval_seconds"] + sum(
+        x["projected"]["train_seconds"] + x["projected"]["eval_seconds"] for x in r["configs"].values()))
+    assert total["total_seconds_expected"] == pytest.approx(total["base_eval_seconds"] + sum(
+        x["projected"]["train_seconds_expected"] + x["projected"]["eval_seconds"] for x in r["configs"].values()))
+    # every instance holds at least its clip's audio tokens and a prompt; the longest is the widest
+    assert r["train_tokens_per_epoch"] > 2 * 67 * 10
+    assert total["peak_bytes"] == max(x["projected"]["peak_bytes"] for x in r["configs"].values())
+    assert total["fits"] is True and r["train_utterances"] == 67 and r["test_utterances"] == 40
+
+
+def _broken_base(tmp_path, edit):
+    base = tmp_path / "base"
+    run_base("builtin:tiny", None, 1234, base)
+    config = json.loads((base / "config.json").read_text())
+    edit(config)
+    (base / "config.json").write_text(json.dumps(config))
+    return base
+
+
+def test_a_mismatched_audio_token_id_stops_it(params, tmp_path):
+    base = _broken_base(tmp_path, lambda c: c["audio_config"].update(audio_token_id=c["vision_config"]["image_token_id"]))
+    with pytest.raises(AudioTokenMismatch, match=r"processor\.audio_token_id is \d+ .*audio_config\.audio_token_id is \d+: the model would ignore"):
+        run_preflight(params, base_dir=base, decoded_dir=tmp_path / "none", log=lambda m: None)
+
+
+def test_the_remote_code_layout_stops_it_with_one_line(params, tmp_path, capsys, monkeypatch):
+    _broken_base(tmp_path / "models", lambda c: c.update(model_type="phi4mm"))
+    (tmp_path / "params.yaml").write_text(yaml.safe_dump(params))
+    monkeypatch.chdir(tmp_path)  # models/base is the broken one; data/decoded is made
+    assert main([]) == 1
+    err = capsys.readouterr().err.strip().splitlines()
+    assert err[-1].startswith("preflight: FAILED layout: ")
+    assert "model_type 'phi4mm'" in err[-1] and "refs/pr/70" in err[-1]
+
+
+def test_an_unknown_config_is_named(params):
+    with pytest.raises(PreflightError, match="no config 'nope'"):
+        run_preflight(params, configs=["nope"], log=lambda m: None)
