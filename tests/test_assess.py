@@ -168,8 +168,8 @@ def test_command_prints_a_table_and_writes_html_and_jsonl(model_dir, params, tmp
     assert page.count("<section>") == 3 and "error: empty_audio: zero-byte file" in page
 
     assert pronounce(["assess", "--model", str(model_dir), "--params", p, "--manifest", str(manifest),
-                     "--out", str(tmp_path / "r.jsonl")]) == 1
-    rows = [json.loads(line) for line in (tmp_path / "r.jsonl").read_text().splitlines()]
+                      "--json", "--out", str(tmp_path / "r.txt")]) == 1  # the flag wins over the suffix
+    rows = [json.loads(line) for line in (tmp_path / "r.txt").read_text().splitlines()]
     assert [r["error"] is None for r in rows] == [True, False, True]
     assert rows[0]["apa"]["raw"] and rows[2]["text"] == text2
 
@@ -258,7 +258,8 @@ def one_line_error(capsys, argv, pattern):
     assert len(err.splitlines()) == 1 and re.match(r"error: " + pattern, err), err
 
 
-def test_inputs_the_command_cannot_start_from_are_one_line(model_dir, workspace, tmp_path, capsys):  # noqa: F811
+def test_inputs_the_command_cannot_start_from_are_one_line(assessor, model_dir, workspace,  # noqa: F811
+                                                           tmp_path, capsys):
     m = ["assess", "--model", str(model_dir)]
     clip = str(next(iter(CLIPS.values()))[0])
     one_line_error(capsys, m + [clip], r"--text: no expected text")
@@ -269,20 +270,29 @@ def test_inputs_the_command_cannot_start_from_are_one_line(model_dir, workspace,
     (tmp_path / "empty.csv").write_text("path,text\n\n")
     one_line_error(capsys, m + ["--manifest", str(tmp_path / "empty.csv")], r"manifest .*empty\.csv has no recordings")
     (tmp_path / "notext.csv").write_text(f"{clip},We call it bear\n{clip},\n")
-    one_line_error(capsys, m + ["--manifest", str(tmp_path / "notext.csv")], r"manifest .*notext\.csv line 2: no expected text")
+    one_line_error(capsys, m + ["--manifest", str(tmp_path / "notext.csv")],
+                   r"manifest .*notext\.csv line 2: no expected text")
     (tmp_path / "cols.csv").write_text(f"{clip},We call it, bear\n")
     one_line_error(capsys, m + ["--manifest", str(tmp_path / "cols.csv")], r"manifest .* line 1: expected 2 columns")
     t = ["--text", "hi", clip]
     one_line_error(capsys, ["assess", "--model", str(tmp_path / "nope")] + t, r"--model .*nope: no such folder")
     one_line_error(capsys, ["assess", "--model", str(workspace / "base")] + t,
-                   r"--model .*base is not an adapter trained by this pipeline: no adapter/adapter_config\.json")
+                   r"--model .*base is not an adapter trained by this pipeline: no .*base/adapter/adapter_config\.json")
     (tmp_path / "cfg" / "adapter").mkdir(parents=True)
     for f in ("adapter_config.json", "adapter_model.safetensors"):
         (tmp_path / "cfg" / "adapter" / f).write_bytes((model_dir / "adapter" / f).read_bytes())
-    one_line_error(capsys, ["assess", "--model", str(tmp_path / "cfg")] + t, r"no base model for .*base\.json not found")
+    one_line_error(capsys, ["assess", "--model", str(tmp_path / "cfg")] + t,
+                   r"no base model for .*base\.json not found")
     one_line_error(capsys, ["assess", "--model", str(model_dir), "--base", str(tmp_path / "nowhere")] + t,
                    r"cannot load .*adapter on the base model .*nowhere: base model folder .* does not exist")
+    assert find_adapter(model_dir / "epoch-2") == (model_dir / "epoch-2", model_dir)  # an epoch's adapter
+    (tmp_path / "lonely").mkdir()
+    (tmp_path / "lonely" / "adapter_config.json").write_text('{"peft_type": "LORA"}')
+    with pytest.raises(AssessError, match=r"no .*lonely/adapter_model\.safetensors"):
+        find_adapter(tmp_path / "lonely")
     (tmp_path / "cfg" / "adapter" / "adapter_config.json").write_text('{"peft_type": "PREFIX_TUNING"}')
+    with pytest.raises(AssessError, match=r"recording b\.wav: no expected text"):
+        assessor.assess([Recording("a.wav", "hi"), Recording("b.wav", " ")])
     with pytest.raises(AssessError, match=r"adapter_config\.json is not a LoRA adapter config"):
         find_adapter(tmp_path / "cfg")
 
@@ -292,8 +302,9 @@ def test_python_m_pronounce_reports_a_bad_model_folder_in_one_line(tmp_path):
     proc = subprocess.run([sys.executable, "-m", "pronounce", "assess", "--model", str(tmp_path), "--text", "hi",
                            str(tmp_path / "a.wav")], capture_output=True, text=True, cwd=ROOT, timeout=120)
     assert proc.returncode == 2
-    assert proc.stderr.splitlines() == [f"error: --model {tmp_path} is not an adapter trained by this pipeline: "
-                                        "no adapter/adapter_config.json (expected models/<config> after `dvc repro`)"]
+    assert proc.stderr.splitlines() == [
+        f"error: --model {tmp_path} is not an adapter trained by this pipeline: "
+        f"no {tmp_path}/adapter/adapter_config.json (expected models/<config> after `dvc repro`)"]
 
 
 def test_manifest_paths_are_relative_to_its_folder(tmp_path):

@@ -102,10 +102,13 @@ def find_adapter(model) -> tuple[Path, Path]:
     folder = Path(model)
     if not folder.is_dir():
         raise AssessError(f"--model {folder}: no such folder (expected models/<config> after `dvc repro`)")
-    adapter, config_dir = (folder, folder.parent) if (folder / ADAPTER_FILES[0]).is_file() else (folder / "adapter", folder)
+    if (folder / ADAPTER_FILES[0]).is_file():  # an adapter folder itself: models/<config>/epoch-<k>
+        adapter, config_dir = folder, folder.parent
+    else:
+        adapter, config_dir = folder / "adapter", folder
     missing = [f for f in ADAPTER_FILES if not (adapter / f).is_file()]
     if missing:
-        raise AssessError(f"--model {folder} is not an adapter trained by this pipeline: no adapter/{missing[0]} "
+        raise AssessError(f"--model {folder} is not an adapter trained by this pipeline: no {adapter / missing[0]} "
                           "(expected models/<config> after `dvc repro`)")
     try:
         peft_type = json.loads((adapter / ADAPTER_FILES[0]).read_text(encoding="utf-8")).get("peft_type")
@@ -130,12 +133,6 @@ def find_base(config_dir: Path, base=None) -> tuple[str, str | None]:
                       "(run `dvc repro base`, or pass --base)")
 
 
-def _params(params) -> dict:
-    from .params import load_params
-
-    return params if isinstance(params, dict) else load_params(params)
-
-
 class Assessor:
     """Loads base model + adapter once; `assess(recordings)` answers both tasks for each.
 
@@ -147,8 +144,9 @@ class Assessor:
     def __init__(self, model, base=None, params="params.yaml"):
         from .evaluate import _load_model
         from .model import load_processor
+        from .params import load_params
 
-        p = _params(params)
+        p = params if isinstance(params, dict) else load_params(params)
         self.max_seconds = p["data"]["max_seconds"]
         self.batch_size = p["eval"]["batch_size"]
         adapter, config_dir = find_adapter(model)
@@ -159,16 +157,18 @@ class Assessor:
         except (OSError, ValueError, RuntimeError) as e:  # a missing base, or an adapter that does not fit it
             first = (str(e).strip().splitlines() or [type(e).__name__])[0]
             raise AssessError(f"cannot load {adapter} on the base model {source}: {first}") from None
-        self.adapter, self.source = adapter, source
+        self.adapter = adapter
         self.prompts = {task: user_turn(task, processor.audio_token) for task in TASKS}
         self.min_samples = int(processor.audio_processor.win_length)
         self.generate = Generator(self.model, processor, lambda row: row["audio"], p["eval"]["max_new_tokens"])
 
     def assess(self, recordings, progress=False) -> list[dict]:
-        """One result per recording, in the given order."""
+        """One result per recording, in the given order; AssessError first if a text is missing."""
         from tqdm import tqdm
 
         recordings = list(recordings)
+        for rec in recordings:
+            check_text(rec.text, f"recording {rec.path}")
         bar = tqdm(total=2 * len(recordings), desc="assess", unit="answer", disable=not progress, file=sys.stderr)
         results = []
         for start in range(0, len(recordings), CHUNK):

@@ -39,7 +39,8 @@ def result(path, text: str, duration: float | None = None, apa=None, mdd=None, e
                   "phones": m.fields["phoneme_transcript"] if m.ok else None}
     expected = expected_words(text)
     out["missing_words"] = expected.missing
-    out["canonical"] = [{"word": w, "phones": list(v[0]) if v else None} for w, v in zip(expected.words, expected.variants)]
+    out["canonical"] = [{"word": w, "phones": list(v[0]) if v else None}
+                        for w, v in zip(expected.words, expected.variants)]
     if expected.missing:
         out["words_reason"] = f"not in CMUdict: {', '.join(expected.missing)}"
     elif not m.ok:
@@ -141,12 +142,14 @@ def _html_one(r: dict) -> str:
     if mdd["phones"] is None:
         parts.append(f"<p class=err>MDD: not parsed ({_esc(mdd['status'])})</p>")
     else:
-        parts.append(f"<p>heard: <q>{_esc(mdd['word_transcript'])}</q><br>said: <code>{_esc(' '.join(mdd['phones']))}</code></p>")
+        parts.append(f"<p>heard: <q>{_esc(mdd['word_transcript'])}</q><br>"
+                     f"said: <code>{_esc(' '.join(mdd['phones']))}</code></p>")
     if r["words"] is None:
         return "".join(parts) + f"<p class=note>no per-word diff: {_esc(r['words_reason'])}</p></section>"
     rows = "".join(
-        f"<tr{'' if w['ok'] else ' class=bad'}><td>{_esc(w['word'])}</td><td><code>{_esc(' '.join(w['expected']))}</code></td>"
-        f"<td><code>{_esc(' '.join(w['said']) or '-')}</code></td><td><code>{_esc(word_errors(w))}</code></td></tr>"
+        f"<tr{'' if w['ok'] else ' class=bad'}><td>{_esc(w['word'])}</td>"
+        f"<td><code>{_esc(' '.join(w['expected']))}</code></td><td><code>{_esc(' '.join(w['said']) or '-')}</code></td>"
+        f"<td><code>{_esc(word_errors(w))}</code></td></tr>"
         for w in r["words"])
     parts.append("<table><tr><th>word</th><th>expected</th><th>said</th><th>errors</th></tr>" + rows + "</table>")
     return "".join(parts) + "</section>"
