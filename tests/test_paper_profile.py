@@ -1,0 +1,68 @@
+"""The paper's recipe (`train.profile=paper`) through train -> evaluate -> score with
+`dvc exp run`, in a temporary copy of the repository, on the bundled corpus and the tiny model.
+
+It is the real run's code path (gradient checkpointing, accumulation of 8, the paper's
+schedule, every epoch evaluated), only smaller: on the bundled corpus the recipe makes 3
+optimizer steps an epoch, fewer than its logging_steps, which once left DVCLive without the
+plots the stage declares. One config (paper_r64) keeps it to a few minutes on a CPU."""
+
+import json
+import shutil
+import subprocess
+
+import pytest
+import yaml
+from conftest import ROOT
+
+HEADLINE = ("accuracy_pcc", "fluency_pcc", "prosodic_pcc", "total_pcc", "wer", "per", "precision", "recall", "f1")
+
+
+def sh(*args, cwd):
+    run = subprocess.run(list(args), cwd=cwd, capture_output=True, text=True)
+    assert run.returncode == 0, f"{' '.join(args)} failed:\n{run.stdout[-3000:]}\n{run.stderr[-3000:]}"
+    return run.stdout + run.stderr
+
+
+@pytest.fixture(scope="module")
+def repo(tmp_path_factory):
+    """A git copy of the working tree (tracked and untracked, not ignored) without dvc.lock."""
+    dst = tmp_path_factory.mktemp("paper") / "repo"
+    files = subprocess.run(["git", "ls-files", "--cached", "--others", "--exclude-standard", "-z"],
+                           cwd=ROOT, capture_output=True, text=True, check=True).stdout.split("\0")
+    for f in filter(None, files):
+        if (ROOT / f).is_file():
+            (dst / f).parent.mkdir(parents=True, exist_ok=True)
+            shutil.copy2(ROOT / f, dst / f)
+    for output in ("dvc.lock", "dvclive", "metrics", "scores"):  # nothing of a previous run
+        path = dst / output
+        shutil.rmtree(path) if path.is_dir() else path.unlink(missing_ok=True)
+    sh("git", "init", "-q", cwd=dst)
+    sh("git", "-c", "user.name=t", "-c", "user.email=t@t", "add", "-A", cwd=dst)
+    sh("git", "-c", "user.name=t", "-c", "user.email=t@t", "commit", "-qm", "copy", cwd=dst)
+    return dst
+
+
+@pytest.mark.slow
+def test_the_paper_recipe_runs_train_evaluate_score(repo):
+    out = sh("dvc", "exp", "run", "-S", "train.profile=paper", "score@paper_r64", cwd=repo)
+    for stage in ("train@paper_r64", "evaluate@paper_r64", "evaluate_base", "score@paper_r64"):
+        assert f"Running stage '{stage}'" in out
+
+    recipe = yaml.safe_load((repo / "params.yaml").read_text())["train"]["recipes"]["paper"]
+    epochs = recipe["epochs"]
+    model = repo / "models/paper_r64"
+    assert sorted(p.name for p in model.iterdir()) == sorted(
+        ["adapter", "processor", *(f"epoch-{k}" for k in range(1, epochs + 1))])
+
+    # The logs and plots exist although no step reaches logging_steps: one row per epoch's end.
+    steps = [int(row.split("\t")[0]) for row in
+             (repo / "dvclive/paper_r64/plots/metrics/train/loss.tsv").read_text().splitlines()[1:]]
+    assert len(steps) >= epochs and steps == sorted(set(steps))
+    assert json.loads((repo / "dvclive/paper_r64/metrics.json").read_text())["step"] == steps[-1]
+
+    metrics = json.loads((repo / "metrics/paper_r64.json").read_text())
+    assert set(HEADLINE) | {"parse_rate", "epochs", "paper", "diff"} <= set(metrics)
+    assert 0 <= metrics["parse_rate"] <= 1
+    assert "0" in metrics["epochs"] and str(epochs) in metrics["epochs"]  # the base model, the last epoch
+    for row in (repo / "predictions/paper_r64/final.jsonl").read_text().splitlines():
+        json.loads(row)
