@@ -6,7 +6,8 @@ import sys
 
 from pronounce.cli import run_stage
 from pronounce.params import config_params, load_params
-from pronounce.train import relaunch_command, run_train
+from pronounce.launch import relaunch_command
+from pronounce.train import run_train
 
 
 def main(name: str):

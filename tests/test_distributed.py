@@ -20,7 +20,8 @@ from pronounce.decode import run_decode
 from pronounce.errors import ParamsError
 from pronounce.materialize import run_materialize
 from pronounce.params import load_params
-from pronounce.train import LAUNCHED, relaunch_command, sft_config
+from pronounce.launch import LAUNCHED, relaunch_command
+from pronounce.train import sft_config
 
 ARGV = ["stages/train.py", "paper_r64"]
 

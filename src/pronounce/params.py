@@ -8,7 +8,6 @@ from pathlib import Path
 
 import yaml
 
-from .determinism import MODES
 from .errors import ParamsError
 
 # A spec is (type or tuple of types, check or None, what the check means).
@@ -18,7 +17,8 @@ FRACTION = (lambda v: 0 <= v <= 1, "between 0 and 1")
 NUMBER = (int, float)
 # model.attn_implementation: the attention kernels the loader may be asked for.
 ATTN_IMPLEMENTATIONS = ("eager", "sdpa", "flash_attention_2")
-DETERMINISM = (lambda v: v in MODES, " or ".join(MODES))
+# pronounce.determinism.MODES, not imported: every stage reads params, few need determinism.py
+DETERMINISM = (lambda v: v in ("seeded", "full"), "seeded or full")
 
 
 def _epochs_ok(v) -> bool:
