@@ -10,6 +10,7 @@ import sys
 
 import pyarrow as pa
 import pytest
+import torch
 import yaml
 from accelerate.commands.launch import launch_command_parser
 from conftest import BUNDLED, ROOT
@@ -30,6 +31,7 @@ ARGV = ["stages/train.py", "paper_r64"]
 def no_launcher(monkeypatch):
     for var in ("LOCAL_RANK", "WORLD_SIZE", LAUNCHED):
         monkeypatch.delenv(var, raising=False)
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: False)  # the same on a machine with GPUs
     return monkeypatch
 
 
@@ -53,6 +55,14 @@ def test_a_launched_process_never_relaunches(no_launcher):
     no_launcher.delenv(LAUNCHED)
     no_launcher.setenv("LOCAL_RANK", "0")  # started by a user's own launcher (several machines)
     assert relaunch_command(2, ARGV) is None
+
+
+def test_more_processes_than_gpus_is_refused(no_launcher):
+    no_launcher.setattr(torch.cuda, "is_available", lambda: True)
+    no_launcher.setattr(torch.cuda, "device_count", lambda: 2)
+    assert relaunch_command(2, ARGV) is not None
+    with pytest.raises(ParamsError, match=r"train\.num_processes is 4 but this machine has 2 GPU\(s\)"):
+        relaunch_command(4, ARGV)
 
 
 def test_grad_accum_is_split_over_the_processes(tmp_path):

@@ -3,6 +3,8 @@
 import os
 import sys
 
+from .errors import ParamsError
+
 LAUNCHED = "PRONOUNCE_LAUNCHED"  # in the environment of the processes relaunch_command starts
 
 
@@ -19,6 +21,11 @@ def relaunch_command(num_processes: int, argv: list[str]) -> tuple[list[str], di
     launcher's setting when the recipe asks for fp32)."""
     if num_processes <= 1 or LAUNCHED in os.environ or "LOCAL_RANK" in os.environ:
         return None
+    import torch
+
+    if torch.cuda.is_available() and num_processes > torch.cuda.device_count():  # one GPU a process
+        raise ParamsError(f"params.yaml: train.num_processes is {num_processes} but this machine has "
+                          f"{torch.cuda.device_count()} GPU(s)")
     command = [sys.executable, "-m", "accelerate.commands.launch", "--multi_gpu",
                "--num_processes", str(num_processes), "--num_machines", "1", "--mixed_precision", "no",
                "--dynamo_backend", "no", "--main_process_port", str(_free_port()), *argv]
