@@ -119,16 +119,17 @@ def find_adapter(model) -> tuple[Path, Path]:
     return adapter, config_dir
 
 
-def find_base(config_dir: Path, base=None) -> tuple[str, str | None]:
-    """(source, revision) of the base model: `base` (a folder with base.json, i.e. models/base, or
-    a model folder or Hub id), else the models/base beside the config folder."""
-    from .base import MANIFEST, resolve_base
+def find_base(config_dir: Path, base=None) -> tuple[str, str | None, str | None]:
+    """(source, revision, attention implementation or None for the loader's default) of the base
+    model: `base` (a folder with base.json, i.e. models/base, or a model folder or Hub id), else
+    the models/base beside the config folder."""
+    from .base import MANIFEST, base_attn_implementation, resolve_base
 
     folder = Path(base) if base is not None else config_dir.parent / "base"
     if (folder / MANIFEST).is_file():
-        return resolve_base(folder)
+        return (*resolve_base(folder), base_attn_implementation(folder))
     if base is not None:
-        return str(base), None
+        return str(base), None, None
     raise AssessError(f"no base model for {config_dir}: {folder / MANIFEST} not found "
                       "(run `dvc repro base`, or pass --base)")
 
@@ -150,10 +151,10 @@ class Assessor:
         self.max_seconds = p["data"]["max_seconds"]
         self.batch_size = p["eval"]["batch_size"]
         adapter, config_dir = find_adapter(model)
-        source, revision = find_base(config_dir, base)
+        source, revision, attn = find_base(config_dir, base)
         try:
             processor = load_processor(source, revision)
-            self.model = _load_model(source, revision, processor, adapter)
+            self.model = _load_model(source, revision, processor, adapter, attn_implementation=attn)
         except (OSError, ValueError, RuntimeError) as e:  # a missing base, or an adapter that does not fit it
             first = (str(e).strip().splitlines() or [type(e).__name__])[0]
             raise AssessError(f"cannot load {adapter} on the base model {source}: {first}") from None

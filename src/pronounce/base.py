@@ -102,8 +102,12 @@ def resolve_base(base_dir="models/base") -> tuple[str, str | None]:
     return manifest["source"], manifest.get("commit") or manifest.get("revision")
 
 
+def base_attn_implementation(base_dir="models/base") -> str:
+    """The attention implementation the base stage recorded (params model.attn_implementation)."""
+    return _manifest(base_dir).get("attn_implementation", DEFAULT_ATTN_IMPLEMENTATION)
+
+
 def load_base(base_dir="models/base", **kwargs):
     """The base model of models/base, loaded strictly with the recorded attention implementation."""
     source, revision = resolve_base(base_dir)
-    attn = _manifest(base_dir).get("attn_implementation", DEFAULT_ATTN_IMPLEMENTATION)
-    return load_base_model(source, revision, attn_implementation=attn, **kwargs)
+    return load_base_model(source, revision, attn_implementation=base_attn_implementation(base_dir), **kwargs)

@@ -201,21 +201,15 @@ def probe_config(params: dict, name: str, source, revision, processor, decoded: 
     from .collator import PronunciationCollator
     from .determinism import set_determinism
     from .evaluate import Generator
-    from .guards import check_audio_token
-    from .model import check_vocab, load_base_model
-    from .train import build_peft_model, precision_flags, sft_config, trainer_class
+    from .train import sft_config, trainer_class, training_model
 
     device, recipe = _device(), params["train"]["recipes"][params["train"]["profile"]]
     bs = recipe["batch_size"]
-    # run_train's set-up, step by step: the run's kernels, dtype, guards and adapter.
+    # run_train's set-up: the run's kernels, then its model (dtype, attention, guards, adapter).
     set_determinism(params["seed"], params["train"]["determinism"])
     if recipe["cpu_threads"] and device.type == "cpu":
         torch.set_num_threads(recipe["cpu_threads"])
-    bf16 = precision_flags(recipe["precision"])["bf16"]
-    model = load_base_model(source, revision, dtype=torch.bfloat16 if bf16 else torch.float32)
-    check_audio_token(model, processor)
-    check_vocab(model, processor)
-    model = build_peft_model(model, params["configs"][name], {**params, "_recipe": recipe}, source, revision, processor)
+    model = training_model(params, name, source, revision, processor, params["model"]["attn_implementation"])
 
     tasks = sorted(train_rows, key=lambda t: -len(train_rows[t][0]["prompt"]))  # the longer prompt first
     order = [r for i in range(steps) for r in train_rows[tasks[i % len(tasks)]][:bs]]

@@ -298,12 +298,27 @@ def latest_checkpoint(run_dir: Path) -> Path | None:
     return complete[-1] if complete else None
 
 
+def training_model(params: dict, name: str, source, revision, processor, attn_implementation: str):
+    """The model config `name` trains: the base model, checked against the processor, in its
+    adapter. One set-up for the train stage and the preflight, so a preview is the real run."""
+    recipe = params["train"]["recipes"][params["train"]["profile"]]
+    # bf16 weights only where the trainer autocasts to bf16 (trainable ones then upcast to fp32
+    # master weights by build_peft_model); without autocast, fp32 throughout.
+    bf16 = precision_flags(recipe["precision"])["bf16"]
+    model = load_base_model(source, revision, dtype=torch.bfloat16 if bf16 else torch.float32,
+                            attn_implementation=attn_implementation)
+    check_audio_token(model, processor)
+    check_vocab(model, processor)
+    return build_peft_model(model, params["configs"][name], {**params, "_recipe": recipe}, source, revision,
+                            processor)
+
+
 def run_train(params: dict, name: str, base_dir, decoded_dir, materialized_dir, out_dir, live_dir,
               runs_dir="runs", callbacks=()) -> dict | None:
     """Train config `name`; returns its timing, or None in a DDP process other than rank 0."""
     import datasets
 
-    from .base import resolve_base
+    from .base import base_attn_implementation, resolve_base
 
     datasets.disable_caching()  # never write cache files into data/materialized (a DVC input)
     cfg = params["configs"][name]
@@ -328,13 +343,7 @@ def run_train(params: dict, name: str, base_dir, decoded_dir, materialized_dir, 
     if recipe["cpu_threads"] and not torch.cuda.is_available():
         torch.set_num_threads(recipe["cpu_threads"])
     processor = load_processor(base, revision)
-    # bf16 weights only where the trainer autocasts to bf16 (trainable ones then upcast to fp32
-    # master weights by build_peft_model); without autocast, fp32 throughout.
-    bf16 = precision_flags(recipe["precision"])["bf16"]
-    model = load_base_model(base, revision, dtype=torch.bfloat16 if bf16 else torch.float32)
-    check_audio_token(model, processor)
-    check_vocab(model, processor)
-    model = build_peft_model(model, cfg, params, base, revision, processor)
+    model = training_model(params, name, base, revision, processor, base_attn_implementation(base_dir))
 
     store = AudioStore(Path(decoded_dir) / "train.arrow")
     collator = PronunciationCollator(processor, audio_lookup=lambda row: store[row["audio_row"]])
