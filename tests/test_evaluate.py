@@ -99,9 +99,11 @@ def test_writes_rows_and_reuses_the_cache(world, tmp_path, monkeypatch):
     out, cache = tmp_path / "pred", tmp_path / "cache"
     summary = evaluate(world, out, cache)
     assert sorted(p.name for p in out.iterdir()) == ["epoch-1.jsonl", "epoch-2.jsonl", "final.jsonl", "summary.json"]
-    # two distinct adapters x 2 batches (6 instances, batch size 4): epoch-2 == final is generated once
+    # two distinct adapters x 2 batches (3 instances per task, batch size 4, one task per batch):
+    # epoch-2 == final is generated once
     assert len(calls) == 4
-    assert calls[0] == [("u2", "apa"), ("u3", "apa"), ("u1", "apa"), ("u2", "mdd")]  # by task, then duration
+    assert calls[0] == [("u2", "apa"), ("u3", "apa"), ("u1", "apa")]  # by task, then duration
+    assert calls[1] == [("u2", "mdd"), ("u3", "mdd"), ("u1", "mdd")]
     by_name = {c["name"]: c for c in summary["checkpoints"]}
     assert by_name["epoch-2"]["same_as"] == "final" and by_name["final"]["epoch"] == 2
     assert by_name["epoch-1"]["adapter_sha256"] != by_name["final"]["adapter_sha256"]
@@ -162,7 +164,7 @@ def test_interrupted_checkpoint_resumes_from_its_last_batch(world, tmp_path, mon
     resumed = count_generate_calls(monkeypatch)
     monkeypatch.setattr(E.Generator, "__call__", lambda self, rows: (resumed.append(rows), original(self, rows))[1])
     evaluate(world, tmp_path / "out", cache, params(batch_size=2, epochs="none"))
-    assert len(resumed) == 2  # batches 2 and 3 of 3; batch 1 came from the partial file
+    assert len(resumed) == 3  # batches 2-4 of 4 (2+1 APA, 2+1 MDD); batch 1 came from the partial file
     assert (tmp_path / "out" / "final.jsonl").read_bytes() == (reference / "final.jsonl").read_bytes()
 
 
@@ -180,6 +182,14 @@ def test_batch_size_one_and_sorted_batches_are_well_formed(world, tmp_path):
     # which is why the batch size is part of the cache key.)
     assert {c["cache_key"] for c in summary["checkpoints"]}.isdisjoint(
         c["cache_key"] for c in json.loads((tmp_path / "bs6" / "summary.json").read_text())["checkpoints"])
+
+
+def test_batches_never_mix_tasks_when_a_task_does_not_fill_its_last_batch():
+    rows = [{"utt_id": f"u{i}", "task": task} for task in ("apa", "mdd") for i in range(3)]
+    batches = E.make_batches(rows, 2)
+    assert [[(r["task"], r["utt_id"]) for r in b] for b in batches] == [
+        [("apa", "u0"), ("apa", "u1")], [("apa", "u2")], [("mdd", "u0"), ("mdd", "u1")], [("mdd", "u2")]]
+    assert [len(b) for b in E.make_batches(rows, 3)] == [3, 3]
 
 
 def test_growing_cache_generates_byte_identical_tokens(world, monkeypatch):

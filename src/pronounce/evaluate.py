@@ -48,7 +48,7 @@ from .errors import ParamsError, PipelineError
 
 # Bump when the meaning of a cached generation changes (decoding, stop rule, batching order):
 # old cache entries then stop matching.
-GENERATION_VERSION = 2  # 2: batches grouped by task (a prompt length per batch)
+GENERATION_VERSION = 3  # 2: batches grouped by task (a prompt length per batch); 3: never mixed at the border
 ADAPTER_FILES = ("adapter_config.json", "adapter_model.safetensors")
 BASE_NAME = "base"  # predictions/base/: the untrained base model, epoch 0
 BASE_LABEL = "base + speech LoRA (no training)"  # what predictions/base/ was generated with
@@ -163,7 +163,14 @@ def test_instances(materialized_dir) -> list[dict]:
 
 
 def make_batches(rows: list[dict], batch_size: int) -> list[list[dict]]:
-    return [rows[i : i + batch_size] for i in range(0, len(rows), batch_size)]
+    """Consecutive rows in batches of `batch_size`, never mixing tasks: each task's last batch may
+    be short (rows come sorted by task, so a plain cut would mix APA and MDD prompts)."""
+    batches = []
+    for i, row in enumerate(rows):
+        if not batches or len(batches[-1]) == batch_size or batches[-1][-1]["task"] != row["task"]:
+            batches.append([])
+        batches[-1].append(row)
+    return batches
 
 
 # --------------------------------------------------------------------------- cache
@@ -366,7 +373,8 @@ def _deterministic(seed: int, mode: str) -> None:
     set_determinism(seed, mode)  # the same switch as training's (eval.determinism)
 
 
-def _load_model(source, revision, processor, adapter: Path | None, speech_lora: bool = False):
+def _load_model(source, revision, processor, adapter: Path | None, speech_lora: bool = False,
+                attn_implementation: str | None = None):
     """The base model with `adapter` (a trained adapter folder; with `speech_lora`, the base
     model's own speech LoRA), in inference mode."""
     import torch
@@ -374,7 +382,8 @@ def _load_model(source, revision, processor, adapter: Path | None, speech_lora: 
     from .guards import check_audio_token
     from .model import check_vocab, load_base_model, load_speech_lora
 
-    model = load_base_model(source, revision)
+    attn = {"attn_implementation": attn_implementation} if attn_implementation else {}  # else the loader's default
+    model = load_base_model(source, revision, **attn)
     check_audio_token(model, processor)
     check_vocab(model, processor)
     if speech_lora:
@@ -408,7 +417,7 @@ def run_evaluate(params: dict, name: str, base_dir, decoded_dir, materialized_di
     """Evaluate config `name` (adapters under `model_dir`), or the base model when `model_dir` is
     None (then `name` is only the label). Returns the summary written to out_dir/summary.json."""
     from .artifacts import AudioStore
-    from .base import resolve_base
+    from .base import base_attn_implementation, resolve_base
     from .model import load_processor, speech_lora_path
     from .params import eval_epochs_spec
     from .parse import ParseResult, summarise
@@ -447,7 +456,8 @@ def run_evaluate(params: dict, name: str, base_dir, decoded_dir, materialized_di
             else:
                 if processor is None:
                     processor = load_processor(source, revision)
-                model = _load_model(source, revision, processor, ckpt.folder, ckpt.speech_lora)
+                model = _load_model(source, revision, processor, ckpt.folder, ckpt.speech_lora,
+                                     base_attn_implementation(base_dir))
                 generate = Generator(model, processor, lambda row: store[row["audio_row"]], gp["max_new_tokens"])
                 rows = generate_checkpoint(generate, batches, cache, ckpt.key, f"evaluate {name} {ckpt.name}",
                                            progress)
