@@ -34,6 +34,7 @@ from transformers.image_processing_base import ImageProcessingMixin
 
 from . import prompts
 from .errors import PipelineError
+from .phones import ARPABET
 
 BUILTIN_TINY = "builtin:tiny"
 
@@ -66,11 +67,6 @@ SPEECH_LORA_TARGETS = r"model.layers.\d+.((self_attn.(qkv|o)_proj)|(mlp.(gate_up
 SPEECH_LORA_R = 320
 SPEECH_LORA_ALPHA = 640
 SPEECH_LORA_DROPOUT = 0.01
-
-ARPABET = (
-    "AA AE AH AO AW AX AY B CH D DH EH ER EY F G HH IH IY JH K L M N NG OW OY P R S SH T TH "
-    "UH UW V W Y Z ZH"
-).split()
 
 CHAT_TEMPLATE = (
     "{% for message in messages %}{{ '<|' + message['role'] + '|>' + message['content'] + '<|end|>' }}"
@@ -106,7 +102,8 @@ def _tokenizer_corpus(resource_dir: Path | None) -> list[str]:
     """Deterministic training text for the tiny tokenizer: prompts, answers, words, phones."""
     texts: list[str] = [prompts.APA_PROMPT, prompts.MDD_PROMPT]
     texts += [prompts.user_turn(task, AUDIO_TOKEN) for task in prompts.TASKS]
-    texts.append(" ".join(ARPABET) + " <unk>")
+    # AX besides CMUdict's phones: the paper's MDD prompt example uses it (same text as before).
+    texts.append(" ".join(sorted({*ARPABET, "AX"})) + " <unk>")
     texts.append(" ".join(str(i) for i in range(11)) + " 0123456789")
     texts.append("{\"\": [], ,:'\"}")
     for a in range(11):

@@ -22,15 +22,13 @@ import re
 from collections import Counter
 from dataclasses import dataclass
 
+from .phones import ARPABET as _CMU_PHONES
 from .phones import UNKNOWN, normalise_phone
 from .prompts import TASK_FIELDS
 
-# The 39 phones of the CMU Pronouncing Dictionary (stress stripped) plus the
-# corpus's marker for an unidentifiable phone. speechocean762 uses this set.
-ARPABET = frozenset(
-    "AA AE AH AO AW AY B CH D DH EH ER EY F G HH IH IY JH K L M N NG "
-    "OW OY P R S SH T TH UH UW V W Y Z ZH".split()
-) | {UNKNOWN}
+# The phones an answer may hold: the 39 of CMUdict plus the corpus's marker for an
+# unidentifiable phone (anything else is kept and flagged).
+ARPABET = frozenset(_CMU_PHONES) | {UNKNOWN}
 
 SUCCESS = ("json", "python_dict", "extracted")
 SCORE_RANGE = (0, 10)

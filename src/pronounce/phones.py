@@ -21,6 +21,12 @@ import re
 
 DELETED = "<DEL>"
 UNKNOWN = "<unk>"
+# The 39 phones of the CMU Pronouncing Dictionary, stress stripped: speechocean762's phone set
+# (with UNKNOWN for an unidentifiable phone). The one definition; parse and model import it.
+ARPABET = tuple(
+    "AA AE AH AO AW AY B CH D DH EH ER EY F G HH IH IY JH K L M N NG "
+    "OW OY P R S SH T TH UH UW V W Y Z ZH".split()
+)
 _STRESS = re.compile(r"(?<=[A-Z])[0-2]$")
 
 
