@@ -42,7 +42,7 @@ def test_pcc_drops_missing_pairs_and_counts_them():
     got = pcc([1, None, 3, float("nan"), 2], [1, 5, 2, 4, 3])
     assert (got["n"], got["n_dropped"]) == (3, 2)
     assert got["value"] == pytest.approx(0.5)
-    with pytest.raises(ValueError):
+    with pytest.raises(ValueError, match=r"^pcc: 2 predictions but 3 human scores$"):
         pcc([1, 2], [1, 2, 3])
 
 
@@ -77,9 +77,9 @@ def test_wer_cross_checked_with_jiwer():
 def test_wer_edge_cases():
     assert wer([""], ["hello"])["value"] is None and wer([""], ["hello"])["insertions"] == 1
     assert wer([], [])["reason"] == "no reference tokens"
-    with pytest.raises(ValueError):
+    with pytest.raises(ValueError, match="a hypothesis is None; filter or replace failed parses first"):
         wer(["A"], [None])
-    with pytest.raises(ValueError):
+    with pytest.raises(ValueError, match=r"^wer: 1 references but 0 hypotheses$"):
         wer(["A"], [])
 
 

@@ -160,13 +160,13 @@ def test_garbage(text):
 
 
 def test_unknown_task_is_a_programming_error():
-    with pytest.raises(ValueError):
+    with pytest.raises(ValueError, match=r"unknown task 'gop'; expected one of \['apa', 'mdd'\]"):
         parse_output("gop", "{}")
 
 
 def test_result_is_frozen():
     r = parse_output("apa", json.dumps(APA))
-    with pytest.raises(dataclasses.FrozenInstanceError):
+    with pytest.raises(dataclasses.FrozenInstanceError, match="cannot assign to field 'status'"):
         r.status = "x"
 
 
