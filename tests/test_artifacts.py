@@ -62,3 +62,17 @@ def test_audio_store_reads_16_bit_clips_back_as_soundfile_floats(tmp_path):
     _write(tmp_path / "a.arrow", [{"utt_id": "000010011", "audio": pcm}])
     clip = AudioStore(tmp_path / "a.arrow")[0]
     assert clip.dtype == np.float32 and np.array_equal(clip, sf.read(wav, dtype="float32")[0])
+
+
+def test_atomic_write_text_replaces_whole_files_and_leaves_no_temporary(tmp_path):
+    from pronounce.artifacts import atomic_write_text
+
+    target = tmp_path / "report.md"
+    atomic_write_text(target, "first ə\n")
+    atomic_write_text(target, "second\n")
+    assert target.read_bytes() == b"second\n"
+    assert [p.name for p in tmp_path.iterdir()] == ["report.md"]
+    (tmp_path / "folder").mkdir()
+    with pytest.raises(OSError, match="Is a directory|Directory not empty|Access is denied"):
+        atomic_write_text(tmp_path / "folder", "x")  # the rename fails: nothing is left behind
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["folder", "report.md"]

@@ -62,12 +62,22 @@ def dir_digest(folder) -> str:
     return h.hexdigest()
 
 
+def atomic_write_text(path, text: str) -> None:
+    """Write `text` (UTF-8) to a hidden sibling, then rename it over `path`: a reader (or a
+    killed writer) never sees half a file. The sibling is named per process, so two writers
+    never share one."""
+    path = Path(path)
+    tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
+    try:
+        tmp.write_text(text, encoding="utf-8")
+        tmp.replace(path)
+    finally:
+        tmp.unlink(missing_ok=True)
+
+
 def write_json(path, obj) -> None:
     """Stable JSON (sorted keys, fixed indent, trailing newline): same object, same bytes."""
-    path = Path(path)
-    tmp = path.with_name(f".{path.name}.tmp")
-    tmp.write_text(json.dumps(obj, indent=2, sort_keys=True, ensure_ascii=False) + "\n", encoding="utf-8")
-    tmp.replace(path)
+    atomic_write_text(path, json.dumps(obj, indent=2, sort_keys=True, ensure_ascii=False) + "\n")
 
 
 class ArrowWriter:
