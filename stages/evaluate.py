@@ -7,8 +7,9 @@ import sys
 
 from pronounce.cli import run_stage
 from pronounce.errors import ParamsError
-from pronounce.evaluate import BASE_NAME, run_evaluate
+from pronounce.evaluate import run_evaluate
 from pronounce.params import config_params, load_params
+from pronounce.predictions import BASE_NAME
 
 
 def main(name: str):

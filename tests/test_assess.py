@@ -20,7 +20,7 @@ from pronounce.artifacts import AudioStore, read_arrow
 from pronounce.assess import AssessError, Assessor, Recording, find_adapter, read_manifest
 from pronounce.assess_report import render_html, render_table, result, to_jsonl
 from pronounce.assess_words import expected_words, word_diff
-from pronounce.evaluate import Generator
+from pronounce.generation import Generator
 from pronounce.params import load_params
 from pronounce.train import run_train
 

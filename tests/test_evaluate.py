@@ -1,73 +1,29 @@
-"""Batched generation with the tiny model: the JSONL rows, the cache (no second generation), resuming
-an interrupted checkpoint, byte-identical epochs generated once, and the epoch selection."""
+"""The evaluate stage with the tiny model: the JSONL rows, the cache (no second generation), resuming
+an interrupted checkpoint, byte-identical epochs generated once, epoch 0 with the speech LoRA, and
+the eval params. (Checkpoint discovery: test_checkpoints; the generator and its cache:
+test_generation; the files' format: test_predictions.)"""
 
 import json
 import shutil
 
-import numpy as np
-import pyarrow as pa
 import pytest
 from conftest import ROOT
+from eval_world import one_thread, world  # noqa: F401 (fixtures)
 
 from pronounce import evaluate as E
-from pronounce import kvcache, prompts
-from pronounce.artifacts import ArrowWriter
-from pronounce.base import run_base
+from pronounce import generation as G
+from pronounce.checkpoints import adapter_digest
 from pronounce.errors import ParamsError
-from pronounce.materialize import SCHEMA as INSTANCE_SCHEMA
 from pronounce.model import AUDIO_TOKEN
+from pronounce.predictions import BASE_LABEL, read_jsonl
 
-UTTS = [("u1", 1.2), ("u2", 0.6), ("u3", 0.9)]  # (utt_id, seconds): generation order is u2, u3, u1 per task
 ROW_KEYS = {"utt_id", "task", "checkpoint", "epoch", "raw", "n_tokens", "stopped", "status", "flags", "fields"}
 
 
 @pytest.fixture(scope="module", autouse=True)
-def one_thread():
-    """The tiny model is faster on one thread, and much faster when the CPU is shared (two
-    threads spin-waiting for a busy core)."""
-    import torch
-
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
+def single_thread(one_thread):  # noqa: F811 (the fixture imported above)
+    """Every test here on one torch thread (see eval_world.one_thread)."""
     yield
-    torch.set_num_threads(before)
-
-
-@pytest.fixture(scope="module")
-def world(one_thread, tmp_path_factory):
-    """A base model folder, a decoded + materialized test split of 3 clips, and a config's adapters:
-    final (= epoch-2, byte-identical) and a different epoch-1."""
-    root = tmp_path_factory.mktemp("world")
-    run_base("builtin:tiny", None, 0, root / "models" / "base")
-    rng = np.random.default_rng(0)
-    (root / "decoded").mkdir()
-    (root / "materialized").mkdir()
-    schema = pa.schema([("utt_id", pa.string()), ("duration", pa.float64()), ("audio", pa.list_(pa.float32()))])
-    w = ArrowWriter(root / "decoded" / "test.arrow", schema)
-    m = ArrowWriter(root / "materialized" / "test.arrow", INSTANCE_SCHEMA)
-    for row, (utt, seconds) in enumerate(UTTS):
-        w.write({"utt_id": utt, "duration": seconds, "audio": (0.1 * rng.standard_normal(int(16000 * seconds))).astype(np.float32)})
-        for task in prompts.TASKS:
-            prompt = prompts.user_turn(task, AUDIO_TOKEN)
-            m.write({"utt_id": utt, "split": "test", "task": task, "prompt": prompt, "answer": "{}",
-                     "text": prompt, "audio_row": row, "duration": seconds, "input_ids": [0]})
-    w.close()
-    m.close()
-
-    from peft import LoraConfig, get_peft_model
-
-    from pronounce.model import load_base_model
-
-    for folder, seed in (("adapter", 1), ("epoch-1", 2)):
-        import torch
-
-        torch.manual_seed(seed)
-        model = get_peft_model(load_base_model(root / "models" / "base"), LoraConfig(
-            r=4, lora_alpha=8, target_modules=r"model\.layers\.\d+\.self_attn\.(qkv|o)_proj",
-            init_lora_weights=False, task_type="CAUSAL_LM"))
-        model.save_pretrained(str(root / "models" / "cfg" / folder))
-    shutil.copytree(root / "models" / "cfg" / "adapter", root / "models" / "cfg" / "epoch-2")
-    return root
 
 
 def params(batch_size=4, epochs="all", max_new_tokens=6):
@@ -84,13 +40,13 @@ def evaluate(world, out, cache, p=None, model_dir="models/cfg"):
 
 def count_generate_calls(monkeypatch):
     calls = []
-    original = E.Generator.__call__
+    original = G.Generator.__call__
 
     def counting(self, rows):
         calls.append([(r["utt_id"], r["task"]) for r in rows])
         return original(self, rows)
 
-    monkeypatch.setattr(E.Generator, "__call__", counting)
+    monkeypatch.setattr(G.Generator, "__call__", counting)
     return calls
 
 
@@ -108,7 +64,7 @@ def test_writes_rows_and_reuses_the_cache(world, tmp_path, monkeypatch):
     assert by_name["epoch-2"]["same_as"] == "final" and by_name["final"]["epoch"] == 2
     assert by_name["epoch-1"]["adapter_sha256"] != by_name["final"]["adapter_sha256"]
 
-    final = E.read_jsonl(out / "final.jsonl")
+    final = read_jsonl(out / "final.jsonl")
     assert [(r["utt_id"], r["task"]) for r in final] == [(u, t) for u in ("u1", "u2", "u3") for t in ("apa", "mdd")]
     for r in final:
         assert set(r) == ROW_KEYS
@@ -117,7 +73,7 @@ def test_writes_rows_and_reuses_the_cache(world, tmp_path, monkeypatch):
         assert r["stopped"] in ("eos", "max_new_tokens")
         assert r["status"] and isinstance(r["flags"], list)
         assert AUDIO_TOKEN not in r["raw"]  # the placeholder is suppressed
-    epoch2 = E.read_jsonl(out / "epoch-2.jsonl")
+    epoch2 = read_jsonl(out / "epoch-2.jsonl")
     assert [r["raw"] for r in epoch2] == [r["raw"] for r in final] and epoch2[0]["checkpoint"] == "epoch-2"
     assert not list(cache.glob("*.partial.jsonl"))
     first = {p.name: p.read_bytes() for p in out.iterdir()}
@@ -126,7 +82,7 @@ def test_writes_rows_and_reuses_the_cache(world, tmp_path, monkeypatch):
     def boom(*args, **kwargs):
         raise AssertionError("generated again")
 
-    monkeypatch.setattr(E.Generator, "__call__", boom)
+    monkeypatch.setattr(G.Generator, "__call__", boom)
     monkeypatch.setattr(E, "_load_model", boom)
     shutil.rmtree(out)  # DVC deletes a stage's outputs before rerunning it
     evaluate(world, out, cache)
@@ -145,7 +101,7 @@ def test_interrupted_checkpoint_resumes_from_its_last_batch(world, tmp_path, mon
     reference = tmp_path / "ref"
     evaluate(world, reference, tmp_path / "cache-ref", params(batch_size=2, epochs="none"))
 
-    original = E.Generator.__call__
+    original = G.Generator.__call__
     calls = []
 
     def dies_on_second_batch(self, rows):
@@ -154,7 +110,7 @@ def test_interrupted_checkpoint_resumes_from_its_last_batch(world, tmp_path, mon
             raise KeyboardInterrupt
         return original(self, rows)
 
-    monkeypatch.setattr(E.Generator, "__call__", dies_on_second_batch)
+    monkeypatch.setattr(G.Generator, "__call__", dies_on_second_batch)
     cache = tmp_path / "cache"
     with pytest.raises(KeyboardInterrupt):
         evaluate(world, tmp_path / "out", cache, params(batch_size=2, epochs="none"))
@@ -162,7 +118,7 @@ def test_interrupted_checkpoint_resumes_from_its_last_batch(world, tmp_path, mon
     assert len(list(cache.glob("*.partial.jsonl"))) == 1
 
     resumed = count_generate_calls(monkeypatch)
-    monkeypatch.setattr(E.Generator, "__call__", lambda self, rows: (resumed.append(rows), original(self, rows))[1])
+    monkeypatch.setattr(G.Generator, "__call__", lambda self, rows: (resumed.append(rows), original(self, rows))[1])
     evaluate(world, tmp_path / "out", cache, params(batch_size=2, epochs="none"))
     assert len(resumed) == 3  # batches 2-4 of 4 (2+1 APA, 2+1 MDD); batch 1 came from the partial file
     assert (tmp_path / "out" / "final.jsonl").read_bytes() == (reference / "final.jsonl").read_bytes()
@@ -172,7 +128,7 @@ def test_batch_size_one_and_sorted_batches_are_well_formed(world, tmp_path):
     results = {}
     for bs in (1, 6):
         evaluate(world, tmp_path / f"bs{bs}", tmp_path / "cache", params(batch_size=bs, epochs="none"))
-        rows = E.read_jsonl(tmp_path / f"bs{bs}" / "final.jsonl")
+        rows = read_jsonl(tmp_path / f"bs{bs}" / "final.jsonl")
         assert [(r["utt_id"], r["task"]) for r in rows] == [(u, t) for u in ("u1", "u2", "u3") for t in ("apa", "mdd")]
         assert all(set(r) == ROW_KEYS for r in rows)
         results[bs] = rows
@@ -182,32 +138,6 @@ def test_batch_size_one_and_sorted_batches_are_well_formed(world, tmp_path):
     # which is why the batch size is part of the cache key.)
     assert {c["cache_key"] for c in summary["checkpoints"]}.isdisjoint(
         c["cache_key"] for c in json.loads((tmp_path / "bs6" / "summary.json").read_text())["checkpoints"])
-
-
-def test_batches_never_mix_tasks_when_a_task_does_not_fill_its_last_batch():
-    rows = [{"utt_id": f"u{i}", "task": task} for task in ("apa", "mdd") for i in range(3)]
-    batches = E.make_batches(rows, 2)
-    assert [[(r["task"], r["utt_id"]) for r in b] for b in batches] == [
-        [("apa", "u0"), ("apa", "u1")], [("apa", "u2")], [("mdd", "u0"), ("mdd", "u1")], [("mdd", "u2")]]
-    assert [len(b) for b in E.make_batches(rows, 3)] == [3, 3]
-
-
-def test_growing_cache_generates_byte_identical_tokens(world, monkeypatch):
-    """The preallocated cache is an optimisation only: the same tokens as generate's default cache."""
-    from pronounce.artifacts import AudioStore
-    from pronounce.model import load_base_model, load_processor
-
-    base = world / "models" / "base"
-    store = AudioStore(world / "decoded" / "test.arrow")
-    rows = E.test_instances(world / "materialized")
-    generate = E.Generator(load_base_model(base).eval(), load_processor(base), lambda r: store[r["audio_row"]], 12)
-    caches = []
-    original = kvcache.growing_cache
-    monkeypatch.setattr(kvcache, "growing_cache", lambda *a: caches.append(original(*a)) or caches[-1])
-    ours = [generate(rows), generate(rows[:1])]
-    assert len(caches) == 2 and type(caches[0].layers[0]).__name__ == "GrowingLayer"
-    monkeypatch.setattr(E.Generator, "_cache_kwargs", lambda self, prompt_len: {})
-    assert [generate(rows), generate(rows[:1])] == ours
 
 
 def test_base_model_is_epoch_zero_with_its_speech_lora(world, tmp_path):
@@ -220,39 +150,26 @@ def test_base_model_is_epoch_zero_with_its_speech_lora(world, tmp_path):
 
     base = world / "models" / "base"
     summary = evaluate(world, tmp_path / "base", tmp_path / "cache", model_dir=None)
-    assert summary["model"] == E.BASE_LABEL == "base + speech LoRA (no training)"
+    assert summary["model"] == BASE_LABEL == "base + speech LoRA (no training)"
     assert [c["name"] for c in summary["checkpoints"]] == ["epoch-0"]
     (ckpt,) = summary["checkpoints"]
     assert ckpt["adapter"] == "speech-lora"
-    assert ckpt["adapter_sha256"] == E.adapter_digest(speech_lora_path(base))
-    assert json.loads((tmp_path / "base" / "summary.json").read_text())["model"] == E.BASE_LABEL
-    rows = E.read_jsonl(tmp_path / "base" / "epoch-0.jsonl")
+    assert ckpt["adapter_sha256"] == adapter_digest(speech_lora_path(base))
+    assert json.loads((tmp_path / "base" / "summary.json").read_text())["model"] == BASE_LABEL
+    rows = read_jsonl(tmp_path / "base" / "epoch-0.jsonl")
     assert len(rows) == 6 and {r["epoch"] for r in rows} == {0}
 
     # the loader evaluate uses for epoch 0 really switches the speech LoRA on: other logits
     processor = load_processor(base)
     store = AudioStore(world / "decoded" / "test.arrow")
     batch = PronunciationCollator(processor, audio_lookup=lambda r: store[r["audio_row"]]).collate_for_generation(
-        E.test_instances(world / "materialized")[:2])
+        G.test_instances(world / "materialized")[:2])
     heard = E._load_model(str(base), None, processor, speech_lora_path(base), speech_lora=True)
     assert heard.active_adapters == ["default"]
     with torch.inference_mode():
         ours = heard(**batch).logits
         bare = load_base_model(base).eval()(**batch).logits
     assert (ours - bare).abs().max().item() > 1e-4
-
-
-def test_select_epochs():
-    assert E.select_epochs("all", [3, 1, 2]) == [1, 2, 3]
-    assert E.select_epochs("none", [1, 2]) == []
-    assert E.select_epochs("last:2", [1, 2, 3]) == [2, 3]
-    assert E.select_epochs("last:5", [1, 2]) == [1, 2]
-    assert E.select_epochs([2, 1, 2], [1, 2, 3]) == [1, 2]
-    with pytest.raises(E.EvalError, match=r"epoch\(s\) \[4\]"):
-        E.select_epochs([4], [1, 2, 3])
-    for bad in ("some", "last:0", "last:x", [0], [True], 3):
-        with pytest.raises(ParamsError):
-            E.parse_epochs(bad)
 
 
 def test_params_schema_accepts_the_eval_section():
@@ -294,9 +211,3 @@ def test_eval_epochs_follow_the_training_profile(tmp_path):
     bad.write_text(yaml.safe_dump(text), encoding="utf-8")
     with pytest.raises(ParamsError, match="eval.epochs has no entry for train.profile 'paper'"):
         load_params(bad)
-
-
-def test_missing_adapter_is_a_clear_error(world, tmp_path):
-    (tmp_path / "empty" / "adapter").mkdir(parents=True)
-    with pytest.raises(E.EvalError, match="missing adapter_config.json"):
-        E.find_checkpoints(tmp_path / "empty", "all")

@@ -5,9 +5,10 @@ import json
 import re
 from pathlib import Path
 
+from pronounce import paper
 from pronounce import plots as P
 from pronounce import score as S
-from pronounce.evaluate import BASE_LABEL
+from pronounce.predictions import BASE_LABEL
 from pronounce.report import TINY_WARNING, run_report
 from test_score import good_rows, make_scored, params, write_labels, write_predictions
 
@@ -94,7 +95,7 @@ def test_every_epoch_of_the_paper_profile_is_set_beside_the_papers_row(tmp_path)
     assert [tuple(r[:3]) for r in rows] == [(BASE_LABEL, "none", "0")] + [
         (name, strategy, str(k)) for name, strategy in (("lora", "LoRA"), ("unfreeze", "Unfreeze")) for k in (1, 2, 3, 4)]
     ours = json.loads((tmp_path / "metrics" / "lora.json").read_text())["accuracy_pcc"]  # the same at every epoch
-    table = {(r["strategy"], r["epoch"]): r for r in S.PAPER_TABLE3}
+    table = {(r["strategy"], r["epoch"]): r for r in paper.PAPER_TABLE3}
     for r in rows:
         strategy, k = r[1], int(r[2])
         assert r[3] == f"{ours - table['none' if k == 0 else strategy, k]['accuracy_pcc']:+.3f}", r
@@ -128,7 +129,8 @@ def test_undefined_values_and_details_are_listed(tmp_path):
     assert f"- {BASE_LABEL}, epoch 0: accuracy PCC, fluency PCC, prosodic PCC, total PCC: fewer than 2 pairs (0)" in text
     assert "- cfg_a, epoch 2: accuracy PCC, fluency PCC, prosodic PCC, total PCC: predictions are constant (5)" in text
     assert "p=" in text and "n=3" in text  # PCC p-values and n of the final adapter
-    assert "How unparsed answers count" in text
+    # the rule the scores were counted under, as the score stage recorded it in details.json
+    assert f"## How unparsed answers count\n\n{S.UNPARSED_RULE}\n" in text
 
 
 def test_plot_data(tmp_path):

@@ -25,8 +25,9 @@ from pathlib import Path
 import numpy as np
 
 from .audio import SAMPLE_RATE, AudioError, decode_audio, to_float
+from .checkpoints import ADAPTER_FILES
 from .errors import PipelineError
-from .evaluate import ADAPTER_FILES, Generator, make_batches
+from .generation import Generator, make_batches
 from .prompts import TASKS, user_turn
 
 # A peak below -60 dBFS (33 of 32768) is the noise floor of a silent room or a muted input,

@@ -34,9 +34,8 @@ from transformers.image_processing_base import ImageProcessingMixin
 
 from . import prompts
 from .errors import PipelineError
+from .params import BUILTIN_TINY
 from .phones import ARPABET
-
-BUILTIN_TINY = "builtin:tiny"
 
 # Names as in the real model (transformers' native port of Phi-4-multimodal-instruct).
 ENDOFTEXT = "<|endoftext|>"

@@ -15,6 +15,9 @@ POSITIVE = (lambda v: v > 0, "> 0")
 NON_NEGATIVE = (lambda v: v >= 0, ">= 0")
 FRACTION = (lambda v: 0 <= v <= 1, "between 0 and 1")
 NUMBER = (int, float)
+# model.base's built-in value: the tiny model the base stage builds (here, not in model.py, so the
+# report can name it without importing the model code).
+BUILTIN_TINY = "builtin:tiny"
 # model.attn_implementation: the attention kernels the loader may be asked for.
 ATTN_IMPLEMENTATIONS = ("eager", "sdpa", "flash_attention_2")
 # pronounce.determinism.MODES, not imported: every stage reads params, few need determinism.py

@@ -200,7 +200,7 @@ def probe_config(params: dict, name: str, source, revision, processor, decoded: 
     from .artifacts import AudioStore
     from .collator import PronunciationCollator
     from .determinism import set_determinism
-    from .evaluate import Generator
+    from .generation import Generator
     from .train import sft_config, trainer_class, training_model
 
     device, recipe = _device(), params["train"]["recipes"][params["train"]["profile"]]
@@ -270,7 +270,7 @@ def probe_config(params: dict, name: str, source, revision, processor, decoded: 
 def project(params: dict, probe: dict, n_train_utts: int, n_test_utts: int, train_tokens: int) -> dict:
     """The whole `dvc repro` of one config from its probe: upper bounds (see the module doc), and
     training at the probe's (padded) tokens/s over the corpus's own token count."""
-    from .evaluate import select_epochs
+    from .checkpoints import select_epochs
     from .params import eval_epochs_spec
 
     recipe = params["train"]["recipes"][params["train"]["profile"]]

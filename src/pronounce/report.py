@@ -23,13 +23,12 @@ import csv
 import json
 from pathlib import Path
 
-from .artifacts import write_json
+from .artifacts import atomic_write_text, write_json
 from .errors import PipelineError
-from .evaluate import BASE_LABEL, BASE_NAME, FINAL
-from .model import BUILTIN_TINY
-from .score import HEADLINE, PAPER_SOURCE, PAPER_TABLE3, PAPER_TARGET_EPOCH, UNPARSED_RULE
+from .paper import HEADLINE, PAPER_SOURCE, PAPER_TABLE3, PAPER_TARGET_EPOCH, PAPER_TEST_UTTERANCES, fmt
+from .params import BUILTIN_TINY
+from .predictions import BASE_LABEL, BASE_NAME, FINAL
 
-PAPER_TEST_UTTERANCES = 2500
 COLUMNS = [  # (metric key, header): the paper's Table 3 order
     ("accuracy_pcc", "Acc. PCC"), ("fluency_pcc", "Flu. PCC"), ("prosodic_pcc", "Pros. PCC"),
     ("total_pcc", "Total PCC"), ("wer", "WER"), ("per", "PER"), ("f1", "F1"), ("precision", "Precision"),
@@ -48,10 +47,6 @@ TINY_WARNING = (
 
 class ReportError(PipelineError):
     """An input of the report is missing (run the score stages first)."""
-
-
-def _fmt(v, digits=3) -> str:
-    return "n/a" if v is None else f"{v:.{digits}f}"
 
 
 def _fmt_p(v) -> str:
@@ -92,7 +87,7 @@ def _row(cells) -> str:
 
 
 def _metric_cells(metrics: dict | None) -> list[str]:
-    return [_fmt(None if metrics is None else metrics.get(k)) for k, _ in COLUMNS]
+    return [fmt(None if metrics is None else metrics.get(k)) for k, _ in COLUMNS]
 
 
 def _our_rows(details: dict) -> list[tuple]:
@@ -148,7 +143,7 @@ def table3(details: dict[str, dict]) -> list[str]:
 
 
 def _parsed(c: dict) -> str:
-    return f"{_fmt(c['parse']['apa']['parse_rate'], 2)} / {_fmt(c['parse']['mdd']['parse_rate'], 2)}"
+    return f"{fmt(c['parse']['apa']['parse_rate'], 2)} / {fmt(c['parse']['mdd']['parse_rate'], 2)}"
 
 
 def epoch_diffs(details: dict[str, dict]) -> list[str]:
@@ -175,10 +170,10 @@ def headline(details: dict[str, dict]) -> list[str]:
         m = d["metrics"]
         epoch = m.get("epoch")
         lines.append(_row([name, f"ours, final adapter (epoch {epoch if epoch is not None else '?'})",
-                           *[_fmt(m[k]) for k, _ in COLUMNS]]))
+                           *[fmt(m[k]) for k, _ in COLUMNS]]))
         paper = m.get("paper") or {}
         lines.append(_row(["", f"paper, {d['strategy']} epoch {m.get('paper_epoch', PAPER_TARGET_EPOCH)}",
-                           *[_fmt(paper.get(k)) for k, _ in COLUMNS]]))
+                           *[fmt(paper.get(k)) for k, _ in COLUMNS]]))
         diff = m.get("diff") or {}
         lines.append(_row(["", "ours − paper", *[_signed(diff.get(k)) for k, _ in COLUMNS]]))
     return lines
@@ -212,7 +207,7 @@ def pcc_details(details: dict[str, dict]) -> list[str]:
     lines = [_row(["Config", "Checkpoint", *[f"{a}: r (p, n)" for a in aspects], "Unparsed (dropped)"]),
              _row(["---", "---"] + ["---:"] * (len(aspects) + 1))]
     for name, ckpt, c in listed(details):
-        cells = [f"{_fmt(r['value'])} (p={_fmt_p(r['p_value'])}, n={r['n']})" for r in c["apa"].values()]
+        cells = [f"{fmt(r['value'])} (p={_fmt_p(r['p_value'])}, n={r['n']})" for r in c["apa"].values()]
         lines.append(_row([name, ckpt, *cells, next(iter(c["apa"].values()))["n_dropped"]]))
     return lines
 
@@ -224,7 +219,7 @@ def mdd_details(details: dict[str, dict]) -> list[str]:
     for name, ckpt, c in listed(details):
         n = c["mdd_counts"]
         lines.append(_row([name, ckpt, n["ta"], n["fr"], n["fa"], n["tr"], n["tr_correct"],
-                           _fmt(c["mdd"]["diagnosis_accuracy"]), _fmt(c["mdd"]["false_rejection_rate"]),
+                           fmt(c["mdd"]["diagnosis_accuracy"]), fmt(c["mdd"]["false_rejection_rate"]),
                            f"{c['wer']['errors']} / {c['wer']['ref_length']}",
                            f"{c['per']['errors']} / {c['per']['ref_length']}", c.get("truncated", 0)]))
     return lines
@@ -294,7 +289,8 @@ def render(params: dict, details: dict[str, dict], n_test: int) -> str:
     notes = undefined_notes(details)
     if notes:
         parts += ["## Undefined values", ""] + notes + [""]
-    parts += ["## How unparsed answers count", "", UNPARSED_RULE, ""]
+    # the rule the scores were counted under, as the score stage recorded it
+    parts += ["## How unparsed answers count", "", next(iter(details.values()))["unparsed_rule"], ""]
     parts += ["## APA: PCC p-values and n", ""] + pcc_details(details) + [""]
     parts += ["## MDD: counts", ""] + mdd_details(details) + [""]
     parts += ["Plots: `dvc plots show` (predicted vs human scores, PER vs accuracy as in the paper's "
@@ -309,9 +305,7 @@ def run_report(params: dict, scores_dir, dvclive_dir, out_md, plots_dir, log=pri
     text = render(params, details, n_test)
     out_md = Path(out_md)
     out_md.parent.mkdir(parents=True, exist_ok=True)
-    tmp = out_md.with_name(f".{out_md.name}.tmp")
-    tmp.write_text(text, encoding="utf-8")
-    tmp.replace(out_md)
+    atomic_write_text(out_md, text)
     plots_dir = Path(plots_dir)
     plots_dir.mkdir(parents=True, exist_ok=True)
     write_json(plots_dir / "vs_paper.json", vs_paper_rows(details))

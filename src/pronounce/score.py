@@ -1,6 +1,6 @@
 """Stage `score`: the paper's metrics (section 4.3) of one config's predictions, per checkpoint.
 
-Reads predictions/<config>/*.jsonl and predictions/base/epoch-0.jsonl (pronounce.evaluate) and
+Reads predictions/<config>/*.jsonl and predictions/base/epoch-0.jsonl (pronounce.predictions) and
 the test labels (data/decoded/test.arrow); never generates.
 
 - APA: Pearson r (with p-value and n) of predicted vs human score, per aspect (accuracy,
@@ -48,18 +48,17 @@ from pathlib import Path
 
 from .artifacts import read_arrow, write_json
 from .errors import PipelineError
-from .evaluate import BASE_NAME, FINAL, read_jsonl
 from .metrics import mdd_counts, mdd_scores, mdd_worst_case, pcc, penalise_insertions, per, sum_counts, wer
+from .paper import HEADLINE, PAPER_SOURCE, fmt, paper_epoch_for, paper_row
 from .parse import ParseResult, summarise
 from .phones import annotation_pairs
+from .predictions import BASE_NAME, FINAL, read_jsonl
 from .prompts import APA_FIELDS, TASKS
 
-HEADLINE = ("accuracy_pcc", "fluency_pcc", "prosodic_pcc", "total_pcc", "wer", "per", "precision", "recall", "f1")
 INS_PENALISED = ("precision", "f1", "false_rejection_rate")  # the variant's fields: <name>_ins_penalised
 EXTRA = ("diagnosis_accuracy", "false_rejection_rate", *(f"{k}_ins_penalised" for k in INS_PENALISED),
          "parse_rate", "parse_rate_apa", "parse_rate_mdd")
 EPOCH_KEYS = (*HEADLINE, "parse_rate")
-PAPER_TARGET_EPOCH = 3  # the paper's headline (Table 3, epoch 3): the target of an epoch it lacks
 DIGITS = 6  # metrics/<config>.json is rounded for reading; details.json keeps full precision
 
 UNPARSED_RULE = (
@@ -69,22 +68,6 @@ UNPARSED_RULE = (
     "rejection, every mispronounced one a false acceptance; no true acceptance or rejection)."
 )
 
-# Ahn & Nam (2025), arXiv:2509.02915, Table 3 (copied from the paper; shipped so that scoring
-# needs nothing outside the repository).
-PAPER_SOURCE = "Ahn and Nam (2025), arXiv:2509.02915, Table 3"
-PAPER_TABLE3 = [
-    {"strategy": "none", "epoch": 0, "accuracy_pcc": -0.041, "fluency_pcc": -0.017, "prosodic_pcc": -0.0493, "total_pcc": -0.104, "wer": 0.97, "per": 0.792, "f1": 0.143, "precision": 0.154, "recall": 0.134},
-    {"strategy": "LoRA", "epoch": 1, "accuracy_pcc": 0.547, "fluency_pcc": 0.585, "prosodic_pcc": 0.567, "total_pcc": 0.544, "wer": 0.15, "per": 0.137, "f1": 0.686, "precision": 0.689, "recall": 0.682},
-    {"strategy": "LoRA", "epoch": 2, "accuracy_pcc": 0.637, "fluency_pcc": 0.726, "prosodic_pcc": 0.709, "total_pcc": 0.662, "wer": 0.139, "per": 0.118, "f1": 0.722, "precision": 0.725, "recall": 0.719},
-    {"strategy": "LoRA", "epoch": 3, "accuracy_pcc": 0.656, "fluency_pcc": 0.727, "prosodic_pcc": 0.711, "total_pcc": 0.675, "wer": 0.14, "per": 0.114, "f1": 0.724, "precision": 0.728, "recall": 0.721},
-    {"strategy": "LoRA", "epoch": 4, "accuracy_pcc": 0.645, "fluency_pcc": 0.733, "prosodic_pcc": 0.714, "total_pcc": 0.668, "wer": 0.148, "per": 0.121, "f1": 0.721, "precision": 0.723, "recall": 0.72},
-    {"strategy": "Unfreeze", "epoch": 1, "accuracy_pcc": 0.535, "fluency_pcc": 0.559, "prosodic_pcc": 0.564, "total_pcc": 0.55, "wer": 0.159, "per": 0.199, "f1": 0.575, "precision": 0.579, "recall": 0.57},
-    {"strategy": "Unfreeze", "epoch": 2, "accuracy_pcc": 0.624, "fluency_pcc": 0.668, "prosodic_pcc": 0.653, "total_pcc": 0.634, "wer": 0.145, "per": 0.154, "f1": 0.651, "precision": 0.651, "recall": 0.651},
-    {"strategy": "Unfreeze", "epoch": 3, "accuracy_pcc": 0.621, "fluency_pcc": 0.669, "prosodic_pcc": 0.655, "total_pcc": 0.637, "wer": 0.148, "per": 0.15, "f1": 0.663, "precision": 0.665, "recall": 0.662},
-    {"strategy": "Unfreeze", "epoch": 4, "accuracy_pcc": 0.743, "fluency_pcc": 0.717, "prosodic_pcc": 0.704, "total_pcc": 0.666, "wer": 0.142, "per": 0.142, "f1": 0.667, "precision": 0.671, "recall": 0.663},
-]
-
-
 class ScoreError(PipelineError):
     """Predictions that cannot be scored (wrong test set, a parse rate under score.min_parse_rate)."""
 
@@ -92,19 +75,6 @@ class ScoreError(PipelineError):
 def strategy_of(cfg: dict) -> str:
     """The paper's strategy a config reproduces."""
     return "Unfreeze" if cfg["unfreeze_audio"] else "LoRA"
-
-
-def paper_epoch_for(strategy: str, epoch: int | None) -> int:
-    """The paper's epoch to set beside ours: the same epoch where Table 3 has it, else its headline."""
-    return epoch if epoch is not None and paper_row(strategy, epoch) is not None else PAPER_TARGET_EPOCH
-
-
-def paper_row(strategy: str, epoch: int) -> dict | None:
-    """The paper's Table 3 row ({metric: value}), or None when it has none."""
-    for row in PAPER_TABLE3:
-        if row["strategy"] == (strategy if epoch else "none") and row["epoch"] == epoch:
-            return {k: row[k] for k in HEADLINE}
-    return None
 
 
 # --------------------------------------------------------------------------- inputs
@@ -294,14 +264,10 @@ def run_score(params: dict, name: str, decoded_dir, pred_dir, base_pred_dir, met
     bound = params["score"]["min_parse_rate"]
     low = {t: final["parse"][t]["parse_rate"] for t in TASKS if (final["parse"][t]["parse_rate"] or 0) < bound}
     if log:
-        shown = ", ".join(f"{k} {_fmt(flat[k])}" for k in (*HEADLINE, "parse_rate"))
+        shown = ", ".join(f"{k} {fmt(flat[k])}" for k in (*HEADLINE, "parse_rate"))
         log(f"score {name} (final adapter, epoch {final_epoch}): {shown}")
     if low:
         raise ScoreError(f"{name}: the final adapter's parse rate is below score.min_parse_rate={bound} for "
                          + ", ".join(f"{t} ({v:.3f})" for t, v in low.items())
                          + f"; see predictions/{name}/summary.json for why answers failed to parse")
     return metrics
-
-
-def _fmt(v) -> str:
-    return "n/a" if v is None else f"{v:.3f}"

@@ -27,6 +27,7 @@ from safetensors.torch import load_file
 from transformers import TrainerCallback
 
 from .artifacts import AudioStore, atomic_dir, dir_digest, write_json
+from .checkpoints import ADAPTER_FILES
 from .collator import PronunciationCollator
 from .determinism import set_determinism
 from .errors import ParamsError
@@ -40,7 +41,6 @@ AUDIO_MODULES = (  # the Unfreeze strategy's audio encoder and speech projector
     "model.embed_tokens_extend.audio_embed.up_proj_for_speech",
     "model.embed_tokens_extend.audio_embed.down_proj_for_speech",
 )
-ADAPTER_FILES = ("adapter_config.json", "adapter_model.safetensors")
 STABLE_LOG_KEYS = ("loss", "learning_rate", "grad_norm", "epoch")  # wall-clock-free, so reruns match
 
 

@@ -1,0 +1,43 @@
+"""The paper's side of every comparison: Ahn & Nam (2025), Table 3, and how our numbers are set
+beside it (its metric keys, which of its rows a checkpoint of ours stands beside, how a metric is
+printed). A library: the score and report stages both import it, and neither imports the other.
+"""
+
+from __future__ import annotations
+
+HEADLINE = ("accuracy_pcc", "fluency_pcc", "prosodic_pcc", "total_pcc", "wer", "per", "precision", "recall", "f1")
+PAPER_TARGET_EPOCH = 3  # the paper's headline (Table 3, epoch 3): the target of an epoch it lacks
+PAPER_TEST_UTTERANCES = 2500  # speechocean762's test split, all of it
+
+# Ahn & Nam (2025), arXiv:2509.02915, Table 3 (copied from the paper; shipped so that scoring
+# needs nothing outside the repository).
+PAPER_SOURCE = "Ahn and Nam (2025), arXiv:2509.02915, Table 3"
+PAPER_TABLE3 = [
+    {"strategy": "none", "epoch": 0, "accuracy_pcc": -0.041, "fluency_pcc": -0.017, "prosodic_pcc": -0.0493, "total_pcc": -0.104, "wer": 0.97, "per": 0.792, "f1": 0.143, "precision": 0.154, "recall": 0.134},
+    {"strategy": "LoRA", "epoch": 1, "accuracy_pcc": 0.547, "fluency_pcc": 0.585, "prosodic_pcc": 0.567, "total_pcc": 0.544, "wer": 0.15, "per": 0.137, "f1": 0.686, "precision": 0.689, "recall": 0.682},
+    {"strategy": "LoRA", "epoch": 2, "accuracy_pcc": 0.637, "fluency_pcc": 0.726, "prosodic_pcc": 0.709, "total_pcc": 0.662, "wer": 0.139, "per": 0.118, "f1": 0.722, "precision": 0.725, "recall": 0.719},
+    {"strategy": "LoRA", "epoch": 3, "accuracy_pcc": 0.656, "fluency_pcc": 0.727, "prosodic_pcc": 0.711, "total_pcc": 0.675, "wer": 0.14, "per": 0.114, "f1": 0.724, "precision": 0.728, "recall": 0.721},
+    {"strategy": "LoRA", "epoch": 4, "accuracy_pcc": 0.645, "fluency_pcc": 0.733, "prosodic_pcc": 0.714, "total_pcc": 0.668, "wer": 0.148, "per": 0.121, "f1": 0.721, "precision": 0.723, "recall": 0.72},
+    {"strategy": "Unfreeze", "epoch": 1, "accuracy_pcc": 0.535, "fluency_pcc": 0.559, "prosodic_pcc": 0.564, "total_pcc": 0.55, "wer": 0.159, "per": 0.199, "f1": 0.575, "precision": 0.579, "recall": 0.57},
+    {"strategy": "Unfreeze", "epoch": 2, "accuracy_pcc": 0.624, "fluency_pcc": 0.668, "prosodic_pcc": 0.653, "total_pcc": 0.634, "wer": 0.145, "per": 0.154, "f1": 0.651, "precision": 0.651, "recall": 0.651},
+    {"strategy": "Unfreeze", "epoch": 3, "accuracy_pcc": 0.621, "fluency_pcc": 0.669, "prosodic_pcc": 0.655, "total_pcc": 0.637, "wer": 0.148, "per": 0.15, "f1": 0.663, "precision": 0.665, "recall": 0.662},
+    {"strategy": "Unfreeze", "epoch": 4, "accuracy_pcc": 0.743, "fluency_pcc": 0.717, "prosodic_pcc": 0.704, "total_pcc": 0.666, "wer": 0.142, "per": 0.142, "f1": 0.667, "precision": 0.671, "recall": 0.663},
+]
+
+
+def paper_row(strategy: str, epoch: int) -> dict | None:
+    """The paper's Table 3 row ({metric: value}), or None when it has none."""
+    for row in PAPER_TABLE3:
+        if row["strategy"] == (strategy if epoch else "none") and row["epoch"] == epoch:
+            return {k: row[k] for k in HEADLINE}
+    return None
+
+
+def paper_epoch_for(strategy: str, epoch: int | None) -> int:
+    """The paper's epoch to set beside ours: the same epoch where Table 3 has it, else its headline."""
+    return epoch if epoch is not None and paper_row(strategy, epoch) is not None else PAPER_TARGET_EPOCH
+
+
+def fmt(v, digits=3) -> str:
+    """A metric as Table 3 prints it (three decimals); n/a when it is undefined (None)."""
+    return "n/a" if v is None else f"{v:.{digits}f}"

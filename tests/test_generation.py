@@ -1,0 +1,144 @@
+"""Generation: the order and batches of the test instances, the cache key, the generation cache's
+files (finished, partial, torn), resuming a checkpoint, and the preallocated key/value cache."""
+
+import json
+
+import pytest
+from eval_world import one_thread, world  # noqa: F401 (fixtures)
+
+from pronounce import generation as G
+from pronounce import kvcache
+from pronounce.artifacts import ArrowWriter
+from pronounce.checkpoints import EvalError
+from pronounce.materialize import SCHEMA as INSTANCE_SCHEMA
+
+
+def test_generation_version_is_pinned():
+    # Bumping it orphans every cached generation: a deliberate act, never a side effect of a refactor.
+    assert G.GENERATION_VERSION == 3
+
+
+def test_instances_come_by_task_then_duration(world):
+    rows = G.test_instances(world / "materialized")
+    assert [(r["task"], r["utt_id"]) for r in rows] == [
+        (task, u) for task in ("apa", "mdd") for u in ("u2", "u3", "u1")]  # 0.6 s, 0.9 s, 1.2 s
+    assert set(rows[0]) == {"utt_id", "task", "prompt", "audio_row", "duration"}
+
+
+def _materialized(folder, keys):
+    folder.mkdir()
+    w = ArrowWriter(folder / "test.arrow", INSTANCE_SCHEMA)
+    for utt, task in keys:
+        w.write({"utt_id": utt, "split": "test", "task": task, "prompt": "p", "answer": "{}", "text": "p",
+                 "audio_row": 0, "duration": 1.0, "input_ids": [0]})
+    w.close()
+    return folder
+
+
+def test_instances_refuse_an_empty_or_duplicated_test_split(tmp_path):
+    with pytest.raises(EvalError, match="test.arrow has no instances"):
+        G.test_instances(_materialized(tmp_path / "empty", []))
+    with pytest.raises(EvalError, match=r"test.arrow has duplicate \(utt_id, task\) instances"):
+        G.test_instances(_materialized(tmp_path / "dup", [("u1", "apa"), ("u1", "mdd"), ("u1", "apa")]))
+
+
+def test_batches_never_mix_tasks_when_a_task_does_not_fill_its_last_batch():
+    rows = [{"utt_id": f"u{i}", "task": task} for task in ("apa", "mdd") for i in range(3)]
+    batches = G.make_batches(rows, 2)
+    assert [[(r["task"], r["utt_id"]) for r in b] for b in batches] == [
+        [("apa", "u0"), ("apa", "u1")], [("apa", "u2")], [("mdd", "u0"), ("mdd", "u1")], [("mdd", "u2")]]
+    assert [len(b) for b in G.make_batches(rows, 3)] == [3, 3]
+
+
+def test_cache_key_changes_with_everything_a_generation_depends_on():
+    gp = {"batch_size": 8, "max_new_tokens": 160, "cpu_threads": 1}
+    key, parts = G.cache_key("a" * 64, "b" * 64, gp, "c" * 64)
+    assert len(key) == 24 and int(key, 16) >= 0
+    assert G.cache_key("a" * 64, "b" * 64, dict(gp), "c" * 64)[0] == key  # a pure function of its inputs
+    assert parts["generation_version"] == G.GENERATION_VERSION and parts["eval"] == gp
+    assert set(parts["versions"]) == {"torch", "transformers", "peft"}
+    others = {G.cache_key("x" * 64, "b" * 64, gp, "c" * 64)[0], G.cache_key("a" * 64, "x" * 64, gp, "c" * 64)[0],
+              G.cache_key("a" * 64, "b" * 64, {**gp, "batch_size": 1}, "c" * 64)[0],
+              G.cache_key("a" * 64, "b" * 64, gp, "x" * 64)[0]}
+    assert len(others) == 4 and key not in others
+
+
+def _gen(utt, task, raw="{}"):
+    return {"utt_id": utt, "task": task, "raw": raw, "n_tokens": 1, "stopped": "eos"}
+
+
+def test_cache_stores_sorted_rows_atomically_and_drops_the_partial_file(tmp_path):
+    cache = G.GenerationCache(tmp_path / "cache")
+    rows = [_gen("u2", "mdd"), _gen("u1", "mdd", "é"), _gen("u1", "apa")]
+    cache.append_partial("k", 0, rows[:1])
+    cache.store("k", rows, {"checkpoint": "cfg/final"})
+    # one line per generation, sorted by (utt_id, task), keys sorted, ASCII-escaped
+    assert (tmp_path / "cache" / "k.jsonl").read_text(encoding="utf-8") == (
+        '{"n_tokens": 1, "raw": "{}", "stopped": "eos", "task": "apa", "utt_id": "u1"}\n'
+        '{"n_tokens": 1, "raw": "\\u00e9", "stopped": "eos", "task": "mdd", "utt_id": "u1"}\n'
+        '{"n_tokens": 1, "raw": "{}", "stopped": "eos", "task": "mdd", "utt_id": "u2"}\n')
+    assert json.loads((tmp_path / "cache" / "k.meta.json").read_text()) == {"checkpoint": "cfg/final"}
+    assert sorted(p.name for p in (tmp_path / "cache").iterdir()) == ["k.jsonl", "k.meta.json"]
+    expected = {("u1", "apa"), ("u1", "mdd"), ("u2", "mdd")}
+    assert cache.load("k", expected) == sorted(rows, key=lambda r: (r["utt_id"], r["task"]))
+    assert cache.load("k", expected | {("u3", "apa")}) is None  # another test set: generate again
+    assert cache.load("missing", expected) is None
+    (tmp_path / "cache" / "k.jsonl").write_text("{not json\n")
+    assert cache.load("k", expected) is None  # a damaged entry is regenerated, not trusted
+
+
+def test_partial_file_keeps_finished_batches_and_ignores_a_torn_or_foreign_line(tmp_path):
+    cache = G.GenerationCache(tmp_path)
+    batches = [[_gen("u1", "apa")], [_gen("u2", "apa")], [_gen("u1", "mdd")]]
+    cache.append_partial("k", 0, batches[0])
+    cache.append_partial("k", 2, [_gen("u9", "mdd")])  # rows of another split: not this batch
+    cache.append_partial("k", 7, batches[1])  # no such batch
+    with open(tmp_path / "k.partial.jsonl", "a", encoding="utf-8") as f:
+        f.write('{"batch": 1, "rows": [')  # killed mid-write
+    assert cache.load_partial("k", batches) == {0: batches[0]}
+    assert cache.load_partial("other", batches) == {}
+
+
+def test_generate_checkpoint_resumes_after_the_finished_batches(tmp_path):
+    cache = G.GenerationCache(tmp_path)
+    batches = [[_gen("u1", "apa")], [_gen("u2", "apa")], [_gen("u1", "mdd")]]
+    cache.append_partial("k", 1, batches[1])
+    asked = []
+
+    def generate(rows):
+        asked.append([(r["utt_id"], r["task"]) for r in rows])
+        return [dict(r, raw="new") for r in rows]
+
+    rows = G.generate_checkpoint(generate, batches, cache, "k", "test", progress=False)
+    assert asked == [[("u1", "apa")], [("u1", "mdd")]]  # batch 1 came from the partial file
+    assert [(r["utt_id"], r["task"], r["raw"]) for r in rows] == [
+        ("u2", "apa", "{}"), ("u1", "apa", "new"), ("u1", "mdd", "new")]
+    assert cache.load_partial("k", batches).keys() == {0, 1, 2}
+
+
+def test_generator_needs_an_eos_token(world):
+    from pronounce.model import load_base_model, load_processor
+
+    base = world / "models" / "base"
+    model = load_base_model(base)
+    model.generation_config.eos_token_id = None
+    with pytest.raises(EvalError, match="generation_config has no eos_token_id"):
+        G.Generator(model, load_processor(base), lambda r: None, 4)
+
+
+def test_growing_cache_generates_byte_identical_tokens(world, monkeypatch):
+    """The preallocated cache is an optimisation only: the same tokens as generate's default cache."""
+    from pronounce.artifacts import AudioStore
+    from pronounce.model import load_base_model, load_processor
+
+    base = world / "models" / "base"
+    store = AudioStore(world / "decoded" / "test.arrow")
+    rows = G.test_instances(world / "materialized")
+    generate = G.Generator(load_base_model(base).eval(), load_processor(base), lambda r: store[r["audio_row"]], 12)
+    caches = []
+    original = kvcache.growing_cache
+    monkeypatch.setattr(kvcache, "growing_cache", lambda *a: caches.append(original(*a)) or caches[-1])
+    ours = [generate(rows), generate(rows[:1])]
+    assert len(caches) == 2 and type(caches[0].layers[0]).__name__ == "GrowingLayer"
+    monkeypatch.setattr(G.Generator, "_cache_kwargs", lambda self, prompt_len: {})
+    assert [generate(rows), generate(rows[:1])] == ours
