@@ -1,30 +1,57 @@
-"""The benchmark harness at smoke scale: it runs every CPU benchmark (not e2e) and reports every
-figure with its value, baseline, ratio and bar. Benchmarks, not tests: no time or ratio is
-asserted, only that each figure is there and well formed. The GPU bench's pure parts (the real
-configuration, parameter and FLOP counts) are tested here exactly; its code path runs on a CPU
-with the tiny model, and the full-size run only where CUDA is (skipped otherwise, with the reason)."""
+"""The benchmarks (benchmarks/, outside the installed package) at smoke scale: every CPU benchmark
+(not e2e) runs and reports every figure with its value, baseline, ratio and bar. Benchmarks, not
+tests: no time or ratio is asserted, only that each figure is there and well formed. The GPU
+bench's pure parts (the real configuration, parameter and FLOP counts) are tested here exactly; its
+code path runs on a CPU with the tiny model, and the full-size run only where CUDA is (skipped
+otherwise, with the reason)."""
 
 import json
+import re
 import subprocess
 import sys
 from pathlib import Path
 
 import pytest
 import torch
+from setuptools import find_packages
 
-from pronounce.bench import FIGURES
-from pronounce.bench.gpu import attention_flops, gpu_figures, make_batch, model_sizes, real_config, train_flops
+from benchmarks.gpu import attention_flops, gpu_figures, make_batch, model_sizes, real_config, train_flops
+from benchmarks.groups import FIGURES
+from benchmarks.report import bar, figure, markdown
 
 ROOT = Path(__file__).resolve().parents[1]
 GROUPS = ("decode", "materialize", "collator", "evaluate", "dvc", "gpu")
 
 
+def test_the_benchmarks_are_not_installed_with_the_package():
+    """setuptools packages what it finds under src/ (the wheel's contents); the benchmarks live
+    beside it, and no module of the package imports them."""
+    assert '[tool.setuptools.packages.find]\nwhere = ["src"]' in (ROOT / "pyproject.toml").read_text()
+    packages = find_packages(str(ROOT / "src"))
+    assert "pronounce" in packages and not any("bench" in p for p in packages), packages
+    imports = re.compile(r"^\s*(from|import)\s+(benchmarks|pronounce\.bench)\b", re.M)
+    assert [p for p in (ROOT / "src").rglob("*.py") if imports.search(p.read_text(encoding="utf-8"))] == []
+
+
+def test_a_figure_is_the_median_of_paired_runs_against_its_bar():
+    fig = figure("ours", "x/s", [10.0, 30.0, 20.0], "theirs", [5.0, 10.0, 20.0], bar("ratio", ">=", 2.5, "2.5x"), n=3)
+    assert (fig["value"], fig["baseline"], fig["ratio"], fig["delta"]) == (20.0, 10.0, 2.0, 5.0)
+    assert fig["met"] is False and fig["miss"] == "ratio 2 < 2.5: 1.25x short" and fig["n"] == 3
+    flat = figure("4x", "MiB", [115.0], "1x", [100.0], bar("ratio", "<=", 1.10, "flat"))
+    assert flat["met"] is False and flat["miss"] == "ratio 1.15 > 1.1: over by 0.05 (1.50x the allowed growth)"
+    assert figure("v", "s", [1.0], "none", [None], None)["ratio"] is None
+    result = {"command": "python -m benchmarks", "settings": {"repeats": 1, "scale": 5}, "seconds": 1.0,
+              "host": {"cpus": 2, "load_start": [0], "load_end": [0]}, "figures": {"a.b": fig}, "errors": {}}
+    md = markdown(result)
+    assert "| a.b | 20 x/s | 10 x/s | 2.000 | 2.5x | **no** |" in md and "**a.b**: ratio 2 < 2.5: 1.25x short." in md
+
+
 def test_quick_bench_reports_every_figure(tmp_path):
     out = tmp_path / "bench.json"
     proc = subprocess.run(
-        [sys.executable, "-m", "pronounce.bench", "--quick", "--repeats", "1", "--only", ",".join(GROUPS),
+        [sys.executable, "-m", "benchmarks", "--quick", "--repeats", "1", "--only", ",".join(GROUPS),
          "--out", str(out), "--workdir", str(tmp_path / "work")],
-        cwd=tmp_path, capture_output=True, text=True, timeout=900,
+        cwd=ROOT, capture_output=True, text=True, timeout=900,
     )
     assert proc.returncode == 0, proc.stderr[-3000:]
     result = json.loads(out.read_text())
@@ -58,7 +85,7 @@ def test_quick_bench_reports_every_figure(tmp_path):
         assert f"| {name} |" in md
 
 
-# ---------------------------------------------------------------- the GPU bench, without a GPU
+# ---------------------------------------------------------------- the GPU figures, without a GPU
 
 PAPER_LORA = {"r": 64, "alpha": 128, "dropout": 0.05,
               "target_modules": r"model\.layers\.\d+\.(self_attn\.(qkv|o)_proj|mlp\.(gate_up|down)_proj)"}

@@ -1,4 +1,4 @@
-"""The GPU figures of `pronounce.bench`: the full-size Phi-4-multimodal built from the REAL
+"""The GPU figures of the benchmarks: the full-size Phi-4-multimodal built from the REAL
 configuration (its vendored config.json: 24 heads, tied lm_head, longrope;
 `Phi4MultimodalConfig()`'s defaults are another model), randomly initialised, LoRA training steps
 at the paper's batch shape, and batched generation: tokens/s, peak GPU memory, model FLOPs
@@ -46,7 +46,7 @@ DEFAULTS = {
 def real_config():
     """Phi-4-multimodal-instruct's own configuration (the project's vendored copy of the real
     config.json, pronounce/reference/), not the class defaults."""
-    from ..model import real_config as vendored
+    from pronounce.model import real_config as vendored
 
     return vendored()
 
@@ -115,7 +115,7 @@ def _clips(n: int):
     import numpy as np
     import soundfile as sf
 
-    from .data import BUNDLED
+    from . import BUNDLED
 
     files = sorted((BUNDLED / "WAVE").rglob("*.WAV"))
     return [np.asarray(sf.read(files[i % len(files)], dtype="float32")[0]) for i in range(n)]
