@@ -70,6 +70,7 @@ def write_params(tmp_path, params):
 # --------------------------------------------------------------------------- reports on bundled clips
 
 
+@pytest.mark.slow  # a model trained by the model_dir fixture
 def test_results_hold_answers_canonical_phones_and_durations(results):
     assert [r["path"] for r in results] == [str(path) for path, _ in CLIPS.values()]
     for r, (path, text) in zip(results, CLIPS.values()):
@@ -85,6 +86,7 @@ def test_results_hold_answers_canonical_phones_and_durations(results):
         assert (r["words"] is None) == (r["mdd"]["phones"] is None)
 
 
+@pytest.mark.slow  # a model trained by the model_dir fixture
 def test_table_json_and_html_render_every_result(results):
     table = render_table(results)
     for r in results:
@@ -105,6 +107,7 @@ def test_table_json_and_html_render_every_result(results):
     assert page.count("<section>") == 3 and all(str(p) in page for p, _ in CLIPS.values())
 
 
+@pytest.mark.slow  # a model trained by the model_dir fixture
 def test_answers_equal_evaluations_generator_on_the_decoded_clip(assessor, workspace):  # noqa: F811
     """The file read by assess and the clip the decode stage stored give the model the same input."""
     utt, (path, text) = next(iter(CLIPS.items()))
@@ -117,6 +120,7 @@ def test_answers_equal_evaluations_generator_on_the_decoded_clip(assessor, works
         assert got[task]["raw"] == expected["raw"]
 
 
+@pytest.mark.slow  # a model trained by the model_dir fixture
 def test_stereo_and_other_rates_are_converted_as_decode_does(assessor, tmp_path):
     path, text = next(iter(CLIPS.values()))
     mono, rate = sf.read(str(path), dtype="int16")
@@ -129,6 +133,7 @@ def test_stereo_and_other_rates_are_converted_as_decode_does(assessor, tmp_path)
     assert other["error"] is None and other["duration_s"] > 0
 
 
+@pytest.mark.slow  # a model trained by the model_dir fixture
 def test_batches_are_one_task_each_sorted_by_length(assessor, monkeypatch):
     seen = []
     real = assessor.generate
@@ -149,6 +154,7 @@ def test_batches_are_one_task_each_sorted_by_length(assessor, monkeypatch):
 # --------------------------------------------------------------------------- the command
 
 
+@pytest.mark.slow  # a model trained by the model_dir fixture
 def test_command_prints_a_table_and_writes_html_and_jsonl(model_dir, params, tmp_path, capsys):
     p = write_params(tmp_path, params)
     (path, text), (path2, text2) = list(CLIPS.values())[:2]
@@ -231,6 +237,7 @@ def test_unparsed_answers_and_unknown_words_invent_nothing():
 # --------------------------------------------------------------------------- bad input
 
 
+@pytest.mark.slow  # a model trained by the model_dir fixture
 def test_bad_recordings_each_get_one_line_and_the_others_run(assessor, tmp_path):
     good, text = next(iter(CLIPS.values()))
     (tmp_path / "text.wav").write_text("not audio at all")
@@ -258,6 +265,7 @@ def one_line_error(capsys, argv, pattern):
     assert len(err.splitlines()) == 1 and re.match(r"error: " + pattern, err), err
 
 
+@pytest.mark.slow  # a model trained by the model_dir fixture
 def test_inputs_the_command_cannot_start_from_are_one_line(assessor, model_dir, workspace,  # noqa: F811
                                                            tmp_path, capsys):
     m = ["assess", "--model", str(model_dir)]

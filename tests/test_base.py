@@ -137,7 +137,7 @@ def test_a_folder_of_another_model_is_a_params_error(tmp_path, capsys):
     with pytest.raises(ParamsError, match=r"model\.base: .*model_type 'llama'; expected 'phi4_multimodal'"):
         B.run_base(str(other), None, 0, tmp_path / "base")
     # A stage prints a layout error as one line, not a traceback.
-    with pytest.raises(SystemExit) as exit_info:
+    with pytest.raises(SystemExit, match="^2$") as exit_info:
         run_stage(M.check_native_layout, {"model_type": "phi4mm"})
     assert exit_info.value.code == 2
     err = capsys.readouterr().err

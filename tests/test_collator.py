@@ -71,6 +71,22 @@ def test_labels_are_exactly_the_answer_and_end(processor, rows):
         assert int(batch["input_ids"][i, span[0] - 1]) == tok.convert_tokens_to_ids(prompts.ASSISTANT)
 
 
+# GOLDEN: (first label position, number of label tokens, row length) per row of UTTS (APA, MDD
+# alternating). Fixed by the tiny tokenizer (trained offline on our prompts and the bundled
+# corpus's words), the chat layout and each clip's audio placeholders (ceil(frames / 8)); the
+# model's size does not enter. Regenerate only when the tokenizer or the prompt layout changes.
+GOLDEN_LABEL_SPANS = [(528, 10, 538), (156, 21, 177), (538, 12, 550), (155, 33, 188), (550, 10, 560), (154, 29, 183)]
+
+
+def test_label_positions_are_the_golden_ones(processor, rows):
+    batch = PronunciationCollator(processor)(rows)
+    spans = []
+    for i in range(len(rows)):
+        kept = (batch["labels"][i] != IGNORE_INDEX).nonzero().flatten()
+        spans.append((int(kept[0]), len(kept), int(batch["attention_mask"][i].sum())))
+    assert spans == GOLDEN_LABEL_SPANS, f"new spans: {spans}"
+
+
 def test_right_padding_and_pads_masked(processor, rows):
     batch = PronunciationCollator(processor)(rows)
     mask = batch["attention_mask"]
@@ -135,7 +151,15 @@ def test_batches_run_through_the_model(tiny, processor, rows):
     batch = collator(rows[:3])
     with torch.no_grad():
         out = model(**batch)
-    assert torch.isfinite(out.loss)
+    # The model's loss is the next-token cross-entropy over the answer and <|end|> only: the
+    # collator's labels, shifted by one, every masked position (prompt, audio, padding) ignored.
+    logits, labels = out.logits[:, :-1].float(), batch["labels"][:, 1:]
+    expected = torch.nn.functional.cross_entropy(logits.reshape(-1, logits.shape[-1]), labels.reshape(-1),
+                                                 ignore_index=IGNORE_INDEX)
+    torch.testing.assert_close(out.loss, expected)
+    everything = torch.nn.functional.cross_entropy(logits.reshape(-1, logits.shape[-1]),
+                                                   batch["input_ids"][:, 1:].reshape(-1))
+    assert not torch.isclose(out.loss, everything)  # the mask matters: not a loss over every token
     gen = collator.collate_for_generation(rows[:2])
     with torch.no_grad():
         seq = model.generate(**gen, max_new_tokens=3, do_sample=False,

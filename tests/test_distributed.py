@@ -60,7 +60,8 @@ def test_a_launched_process_never_relaunches(no_launcher):
 def test_more_processes_than_gpus_is_refused(no_launcher):
     no_launcher.setattr(torch.cuda, "is_available", lambda: True)
     no_launcher.setattr(torch.cuda, "device_count", lambda: 2)
-    assert relaunch_command(2, ARGV) is not None
+    command, _ = relaunch_command(2, ARGV)  # as many processes as GPUs: launched
+    assert launch_command_parser().parse_args(command[3:]).num_processes == 2
     with pytest.raises(ParamsError, match=r"train\.num_processes is 4 but this machine has 2 GPU\(s\)"):
         relaunch_command(4, ARGV)
 

@@ -202,7 +202,7 @@ def test_materialize_base(tmp_path):
     assert M.materialize_base("microsoft/Phi-4-multimodal-instruct", tmp_path) == "microsoft/Phi-4-multimodal-instruct"
     built = M.materialize_base(M.BUILTIN_TINY, tmp_path / "tiny", seed=1)
     assert (Path(built) / "model.safetensors").is_file()
-    with pytest.raises(ValueError):
+    with pytest.raises(ValueError, match="unknown built-in base model 'builtin:huge'; the only one is 'builtin:tiny'"):
         M.materialize_base("builtin:huge", tmp_path)
 
 

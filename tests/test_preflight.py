@@ -42,11 +42,13 @@ def lora_sizes(hidden, inter, heads, kv, layers):
     return layers * ((hidden + qkv) + (hidden + hidden) + (hidden + gate_up) + (inter + hidden))
 
 
+@pytest.mark.slow  # the preflight runs training steps and a generation
 def test_the_report_holds_every_check_and_figure(report):
     p, r = report
     checks = r["checks"]
     assert checks["layout"] == "phi4_multimodal"
-    assert checks["audio_token_id"] > 0
+    # <|audio|> is the 7th special token after the BPE vocabulary: 2048 + 6
+    assert checks["audio_token_id"] == TINY_BPE_VOCAB_SIZE + TINY_SPECIAL_TOKENS.index("<|audio|>") == 2054
     per_unit = lora_sizes(128, 256, 4, 2, 2)  # the tiny model's shapes (pronounce.model.tiny_config)
     lm_head = 128 * (TINY_BPE_VOCAB_SIZE + len(TINY_SPECIAL_TOKENS))  # hidden x vocabulary
     for name, x in r["configs"].items():

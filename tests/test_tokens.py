@@ -59,6 +59,7 @@ def embedding_rows(model) -> torch.Tensor:
                                 else model.config.vocab_size)).float()
 
 
+@pytest.mark.slow  # trains
 @pytest.mark.parametrize("name", ["paper_r64", "pretrained_r320"])
 def test_training_moves_exactly_the_control_token_rows_and_they_round_trip(workspace, params, tmp_path, name):
     from peft import PeftModel

@@ -51,7 +51,19 @@ def adapter_bytes(folder):
     return (folder / "adapter_model.safetensors").read_bytes()
 
 
-def test_training_lowers_the_loss_and_reruns_are_bit_identical(workspace, params, tmp_path):
+# GOLDEN VALUES (torchtune's pattern: expected losses of the tiny recipe). paper_r64 on the
+# 16-instance slice with the `params` fixture's recipe (smoke, 2 epochs of batch 4, lr 3e-3,
+# seed from params.yaml): the training loss logged at each of the 8 steps.
+# Why a tolerance although reruns here are bit-identical (asserted below): another CPU or BLAS
+# build may sum in another order; rel 1e-4 admits that, while a change of the model, recipe,
+# data, collator or masking moves these losses by much more (one step to the next differs by 1e-2-1e-1).
+# REGENERATE when the tiny model, the smoke recipe or the training code changes on purpose:
+# run this test; its failure message prints the new values to paste here.
+GOLDEN_LOSSES_PAPER_R64 = [7.619864, 7.622727, 7.216998, 6.955451, 5.618164, 6.645783, 6.215457, 5.813261]
+
+
+@pytest.mark.slow  # trains
+def test_training_losses_are_the_golden_ones_and_reruns_are_bit_identical(workspace, params, tmp_path):
     first = train(workspace, params, "paper_r64", tmp_path / "a")
     train(workspace, params, "paper_r64", tmp_path / "b")
     a, b = tmp_path / "a/model", tmp_path / "b/model"
@@ -61,9 +73,10 @@ def test_training_lowers_the_loss_and_reruns_are_bit_identical(workspace, params
     losses = [float(line.split("\t")[-1]) for line in
               (tmp_path / "a/live/plots/metrics/train/loss.tsv").read_text().splitlines()[1:]]
     assert first["steps"] == len(losses) == 8
-    assert losses[-1] < losses[0]
+    assert losses == pytest.approx(GOLDEN_LOSSES_PAPER_R64, rel=1e-4), f"new losses: {losses}"
 
 
+@pytest.mark.slow  # trains
 def test_paper_r64_is_rank_64_on_the_text_decoder_only(workspace, params, tmp_path):
     train(workspace, params, "paper_r64", tmp_path)
     cfg = json.loads((tmp_path / "model/adapter/adapter_config.json").read_text())
@@ -73,6 +86,7 @@ def test_paper_r64_is_rank_64_on_the_text_decoder_only(workspace, params, tmp_pa
     assert {k.split(".lora_")[0].rsplit(".", 1)[1] for k in lora_keys} == {"qkv_proj", "o_proj", "gate_up_proj", "down_proj"}
 
 
+@pytest.mark.slow  # trains
 def test_pretrained_r320_starts_from_the_speech_lora(workspace, params, tmp_path):
     from peft import get_peft_model
 
@@ -93,6 +107,7 @@ def test_pretrained_r320_starts_from_the_speech_lora(workspace, params, tmp_path
     assert json.loads((tmp_path / "model/adapter/adapter_config.json").read_text())["r"] == 320
 
 
+@pytest.mark.slow  # trains
 def test_unfreeze_strategy_trains_the_audio_encoder(workspace, params, tmp_path):
     params["configs"]["unfreeze"] = {"init": "fresh", "lora_params": "lora", "unfreeze_audio": True}
     train(workspace, params, "unfreeze", tmp_path)
@@ -111,18 +126,20 @@ class Kill(TrainerCallback):
         raise KeyboardInterrupt("killed after the first checkpoint")
 
 
+@pytest.mark.slow  # trains
 def test_interrupted_training_resumes_to_the_same_adapter(workspace, params, tmp_path):
-    with pytest.raises(KeyboardInterrupt):
+    with pytest.raises(KeyboardInterrupt, match="killed after the first checkpoint"):
         train(workspace, params, "paper_r64", tmp_path / "x", callbacks=[Kill()])
     assert not (tmp_path / "x/model").exists()  # nothing that looks finished
     resumed = train(workspace, params, "paper_r64", tmp_path / "x")
-    assert resumed["resumed_from"] is not None
+    assert resumed["resumed_from"] == "checkpoint-4"  # the end of epoch 1, saved before the kill
     train(workspace, params, "paper_r64", tmp_path / "y")
     assert adapter_bytes(tmp_path / "x/model/adapter") == adapter_bytes(tmp_path / "y/model/adapter")
 
 
+@pytest.mark.slow  # trains
 def test_changed_params_never_resume_another_runs_checkpoint(workspace, params, tmp_path):
-    with pytest.raises(KeyboardInterrupt):
+    with pytest.raises(KeyboardInterrupt, match="killed after the first checkpoint"):
         train(workspace, params, "paper_r64", tmp_path, callbacks=[Kill()])
     changed = copy.deepcopy(params)
     changed["lora"]["r"] = 8
@@ -143,6 +160,7 @@ def test_the_paper_recipe_builds_a_valid_trainer_config(tmp_path):
     assert cfg.full_determinism is False and cfg.ddp_find_unused_parameters is False
 
 
+@pytest.mark.slow  # trains
 def test_a_run_shorter_than_logging_steps_still_logs_each_epoch(workspace, params, tmp_path):
     params["train"]["recipes"]["smoke"].update(logging_steps=100)  # never reached in 8 steps
     train(workspace, params, "paper_r64", tmp_path)
