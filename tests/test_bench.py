@@ -46,6 +46,16 @@ def test_a_figure_is_the_median_of_paired_runs_against_its_bar():
     assert "| a.b | 20 x/s | 10 x/s | 2.000 | 2.5x | **no** |" in md and "**a.b**: ratio 2 < 2.5: 1.25x short." in md
 
 
+def test_an_unknown_group_is_a_one_line_error_naming_the_choices(capsys):
+    from benchmarks.__main__ import parse_args
+
+    assert parse_args(["--only", "collator,decode"]).groups == ["decode", "collator"]  # in the report's order
+    assert parse_args(["--e2e"]).groups == list(FIGURES)
+    with pytest.raises(SystemExit, match="2"):
+        parse_args(["--only", "decode,gpus"])
+    assert "--only: unknown group(s) gpus; choose from decode, materialize," in capsys.readouterr().err
+
+
 def test_quick_bench_reports_every_figure(tmp_path):
     out = tmp_path / "bench.json"
     proc = subprocess.run(
