@@ -56,6 +56,7 @@ def test_an_unknown_group_is_a_one_line_error_naming_the_choices(capsys):
     assert "--only: unknown group(s) gpus; choose from decode, materialize," in capsys.readouterr().err
 
 
+@pytest.mark.slow  # every CPU benchmark at smoke scale: about 1.5 minutes on 2 cores
 def test_quick_bench_reports_every_figure(tmp_path):
     out = tmp_path / "bench.json"
     proc = subprocess.run(
