@@ -18,6 +18,7 @@ from pronounce.corpus import KALDI_FILES, SPLITS, _kaldi_map
 
 from . import BUNDLED, ROOT
 
+
 def build_scaled_corpus(dst: Path, n_utts: int) -> dict:
     """A corpus of `n_utts` utterances in the speechocean762 release layout: the bundled clips
     replicated round-robin under new utterance and speaker ids (each copy keeps its split, labels
