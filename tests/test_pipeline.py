@@ -11,6 +11,8 @@ import pytest
 import yaml
 from conftest import ROOT
 
+pytestmark = pytest.mark.slow  # the whole pipeline through dvc repro
+
 HEADLINE = ("accuracy_pcc", "fluency_pcc", "prosodic_pcc", "total_pcc", "wer", "per", "precision", "recall", "f1")
 
 
@@ -46,6 +48,8 @@ def test_repro_produces_every_metric_and_the_report(repo):
         metrics = json.loads((repo / f"metrics/{config}.json").read_text())
         assert set(HEADLINE) | {"parse_rate", "epochs", "paper", "diff"} <= set(metrics)
         assert "0" in metrics["epochs"]  # the untrained base model's row
+        # every one of the 40 bundled test utterances scored, by the final adapter of the 1-epoch recipe
+        assert (metrics["n_utterances"], metrics["epoch"]) == (40, 1)
         assert set(HEADLINE) <= set(metrics["paper"])
     report = (repo / "metrics/report.md").read_text()
     assert "paper_r64" in report and "pretrained_r320" in report and "builtin:tiny" in report
