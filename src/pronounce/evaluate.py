@@ -28,9 +28,6 @@ from .generation import GenerationCache, Generator, cache_key, generate_checkpoi
 from .predictions import BASE_LABEL, prediction_rows, write_jsonl
 
 
-# --------------------------------------------------------------------------- the stage
-
-
 def _deterministic(seed: int, mode: str) -> None:
     from .determinism import set_determinism
 
