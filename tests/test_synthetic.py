@@ -80,16 +80,16 @@ def listen(audio):
         x = audio[start * FRAME:end * FRAME]
         power = np.abs(np.fft.rfft(x)) ** 2
         freqs = np.fft.rfftfreq(len(x), 1 / 16000)
-        mark = power[np.abs(freqs - MARK_HZ) < 50].sum()
-        phone_power = power[freqs < 5000]
-        marks += mark > 0.1 * power.sum()
-        if phone_power.sum() > 0.1 * power.sum():  # a phone's sound besides (or without) the mark
-            if phone_power[(freqs[freqs < 5000] > 2000) & (freqs[freqs < 5000] < 4000)].sum() > 0.5 * phone_power.sum() \
-                    and (phone_power > 0.2 * phone_power.max()).sum() > 20:
-                phones.append("SH")  # band noise: energy spread over many bins
-            else:
-                peak = freqs[np.argmax(phone_power)]
-                phones.append(min((abs(peak - hz), normalise_phone(p)) for _, p, hz in ALPHABET if hz != "noise")[1])
+        marks += power[np.abs(freqs - MARK_HZ) < 50].sum() > 0.1 * power.sum()
+        low, low_freqs = power[freqs < 5000], freqs[freqs < 5000]
+        if low.sum() < 0.1 * power.sum():
+            continue  # the mark alone: a deleted phone
+        in_band = low[(low_freqs > 2000) & (low_freqs < 4000)].sum() > 0.5 * low.sum()
+        if in_band and (low > 0.2 * low.max()).sum() > 20:
+            phones.append("SH")  # band noise: energy spread over many bins, not one tone's peak
+        else:
+            peak = low_freqs[np.argmax(low)]
+            phones.append(min((abs(peak - hz), normalise_phone(p)) for _, p, hz in ALPHABET if hz != "noise")[1])
     gaps = [(b[0] - a[1]) / 100 for a, b in zip(spans, spans[1:])]
     return phones, marks, sum(g > 0.4 for g in gaps), np.abs(audio).max()
 

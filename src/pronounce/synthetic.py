@@ -10,7 +10,9 @@ phone (the word `OH` is the phone OW, played as a 600 Hz tone). What the labels 
 - accuracy = 10 - 2 x (errors), fluency = 9 - 2 x (long pauses between sounds),
   prosodic = 3, 6 or 9 by the loudness the whole clip is played at, total = their rounded mean.
 What is not audible: the canonical word of a substituted or deleted phone (the word transcript
-is the canonical text), so WER has a floor above zero.
+is the canonical text), so WER has a floor above zero. Long pauses also lengthen the clip, so
+fluency is the one answer a model can read off the clip's length alone (its number of audio
+tokens): what the tiny model learns (README, "Does the model hear?").
 
 Deterministic: the same arguments give byte-identical files. Seconds for a few hundred clips.
 Usage: python -m pronounce.synthetic OUT [--seed N] [--train N] [--test N]
