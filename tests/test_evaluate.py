@@ -5,6 +5,7 @@ test_generation; the files' format: test_predictions.)"""
 
 import json
 import shutil
+from dataclasses import dataclass
 
 import pytest
 from conftest import ROOT
@@ -211,3 +212,30 @@ def test_eval_epochs_follow_the_training_profile(tmp_path):
     bad.write_text(yaml.safe_dump(text), encoding="utf-8")
     with pytest.raises(ParamsError, match="eval.epochs has no entry for train.profile 'paper'"):
         load_params(bad)
+
+
+APA = '{"accuracy": 8, "fluency": 7, "prosodic": 6, "total": 7}'
+MDD = '{"word_transcript": "a cat", "phoneme_transcript": "AH K AE T"}'
+
+
+@dataclass
+class Named:
+    name: str
+    epoch: int | None
+
+
+def gen(utt, task, raw, stopped="eos"):
+    return {"utt_id": utt, "task": task, "raw": raw, "n_tokens": 7, "stopped": stopped}
+
+
+def test_prediction_rows_are_sorted_and_parsed():
+    rows = E.prediction_rows(Named("epoch-2", 2), [gen("u2", "apa", APA), gen("u1", "mdd", MDD),
+                                                 gen("u1", "apa", "I cannot rate this.", "max_new_tokens")])
+    assert [(r["utt_id"], r["task"]) for r in rows] == [("u1", "apa"), ("u1", "mdd"), ("u2", "apa")]
+    assert rows[0] == {"utt_id": "u1", "task": "apa", "checkpoint": "epoch-2", "epoch": 2,
+                       "raw": "I cannot rate this.", "n_tokens": 7, "stopped": "max_new_tokens",
+                       "status": "no_fields", "flags": [], "fields": None}
+    assert rows[1]["status"] == "json" and rows[1]["fields"] == {"word_transcript": "a cat",
+                                                                  "phoneme_transcript": ["AH", "K", "AE", "T"]}
+    assert rows[2]["fields"] == {"accuracy": 8, "fluency": 7, "prosodic": 6, "total": 7}
+    assert E.prediction_rows(Named("final", None), [gen("u1", "apa", APA)])[0]["epoch"] is None

@@ -25,7 +25,22 @@ from pathlib import Path
 from .artifacts import atomic_dir, dir_digest, file_digest, write_json
 from .checkpoints import Checkpoint, adapter_digest, find_checkpoints
 from .generation import GenerationCache, Generator, cache_key, generate_checkpoint, make_batches, test_instances
-from .predictions import BASE_LABEL, prediction_rows, write_jsonl
+from .parse import parse_output
+from .predictions import BASE_LABEL, sort_rows, write_jsonl
+
+
+def prediction_rows(checkpoint, generations: list[dict]) -> list[dict]:
+    """One checkpoint's generations (utt_id, task, raw, n_tokens, stopped) as prediction rows,
+    each answer parsed; `checkpoint` names them (its .name and .epoch)."""
+    rows = []
+    for g in sort_rows(generations):
+        result = parse_output(g["task"], g["raw"])
+        rows.append({
+            "utt_id": g["utt_id"], "task": g["task"], "checkpoint": checkpoint.name, "epoch": checkpoint.epoch,
+            "raw": g["raw"], "n_tokens": g["n_tokens"], "stopped": g["stopped"],
+            "status": result.status, "flags": list(result.flags), "fields": result.fields,
+        })
+    return rows
 
 
 def _deterministic(seed: int, mode: str) -> None:

@@ -4,7 +4,8 @@ Under predictions/<config>/ (predictions/base/ for the untrained base model):
   final.jsonl, epoch-<k>.jsonl   one JSON object per test instance, sorted by (utt_id, task):
                                  utt_id, task, checkpoint, epoch, raw (the generated text, up to
                                  but excluding the stop token), n_tokens, stopped ("eos" or
-                                 "max_new_tokens"), status, flags, fields (pronounce.parse)
+                                 "max_new_tokens"), status, flags, fields (pronounce.parse, applied by
+                                 the evaluate stage)
   summary.json                   what generated them (pronounce.evaluate)
 Every file is byte-identical on a rerun (sorted keys, stable order, no wall-clock values).
 Scoring reads only these files, so any metric can be recomputed without generating again.
@@ -26,22 +27,6 @@ FINAL = "final"  # final.jsonl: the config's final adapter
 def sort_rows(rows: list[dict]) -> list[dict]:
     """The files' order: by (utt_id, task)."""
     return sorted(rows, key=lambda r: (r["utt_id"], r["task"]))
-
-
-def prediction_rows(checkpoint, generations: list[dict]) -> list[dict]:
-    """One checkpoint's generations (utt_id, task, raw, n_tokens, stopped) as prediction rows,
-    each answer parsed; `checkpoint` names them (its .name and .epoch)."""
-    from .parse import parse_output
-
-    rows = []
-    for g in sort_rows(generations):
-        result = parse_output(g["task"], g["raw"])
-        rows.append({
-            "utt_id": g["utt_id"], "task": g["task"], "checkpoint": checkpoint.name, "epoch": checkpoint.epoch,
-            "raw": g["raw"], "n_tokens": g["n_tokens"], "stopped": g["stopped"],
-            "status": result.status, "flags": list(result.flags), "fields": result.fields,
-        })
-    return rows
 
 
 def write_jsonl(path, rows) -> None:
