@@ -17,6 +17,9 @@ import pyarrow as pa
 
 from .audio import to_float
 
+# The corpus's splits: one Arrow file each in data/decoded/ and data/materialized/.
+SPLITS = ("train", "test")
+
 
 @contextlib.contextmanager
 def atomic_dir(target):

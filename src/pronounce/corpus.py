@@ -24,10 +24,10 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Iterator
 
+from .artifacts import SPLITS
 from .errors import CorpusError
 from .jsonindex import index_scores, load_score
 
-SPLITS = ("train", "test")
 SENTENCE_SCORES = ("accuracy", "completeness", "fluency", "prosodic", "total")
 KALDI_FILES = ("wav.scp", "text", "utt2spk", "spk2age", "spk2gender")
 MISSING_KALDI_TEXT = "missing_kaldi_text"

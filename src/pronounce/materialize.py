@@ -17,8 +17,7 @@ from pathlib import Path
 import pyarrow as pa
 from tqdm import tqdm
 
-from .artifacts import ArrowWriter, atomic_dir, iter_batches, write_json
-from .corpus import SPLITS
+from .artifacts import SPLITS, ArrowWriter, atomic_dir, iter_batches, write_json
 from .prompts import TASKS, answer_turn, apa_answer, mdd_answer, user_turn
 
 SCHEMA = pa.schema([
