@@ -37,8 +37,6 @@ PEAK_BF16_TFLOPS = (
 DEFAULTS = {
     "batch_size": 8, "steps": 10, "warmup": 2, "gen_tokens": 64, "gen_single": 2,
     "apa_prompt_tokens": 450, "mdd_prompt_tokens": 120, "apa_answer_tokens": 25, "mdd_answer_tokens": 60,
-    "lora": {"r": 64, "alpha": 128, "dropout": 0.05,
-             "target_modules": r"model\.layers\.\d+\.(self_attn\.(qkv|o)_proj|mlp\.(gate_up|down)_proj)"},
     "gradient_checkpointing": True, "learning_rate": 2e-5,
 }
 
@@ -199,6 +197,12 @@ def gpu_figures(a: dict) -> dict:
     from trl.trainer.utils import add_fused_lm_head
 
     a = {**DEFAULTS, **a}
+    if "lora" not in a:  # the pipeline's own fresh adapter (params.yaml lora), never a copy of it
+        from pronounce.params import load_params
+
+        from . import ROOT
+
+        a["lora"] = load_params(ROOT / "params.yaml")["lora"]
     config = Phi4MultimodalConfig.from_pretrained(a["config_dir"]) if a.get("config_dir") else real_config()
     sizes = model_sizes(config, a["lora"])
     device = torch.device(a.get("device") or ("cuda" if torch.cuda.is_available() else "cpu"))
