@@ -1,6 +1,6 @@
 """Stage materialize: data/decoded/ -> data/materialized/ (APA + MDD instances per utterance)."""
 
-from pronounce.base import resolve_base
+from pronounce.base_manifest import resolve_base
 from pronounce.cli import run_stage
 from pronounce.materialize import run_materialize
 from pronounce.model import load_processor

@@ -11,7 +11,7 @@ from pronounce import prompts
 from pronounce.artifacts import ArrowWriter
 from pronounce.base import run_base
 from pronounce.materialize import SCHEMA as INSTANCE_SCHEMA
-from pronounce.model import AUDIO_TOKEN
+from pronounce.tiny import AUDIO_TOKEN
 
 UTTS = [("u1", 1.2), ("u2", 0.6), ("u3", 0.9)]  # (utt_id, seconds): generation order is u2, u3, u1 per task
 

@@ -14,6 +14,7 @@ import torch
 from test_convert import build_native, to_main_layout
 
 from pronounce import base as B
+from pronounce import base_manifest as BM
 from pronounce import model as M
 from pronounce.cli import run_stage
 from pronounce.errors import ParamsError
@@ -64,11 +65,11 @@ def test_hub_id_is_pinned_to_the_commit_its_revision_resolved_to(tmp_path, fake_
     assert fake_hub.info_calls == [(HUB_ID, "refs/pr/70")]
     assert manifest == {"base": HUB_ID, "revision": "refs/pr/70", "commit": SHA, "source": HUB_ID,
                         "attn_implementation": "eager"}
-    assert json.loads((tmp_path / "base" / B.MANIFEST).read_text()) == manifest
+    assert json.loads((tmp_path / "base" / BM.MANIFEST).read_text()) == manifest
     assert fake_hub.config_calls == [(HUB_ID, SHA)]  # the layout checked at that very commit
     # Later stages load the commit, not the moving branch, with the recorded attention.
-    assert B.resolve_base(tmp_path / "base") == (HUB_ID, SHA)
-    model = B.load_base(tmp_path / "base")
+    assert BM.resolve_base(tmp_path / "base") == (HUB_ID, SHA)
+    model = BM.load_base(tmp_path / "base")
     assert fake_hub.load_calls == [(HUB_ID, SHA, "eager")]
     assert model.config._attn_implementation == "eager"
     # An explicit revision wins over the default.
@@ -113,10 +114,10 @@ def test_local_main_layout_is_converted_into_the_stage_output(tmp_path, native):
     assert manifest["source"] == "." and manifest["conversion"]["converted_from"] == "phi4mm"
     assert manifest["conversion"]["dropped"] == {"tied_lm_head": 0, "vision_lora": 16}
     assert json.loads((out / "config.json").read_text())["model_type"] == "phi4_multimodal"
-    assert B.resolve_base(out) == (str(out), None)
+    assert BM.resolve_base(out) == (str(out), None)
     ids = torch.tensor([[5, 6, 7, 8]])
     with torch.no_grad():
-        converted = B.load_base(out).eval()(input_ids=ids).logits
+        converted = BM.load_base(out).eval()(input_ids=ids).logits
         original = M.load_base_model(native).eval()(input_ids=ids).logits
     assert torch.equal(converted, original)
     assert M.speech_lora_path(out) == out / "speech-lora"
@@ -125,8 +126,8 @@ def test_local_main_layout_is_converted_into_the_stage_output(tmp_path, native):
 def test_local_native_folder_is_referenced(tmp_path, native):
     manifest = B.run_base(str(native), None, 0, tmp_path / "base")
     assert manifest == {"base": str(native), "revision": None, "source": str(native), "attn_implementation": "sdpa"}
-    assert sorted(p.name for p in (tmp_path / "base").iterdir()) == [B.MANIFEST]
-    assert B.resolve_base(tmp_path / "base") == (str(native), None)
+    assert sorted(p.name for p in (tmp_path / "base").iterdir()) == [BM.MANIFEST]
+    assert BM.resolve_base(tmp_path / "base") == (str(native), None)
 
 
 def test_a_folder_of_another_model_is_a_params_error(tmp_path, capsys):

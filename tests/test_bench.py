@@ -151,7 +151,7 @@ def test_without_cuda_the_gpu_bench_is_skipped_with_its_reason_and_still_counts(
 
 @pytest.fixture(scope="module")
 def tiny_dir(tmp_path_factory):
-    from pronounce.model import build_tiny_model
+    from pronounce.tiny import build_tiny_model
 
     return build_tiny_model(tmp_path_factory.mktemp("tiny"))
 

@@ -10,6 +10,7 @@ import soundfile as sf
 import torch
 
 from pronounce import model as M
+from pronounce import tiny as T
 from pronounce import prompts
 from pronounce.collator import IGNORE_INDEX, PronunciationCollator
 
@@ -30,7 +31,7 @@ def frames(clip: np.ndarray) -> int:
 
 @pytest.fixture(scope="module")
 def tiny(tmp_path_factory) -> Path:
-    return M.build_tiny_model(tmp_path_factory.mktemp("tiny"), seed=5)
+    return T.build_tiny_model(tmp_path_factory.mktemp("tiny"), seed=5)
 
 
 @pytest.fixture(scope="module")

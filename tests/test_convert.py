@@ -18,6 +18,7 @@ from safetensors.torch import load_file, save_file
 
 from pronounce import convert as C
 from pronounce import model as M
+from pronounce import tiny as T
 from pronounce import prompts
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -153,15 +154,15 @@ def build_native(folder: Path, tied: bool) -> Path:
     """A tiny native model saved like builtin:tiny, with its lm_head tied (as the real one) or not."""
     from transformers import Phi4MultimodalFeatureExtractor, Phi4MultimodalForCausalLM
 
-    tokenizer = M.build_tiny_tokenizer()
-    config = M.tiny_config(tokenizer)
+    tokenizer = T.build_tiny_tokenizer()
+    config = T.tiny_config(tokenizer)
     config.tie_word_embeddings = tied
     torch.manual_seed(3)
     model = Phi4MultimodalForCausalLM(config).eval()
     model.save_pretrained(folder)
     tokenizer.save_pretrained(folder)
     Phi4MultimodalFeatureExtractor().save_pretrained(folder)
-    M._write_tiny_speech_lora(model, folder / M.SPEECH_LORA_DIR, seed=3)
+    T._write_tiny_speech_lora(model, folder / M.SPEECH_LORA_DIR, seed=3)
     return folder
 
 

@@ -15,7 +15,7 @@ from pronounce import evaluate as E
 from pronounce import generation as G
 from pronounce.checkpoints import adapter_digest
 from pronounce.errors import ParamsError
-from pronounce.model import AUDIO_TOKEN
+from pronounce.tiny import AUDIO_TOKEN
 from pronounce.predictions import BASE_LABEL, read_jsonl
 
 ROW_KEYS = {"utt_id", "task", "checkpoint", "epoch", "raw", "n_tokens", "stopped", "status", "flags", "fields"}

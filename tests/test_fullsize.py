@@ -20,6 +20,7 @@ from conftest import ROOT
 from peft import get_peft_model
 
 from pronounce import model as M
+from pronounce import tiny as T
 from pronounce import prompts
 from pronounce.collator import IGNORE_INDEX, PronunciationCollator
 from pronounce.convert import write_adapter_config
@@ -107,7 +108,7 @@ def real_id_tokenizer():
     from tokenizers import AddedToken, Tokenizer
     from transformers import PreTrainedTokenizerFast
 
-    tiny = json.loads(M.build_tiny_tokenizer().backend_tokenizer.to_str())
+    tiny = json.loads(T.build_tiny_tokenizer().backend_tokenizer.to_str())
     vocab = tiny["model"]["vocab"]
     vocab.update({f"<filler{i}>": i for i in range(len(vocab), min(SPECIAL))})
     tiny["model"]["vocab"], tiny["added_tokens"] = vocab, []

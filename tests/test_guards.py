@@ -5,13 +5,14 @@ import copy
 import pytest
 
 from pronounce import model as M
+from pronounce import tiny as T
 from pronounce.errors import PipelineError
 from pronounce.guards import AudioTokenMismatch, check_audio_token
 
 
 @pytest.fixture(scope="module")
 def tiny(tmp_path_factory):
-    return M.build_tiny_model(tmp_path_factory.mktemp("tiny"), seed=0)
+    return T.build_tiny_model(tmp_path_factory.mktemp("tiny"), seed=0)
 
 
 @pytest.fixture(scope="module")

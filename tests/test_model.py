@@ -12,6 +12,8 @@ import soundfile as sf
 import torch
 
 from pronounce import model as M
+from pronounce import tiny as T
+from pronounce.params import BUILTIN_TINY
 from pronounce import prompts
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -27,7 +29,7 @@ def wave(utt: str) -> np.ndarray:
 
 @pytest.fixture(scope="module")
 def tiny(tmp_path_factory) -> Path:
-    return M.build_tiny_model(tmp_path_factory.mktemp("tiny"), seed=SEED)
+    return T.build_tiny_model(tmp_path_factory.mktemp("tiny"), seed=SEED)
 
 
 @pytest.fixture(scope="module")
@@ -51,7 +53,7 @@ def test_config_token_ids_match_tokenizer(tiny, processor):
     tok = processor.tokenizer
     model = M.load_base_model(tiny)
     cfg = model.config
-    eot, end = tok.convert_tokens_to_ids(M.ENDOFTEXT), tok.convert_tokens_to_ids(prompts.END)
+    eot, end = tok.convert_tokens_to_ids(T.ENDOFTEXT), tok.convert_tokens_to_ids(prompts.END)
     assert processor.audio_token == "<|audio|>"
     assert cfg.audio_config.audio_token_id == processor.audio_token_id == tok.convert_tokens_to_ids("<|audio|>")
     assert cfg.vision_config.image_token_id == processor.image_token_id == tok.convert_tokens_to_ids("<|image|>")
@@ -62,7 +64,7 @@ def test_config_token_ids_match_tokenizer(tiny, processor):
 
 
 def test_reload_gives_identical_logits_with_audio(tiny, processor):
-    built, _ = M.tiny_model(SEED)  # the in-memory model build_tiny_model saved
+    built, _ = T.tiny_model(SEED)  # the in-memory model build_tiny_model saved
     loaded = M.load_base_model(tiny).eval()
     clips = [wave("000010011"), wave("000010035")]
     texts = [prompts.user_turn("apa", processor.audio_token), prompts.user_turn("mdd", processor.audio_token)]
@@ -78,13 +80,13 @@ def test_reload_gives_identical_logits_with_audio(tiny, processor):
 
 
 def test_build_is_byte_identical(tmp_path):
-    first = M.build_tiny_model(tmp_path / "a", seed=7)
-    second = M.build_tiny_model(tmp_path / "b", seed=7)
+    first = T.build_tiny_model(tmp_path / "a", seed=7)
+    second = T.build_tiny_model(tmp_path / "b", seed=7)
     files = sorted(p.relative_to(first) for p in first.rglob("*") if p.is_file())
     assert files == sorted(p.relative_to(second) for p in second.rglob("*") if p.is_file())
     for rel in files:
         assert (first / rel).read_bytes() == (second / rel).read_bytes(), rel
-    other = M.build_tiny_model(tmp_path / "c", seed=8)
+    other = T.build_tiny_model(tmp_path / "c", seed=8)
     assert (other / "model.safetensors").read_bytes() != (first / "model.safetensors").read_bytes()
 
 
@@ -160,7 +162,7 @@ def test_tokenizer_round_trips_prompts_and_answers(processor):
         ids = tok(text)["input_ids"]
         assert tok.decode(ids) == text
     for special in (*prompts.CONTROL_TOKENS.values(), prompts.USER, prompts.ASSISTANT, prompts.END,
-                    processor.audio_token, M.ENDOFTEXT):
+                    processor.audio_token, T.ENDOFTEXT):
         ids = tok(special, add_special_tokens=False)["input_ids"]
         assert len(ids) == 1, special  # atomic
     user = tok(prompts.user_turn("apa", processor.audio_token))["input_ids"]
@@ -195,16 +197,7 @@ def test_missing_or_incomplete_folder_is_a_clear_error(tmp_path):
     with pytest.raises(FileNotFoundError, match="speech-lora"):
         M.speech_lora_path(empty)
     with pytest.raises(ValueError, match="builtin:tiny"):
-        M.load_base_model(M.BUILTIN_TINY)
-
-
-def test_materialize_base(tmp_path):
-    assert M.materialize_base("microsoft/Phi-4-multimodal-instruct", tmp_path) == "microsoft/Phi-4-multimodal-instruct"
-    built = M.materialize_base(M.BUILTIN_TINY, tmp_path / "tiny", seed=1)
-    assert (Path(built) / "model.safetensors").is_file()
-    with pytest.raises(ValueError, match="unknown built-in base model 'builtin:huge'; the only one is 'builtin:tiny'"):
-        M.materialize_base("builtin:huge", tmp_path)
-
+        M.load_base_model(BUILTIN_TINY)
 
 def _copy(tiny: Path, dst: Path) -> Path:
     import shutil

@@ -10,7 +10,7 @@ from conftest import BUNDLED, ROOT
 
 from pronounce.base import run_base
 from pronounce.guards import AudioTokenMismatch
-from pronounce.model import TINY_BPE_VOCAB_SIZE, TINY_SPECIAL_TOKENS
+from pronounce.tiny import TINY_BPE_VOCAB_SIZE, TINY_SPECIAL_TOKENS
 from pronounce.params import load_params
 from pronounce.preflight import PreflightError, main, run_preflight
 
@@ -49,7 +49,7 @@ def test_the_report_holds_every_check_and_figure(report):
     assert checks["layout"] == "phi4_multimodal"
     # <|audio|> is the 7th special token after the BPE vocabulary: 2048 + 6
     assert checks["audio_token_id"] == TINY_BPE_VOCAB_SIZE + TINY_SPECIAL_TOKENS.index("<|audio|>") == 2054
-    per_unit = lora_sizes(128, 256, 4, 2, 2)  # the tiny model's shapes (pronounce.model.tiny_config)
+    per_unit = lora_sizes(128, 256, 4, 2, 2)  # the tiny model's shapes (pronounce.tiny.tiny_config)
     lm_head = 128 * (TINY_BPE_VOCAB_SIZE + len(TINY_SPECIAL_TOKENS))  # hidden x vocabulary
     for name, x in r["configs"].items():
         assert x["lora_modules"] == 2 * 4  # 2 text layers x 4 projections

@@ -124,7 +124,7 @@ def find_base(config_dir: Path, base=None) -> tuple[str, str | None, str | None]
     """(source, revision, attention implementation or None for the loader's default) of the base
     model: `base` (a folder with base.json, i.e. models/base, or a model folder or Hub id), else
     the models/base beside the config folder."""
-    from .base import MANIFEST, base_attn_implementation, resolve_base
+    from .base_manifest import MANIFEST, base_attn_implementation, resolve_base
 
     folder = Path(base) if base is not None else config_dir.parent / "base"
     if (folder / MANIFEST).is_file():

@@ -10,8 +10,8 @@
   native form is a content-hashed DVC output.
 
 Every manifest records `attn_implementation` (params `model.attn_implementation`): a change
-moves models/base's hash, so the stages that load the model rerun. Later stages call
-`resolve_base()` (or `load_base()`), so they never know which world they run in.
+moves models/base's hash, so the stages that load the model rerun. Later stages read
+the manifest through pronounce.base_manifest, so they never know which world they run in.
 """
 
 import json
@@ -19,11 +19,12 @@ from pathlib import Path
 
 from .artifacts import atomic_dir, write_json
 from .errors import ParamsError
-from .model import (BUILTIN_TINY, DEFAULT_ATTN_IMPLEMENTATION, NATIVE_MODEL_TYPE, REMOTE_MODEL_TYPE, LayoutError,
-                    _check_model_folder, _local_folder, build_tiny_model, check_native_layout, default_revision,
-                    hub_config, load_base_model)
+from .base_manifest import MANIFEST
+from .model import (DEFAULT_ATTN_IMPLEMENTATION, NATIVE_MODEL_TYPE, REMOTE_MODEL_TYPE, LayoutError,
+                    _check_model_folder, _local_folder, check_native_layout, default_revision, hub_config)
+from .params import BUILTIN_TINY
+from .tiny import build_tiny_model
 
-MANIFEST = "base.json"
 
 
 def resolve_commit(repo_id: str, revision: str | None) -> str:
@@ -86,28 +87,3 @@ def run_base(base: str, revision: str | None, seed: int, out_dir, tokenizer_corp
         manifest["attn_implementation"] = attn_implementation
         write_json(tmp / MANIFEST, manifest)
     return manifest
-
-
-def _manifest(base_dir) -> dict:
-    return json.loads((Path(base_dir) / MANIFEST).read_text(encoding="utf-8"))
-
-
-def resolve_base(base_dir="models/base") -> tuple[str, str | None]:
-    """(source, revision) to pass to pronounce.model's loaders; for a Hub id the revision is the
-    commit the base stage resolved, so every later load reads the same weights."""
-    base_dir = Path(base_dir)
-    manifest = _manifest(base_dir)
-    if manifest["source"] == ".":
-        return str(base_dir), None
-    return manifest["source"], manifest.get("commit") or manifest.get("revision")
-
-
-def base_attn_implementation(base_dir="models/base") -> str:
-    """The attention implementation the base stage recorded (params model.attn_implementation)."""
-    return _manifest(base_dir).get("attn_implementation", DEFAULT_ATTN_IMPLEMENTATION)
-
-
-def load_base(base_dir="models/base", **kwargs):
-    """The base model of models/base, loaded strictly with the recorded attention implementation."""
-    source, revision = resolve_base(base_dir)
-    return load_base_model(source, revision, attn_implementation=base_attn_implementation(base_dir), **kwargs)

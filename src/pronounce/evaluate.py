@@ -93,7 +93,7 @@ def run_evaluate(params: dict, name: str, base_dir, decoded_dir, materialized_di
     """Evaluate config `name` (adapters under `model_dir`), or the base model when `model_dir` is
     None (then `name` is only the label). Returns the summary written to out_dir/summary.json."""
     from .artifacts import AudioStore
-    from .base import base_attn_implementation, resolve_base
+    from .base_manifest import base_attn_implementation, resolve_base
     from .model import load_processor, speech_lora_path
     from .params import eval_epochs_spec
     from .parse import ParseResult, summarise

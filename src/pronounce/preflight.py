@@ -52,7 +52,8 @@ class PreflightError(Exception):
 
 def resolve_inputs(params: dict, base_dir, decoded_dir, work: Path) -> tuple[str, str | None, Path]:
     """(model source, revision, decoded folder): the built ones when they match params."""
-    from .base import MANIFEST, resolve_base, run_base
+    from .base import run_base
+    from .base_manifest import MANIFEST, resolve_base
     from .decode import run_decode
 
     manifest = Path(base_dir) / MANIFEST

@@ -318,7 +318,7 @@ def run_train(params: dict, name: str, base_dir, decoded_dir, materialized_dir, 
     """Train config `name`; returns its timing, or None in a DDP process other than rank 0."""
     import datasets
 
-    from .base import base_attn_implementation, resolve_base
+    from .base_manifest import base_attn_implementation, resolve_base
 
     datasets.disable_caching()  # never write cache files into data/materialized (a DVC input)
     cfg = params["configs"][name]

@@ -1,0 +1,239 @@
+"""``builtin:tiny``: the embedded default base model, built locally in about a second.
+
+A randomly initialised, seeded miniature of microsoft/Phi-4-multimodal-instruct: same classes
+(transformers' native ``Phi4MultimodalForCausalLM``), same folder layout (config.json,
+model.safetensors, tokenizer files, preprocessor_config.json, generation_config.json and a
+``speech-lora/`` PEFT adapter folder laid out like the real one), and a byte-level BPE
+tokenizer trained offline on this project's prompts and the corpus's words. It lets every
+stage run end to end on a CPU without a GPU or a download; the base stage builds it.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+from pathlib import Path
+
+from . import prompts
+from .model import SPEECH_LORA_DIR, SPEECH_LORA_R, SPEECH_LORA_TARGETS, speech_lora_config
+from .phones import ARPABET
+
+# Names as in the real model (transformers' native port of Phi-4-multimodal-instruct).
+ENDOFTEXT = "<|endoftext|>"
+SYSTEM = "<|system|>"
+AUDIO_TOKEN = "<|audio|>"  # the tiny model's placeholder; always read processor.audio_token
+IMAGE_TOKEN = "<|image|>"
+# Special tokens of the tiny tokenizer, in id order after the BPE vocabulary.
+TINY_SPECIAL_TOKENS = (
+    ENDOFTEXT,
+    prompts.USER,
+    prompts.ASSISTANT,
+    prompts.END,
+    SYSTEM,
+    IMAGE_TOKEN,
+    AUDIO_TOKEN,
+    prompts.APA_TOKEN,
+    prompts.MDD_TOKEN,
+)
+TINY_BPE_VOCAB_SIZE = 2048  # BPE vocabulary (byte alphabet + merges), before the special tokens
+
+CHAT_TEMPLATE = (
+    "{% for message in messages %}{{ '<|' + message['role'] + '|>' + message['content'] + '<|end|>' }}"
+    "{% endfor %}{% if add_generation_prompt %}{{ '<|assistant|>' }}{% else %}{{ eos_token }}{% endif %}"
+)
+
+_REPO_ROOT = Path(__file__).resolve().parents[2]
+DEFAULT_TOKENIZER_CORPUS = _REPO_ROOT / "data" / "speechocean762-mini" / "resource"
+
+
+def _tokenizer_corpus(resource_dir: Path | None) -> list[str]:
+    """Deterministic training text for the tiny tokenizer: prompts, answers, words, phones."""
+    texts: list[str] = [prompts.APA_PROMPT, prompts.MDD_PROMPT]
+    texts += [prompts.user_turn(task, AUDIO_TOKEN) for task in prompts.TASKS]
+    # AX besides CMUdict's phones: the paper's MDD prompt example uses it (same text as before).
+    texts.append(" ".join(sorted({*ARPABET, "AX"})) + " <unk>")
+    texts.append(" ".join(str(i) for i in range(11)) + " 0123456789")
+    texts.append("{\"\": [], ,:'\"}")
+    for a in range(11):
+        texts.append(prompts.apa_answer({"accuracy": a, "fluency": a, "prosodic": a, "total": a}))
+    if resource_dir is not None:
+        scores_path = resource_dir / "scores.json"
+        if scores_path.is_file():
+            scores = json.loads(scores_path.read_text(encoding="utf-8"))
+            for utt in sorted(scores):
+                item = scores[utt]
+                texts.append(item["text"])
+                texts.append(prompts.apa_answer(item))
+                phones = []
+                for word in item.get("words", []):
+                    word_phones = word["phones"].split() if isinstance(word["phones"], str) else list(word["phones"])
+                    phones += [re.sub(r"\d", "", p) for p in word_phones]
+                texts.append(prompts.mdd_answer(item["text"], phones))
+        lexicon_path = resource_dir / "lexicon.txt"
+        if lexicon_path.is_file():
+            for line in lexicon_path.read_text(encoding="utf-8").splitlines():
+                parts = line.split()
+                if parts:
+                    texts.append(parts[0])
+                    texts.append(" ".join(re.sub(r"\d", "", p) for p in parts[1:]))
+    return texts
+
+
+def build_tiny_tokenizer(corpus_dir: str | os.PathLike | None = DEFAULT_TOKENIZER_CORPUS):
+    """A byte-level BPE tokenizer (lossless on any text) with the real model's special tokens."""
+    from tokenizers import AddedToken, Regex, Tokenizer, decoders, models, pre_tokenizers, trainers
+    from transformers import PreTrainedTokenizerFast
+
+    raw = Tokenizer(models.BPE())
+    # Digits, upper-case words (the corpus's words and ARPAbet phones) and <unk> are always
+    # pieces of their own: a score is chosen digit by digit and a transcript word by word or
+    # phone by phone, so no answer is memorised whole. Between them BPE may merge across
+    # spaces: the prompts' prose compresses somewhat and each
+    # answer's JSON scaffolding (`{"accuracy": `, `", "phoneme_transcript": "`) becomes a few
+    # tokens. Both make the CPU smoke run several times cheaper and easier to learn.
+    raw.pre_tokenizer = pre_tokenizers.Sequence([
+        pre_tokenizers.Split(Regex(r"[0-9]| ?[A-Z][A-Z']*| ?<unk>"), behavior="isolated"),
+        pre_tokenizers.ByteLevel(add_prefix_space=False, use_regex=False),
+    ])
+    raw.decoder = decoders.ByteLevel()
+    trainer = trainers.BpeTrainer(
+        vocab_size=TINY_BPE_VOCAB_SIZE,
+        min_frequency=1,
+        show_progress=False,
+        initial_alphabet=pre_tokenizers.ByteLevel.alphabet(),
+        special_tokens=[],
+    )
+    resource = Path(corpus_dir) if corpus_dir is not None else None
+    raw.train_from_iterator(_tokenizer_corpus(resource), trainer)
+    raw.add_special_tokens([AddedToken(t, special=True, normalized=False) for t in TINY_SPECIAL_TOKENS])
+    tok = PreTrainedTokenizerFast(
+        tokenizer_object=raw,
+        bos_token=ENDOFTEXT,
+        eos_token=ENDOFTEXT,
+        pad_token=ENDOFTEXT,
+        unk_token=ENDOFTEXT,
+        extra_special_tokens={"audio_token": AUDIO_TOKEN, "image_token": IMAGE_TOKEN},
+        clean_up_tokenization_spaces=False,
+        model_max_length=131072,
+        padding_side="right",
+    )
+    tok.chat_template = CHAT_TEMPLATE
+    return tok
+
+
+def tiny_config(tokenizer):
+    """A Phi4MultimodalConfig of the real model's shape family, scaled down."""
+    from transformers import Phi4MultimodalConfig
+
+    eot = tokenizer.convert_tokens_to_ids(ENDOFTEXT)
+    end = tokenizer.convert_tokens_to_ids(prompts.END)
+    return Phi4MultimodalConfig(
+        vocab_size=len(tokenizer),
+        hidden_size=128,  # large enough to learn the answer format in minutes on a CPU
+        intermediate_size=256,
+        num_hidden_layers=2,
+        num_attention_heads=4,
+        num_key_value_heads=2,
+        max_position_embeddings=131072,
+        original_max_position_embeddings=4096,
+        rope_parameters={"rope_type": "default", "rope_theta": 10000.0, "partial_rotary_factor": 0.75},
+        tie_word_embeddings=False,  # as the real model: lm_head is its own module
+        bos_token_id=eot,
+        eos_token_id=[eot, end],
+        pad_token_id=eot,
+        audio_config=dict(
+            hidden_size=32,
+            intermediate_size=64,
+            num_blocks=2,
+            num_attention_heads=4,
+            ext_pw_out_channel=32,
+            depthwise_separable_out_channel=32,
+            nemo_conv_channels=16,
+            time_reduction=8,  # the audio placeholder expands to ceil(frames / 8) tokens
+            audio_token_id=tokenizer.audio_token_id,
+        ),
+        vision_config=dict(
+            hidden_size=16,
+            intermediate_size=32,
+            num_hidden_layers=1,
+            num_attention_heads=2,
+            image_size=28,
+            crop_size=28,
+            patch_size=14,
+            image_token_id=tokenizer.image_token_id,
+        ),
+    )
+
+
+def tiny_model(seed: int = 0, corpus_dir=DEFAULT_TOKENIZER_CORPUS):
+    """The tiny model and its tokenizer in memory (what ``build_tiny_model`` saves)."""
+    import torch
+    from transformers import GenerationConfig, Phi4MultimodalForCausalLM
+
+    tokenizer = build_tiny_tokenizer(corpus_dir)
+    config = tiny_config(tokenizer)
+    torch.manual_seed(seed)
+    model = Phi4MultimodalForCausalLM(config).eval()
+    model.generation_config = GenerationConfig(
+        bos_token_id=config.bos_token_id,
+        eos_token_id=[tokenizer.convert_tokens_to_ids(prompts.END), config.pad_token_id],
+        pad_token_id=config.pad_token_id,
+    )
+    return model, tokenizer
+
+
+def build_tiny_model(out_dir: str | os.PathLike, seed: int = 0, corpus_dir=DEFAULT_TOKENIZER_CORPUS) -> Path:
+    """Build and save ``builtin:tiny`` into ``out_dir``; return the folder.
+
+    Writes config.json, generation_config.json, model.safetensors, tokenizer.json,
+    tokenizer_config.json, chat_template.jinja, preprocessor_config.json (the
+    Phi4MultimodalFeatureExtractor) and speech-lora/{adapter_config.json,
+    adapter_model.safetensors}. Deterministic: the same ``seed`` (and tokenizer corpus) gives
+    byte-identical files.
+    """
+    from transformers import Phi4MultimodalFeatureExtractor
+
+    out = Path(out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    model, tokenizer = tiny_model(seed, corpus_dir)
+    model.save_pretrained(out, safe_serialization=True)
+    tokenizer.save_pretrained(out)
+    Phi4MultimodalFeatureExtractor().save_pretrained(out)
+    _write_tiny_speech_lora(model, out / SPEECH_LORA_DIR, seed)
+    return out
+
+
+def _write_tiny_speech_lora(model, folder: Path, seed: int) -> None:
+    """A ``speech-lora/`` folder laid out like the real one, with seeded non-zero LoRA weights.
+
+    Like the real adapter (extracted from the original checkpoint by transformers' conversion
+    script) the weight keys carry no ``base_model.model.`` prefix, e.g.
+    ``model.layers.0.self_attn.qkv_proj.lora_A.weight``.
+    """
+    import torch
+    from safetensors.torch import save_file
+
+    folder.mkdir(parents=True, exist_ok=True)
+    gen = torch.Generator().manual_seed(seed + 1)
+    pattern = re.compile(SPEECH_LORA_TARGETS)
+    tensors = {}
+    for name, module in model.named_modules():
+        if not isinstance(module, torch.nn.Linear) or not pattern.fullmatch(name):
+            continue
+        a = torch.empty(SPEECH_LORA_R, module.in_features)
+        bound = 1.0 / module.in_features**0.5
+        a.uniform_(-bound, bound, generator=gen)
+        b = torch.randn(module.out_features, SPEECH_LORA_R, generator=gen) * 1e-3
+        tensors[f"{name}.lora_A.weight"] = a.contiguous()
+        tensors[f"{name}.lora_B.weight"] = b.contiguous()
+    if not tensors:
+        raise RuntimeError("no text-decoder module matched the speech-lora target pattern")
+    save_file(tensors, str(folder / "adapter_model.safetensors"), metadata={"format": "pt"})
+    cfg = speech_lora_config()
+    cfg.save_pretrained(str(folder))
+    # Keep the file free of machine-specific paths (the folder must be byte-reproducible).
+    cfg_path = folder / "adapter_config.json"
+    data = json.loads(cfg_path.read_text(encoding="utf-8"))
+    data["base_model_name_or_path"] = None
+    cfg_path.write_text(json.dumps(data, indent=2, sort_keys=True) + "\n", encoding="utf-8")
