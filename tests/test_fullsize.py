@@ -25,7 +25,7 @@ from pronounce import prompts
 from pronounce.collator import IGNORE_INDEX, PronunciationCollator
 from pronounce.convert import write_adapter_config
 from pronounce.params import load_params
-from pronounce.train import lora_config
+from pronounce.adapters import lora_config
 
 SHARED = ROOT.parent / "shared" / "reference" / "phi4-multimodal-instruct" / "config.json"
 TEXT_LORA = r"model\.layers\.\d+\.(self_attn\.(qkv|o)_proj|mlp\.(gate_up|down)_proj)"

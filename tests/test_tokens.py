@@ -17,7 +17,8 @@ from pronounce.errors import ParamsError
 from pronounce.materialize import run_materialize
 from pronounce.model import load_base_model, load_processor
 from pronounce.params import load_params
-from pronounce.train import build_peft_model, control_token_ids, lora_config, run_train
+from pronounce.adapters import build_peft_model, control_token_ids, lora_config
+from pronounce.train import run_train
 
 REAL_CONFIG = ROOT.parent / "shared" / "reference" / "phi4-multimodal-instruct"
 
@@ -105,7 +106,7 @@ def test_real_model_ties_lm_head_to_the_same_token_rows(real_meta, params):
     """The real model ties lm_head to the embedding: both must read one set of trainable rows."""
     from peft import get_peft_model
 
-    from pronounce.train import check_tied_tokens
+    from pronounce.adapters import check_tied_tokens
 
     assert real_meta.config.tie_word_embeddings
     p = {**params, "_recipe": params["train"]["recipes"]["paper"]}

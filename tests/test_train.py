@@ -16,7 +16,8 @@ from pronounce.decode import run_decode
 from pronounce.materialize import run_materialize
 from pronounce.params import load_params
 from pronounce.errors import ParamsError
-from pronounce.train import load_pretrained_lora, lora_config, run_train, sft_config
+from pronounce.adapters import load_pretrained_lora, lora_config
+from pronounce.train import run_train, sft_config
 
 
 @pytest.fixture(scope="module")

@@ -125,7 +125,7 @@ def check_setup(params: dict, names: list[str], source: str, revision, processor
 
     from .guards import check_audio_token
     from .model import check_vocab
-    from .train import build_peft_model, lora_config
+    from .adapters import build_peft_model, lora_config
 
     kind = check_layout(source, revision)
     config = Phi4MultimodalConfig.from_pretrained(source, revision=revision)
@@ -202,7 +202,8 @@ def probe_config(params: dict, name: str, source, revision, processor, decoded: 
     from .collator import PronunciationCollator
     from .determinism import set_determinism
     from .generation import Generator
-    from .train import sft_config, trainer_class, training_model
+    from .adapters import training_model
+    from .train import sft_config, trainer_class
 
     device, recipe = _device(), params["train"]["recipes"][params["train"]["profile"]]
     bs = recipe["batch_size"]

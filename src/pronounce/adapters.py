@@ -1,0 +1,143 @@
+"""The model a config trains: the base model in its adapter. LoRA (fresh from `lora`, or the
+base model's own speech LoRA trained further), the control tokens' embedding rows as PEFT
+trainable tokens, the Unfreeze strategy's audio modules and lm_head as modules_to_save, every
+trainable weight in fp32. One set-up for the train stage and the preflight.
+"""
+
+import json
+import re
+from pathlib import Path
+
+import torch
+from safetensors.torch import load_file
+
+from . import prompts
+from .errors import ParamsError
+from .guards import check_audio_token
+from .model import check_vocab, load_base_model, speech_lora_path
+
+AUDIO_MODULES = (  # the Unfreeze strategy's audio encoder and speech projector
+    "model.embed_tokens_extend.audio_embed.encoder",
+    "model.embed_tokens_extend.audio_embed.up_proj_for_speech",
+    "model.embed_tokens_extend.audio_embed.down_proj_for_speech",
+)
+
+def lora_config(cfg: dict, params: dict, base: str, revision, token_ids=None):
+    """The LoraConfig of a config: fresh from `lora`, or copied from the speech LoRA's own.
+    `token_ids`: embedding rows trained alongside the adapter (PEFT's trainable tokens: the
+    control tokens, see control_token_ids), saved in and restored from the adapter file."""
+    from peft import LoraConfig
+
+    modules_to_save = []
+    if cfg["unfreeze_audio"]:
+        modules_to_save += list(AUDIO_MODULES)
+    if params["_recipe"]["train_lm_head"]:
+        modules_to_save.append("lm_head")
+    if cfg["init"] == "fresh":
+        lora = params["lora"]
+        return LoraConfig(r=lora["r"], lora_alpha=lora["alpha"], lora_dropout=lora["dropout"],
+                          target_modules=lora["target_modules"], modules_to_save=modules_to_save or None,
+                          trainable_token_indices=token_ids or None, task_type="CAUSAL_LM"), None
+    folder = speech_lora_path(base, revision)
+    own = json.loads((folder / "adapter_config.json").read_text(encoding="utf-8"))
+    return LoraConfig(r=own["r"], lora_alpha=own["lora_alpha"], lora_dropout=own["lora_dropout"],
+                      target_modules=own["target_modules"], modules_to_save=modules_to_save or None,
+                      trainable_token_indices=token_ids or None, task_type="CAUSAL_LM"), folder
+
+
+def load_pretrained_lora(model, folder: Path) -> None:
+    """Copy the speech LoRA's weights into the model's (fresh) adapter of the same shape.
+
+    Copied tensor by tensor rather than with PeftModel.from_pretrained: the real speech-lora
+    stores its keys without PEFT's `base_model.model.` prefix (from_pretrained would only warn
+    and leave lora_B at zero), and our adapter may carry modules_to_save the speech LoRA lacks.
+    Every LoRA weight of the model must be covered, and every tensor of the file used."""
+    weights = {re.sub(r"^base_model\.model\.", "", k): v
+               for k, v in load_file(str(folder / "adapter_model.safetensors")).items()}
+    params = {n.removeprefix("base_model.model."): p for n, p in model.named_parameters() if ".lora_" in n}
+    targets = {k.replace(".weight", ".default.weight"): v for k, v in weights.items()}
+    if set(targets) != set(params):
+        raise RuntimeError(f"speech LoRA {folder} does not fit the model: missing "
+                           f"{sorted(set(params) - set(targets))[:3]}, unexpected {sorted(set(targets) - set(params))[:3]}")
+    with torch.no_grad():
+        for name, value in targets.items():
+            params[name].copy_(value)
+
+
+def control_token_ids(processor) -> list[int]:
+    """The ids of the task tokens <|APA|>/<|MDD|>. The real tokenizer gives them ids inside its
+    padded embedding, rows the model never trained (tied to lm_head): a LoRA alone cannot move
+    them, so they are trained as PEFT trainable tokens, exactly these rows and no others."""
+    tokenizer = processor.tokenizer
+    tokens = list(prompts.CONTROL_TOKENS.values())
+    ids = tokenizer.convert_tokens_to_ids(tokens)
+    if any(i is None or i == tokenizer.unk_token_id for i in ids):
+        raise RuntimeError(f"the tokenizer has no id for {tokens} (got {ids}): load it with pronounce.model.load_processor")
+    return ids
+
+
+def build_peft_model(model, cfg: dict, params: dict, base: str, revision, processor):
+    """The model with its adapter to train: LoRA (fresh or the speech LoRA's weights), the
+    control tokens' embedding rows, any modules_to_save; every trainable weight in fp32."""
+    from peft import get_peft_model
+
+    tied = bool(getattr(model.config, "tie_word_embeddings", False))
+    if tied and params["_recipe"]["train_lm_head"]:
+        raise ParamsError("params.yaml: train.recipes.*.train_lm_head is true but this base model ties lm_head to "
+                          "its input embedding (the whole 200k-row matrix would train); set it to false")
+    peft_cfg, pretrained = lora_config(cfg, params, base, revision, control_token_ids(processor))
+    model = get_peft_model(model, peft_cfg)
+    if pretrained is not None:
+        load_pretrained_lora(model, pretrained)
+    if tied:
+        check_tied_tokens(model)
+    upcast_trainable(model)
+    return model
+
+
+def check_tied_tokens(model) -> None:
+    """With tied embeddings, lm_head must read the same trainable token rows as the input
+    embedding (PEFT ties them for a list of indices); otherwise the output side of the
+    control tokens would silently stay untrained."""
+    inner = model.get_base_model()
+    emb, head = inner.get_input_embeddings(), inner.get_output_embeddings()
+    adapter = getattr(emb, "token_adapter", None)
+    if adapter is None or getattr(getattr(head, "token_adapter", None), "tied_adapter", None) is not adapter:
+        raise RuntimeError("the base model ties lm_head to its input embedding but PEFT did not tie their trainable "
+                           "token rows (check the installed peft version)")
+
+
+def upcast_trainable(model) -> int:
+    """fp32 master weights for every trainable parameter of a bf16/fp16 model: the Unfreeze
+    strategy's audio modules and lm_head (PEFT's modules_to_save copies keep the model's
+    dtype; LoRA and token rows PEFT already upcasts). An AdamW update at lr 2e-5 is below half
+    a bf16 ulp of most weights and would round away. Frozen weights stay as loaded; the
+    trainer's autocast runs the matmuls in bf16. Returns how many tensors were upcast."""
+    n = 0
+    for param in model.parameters():
+        if param.requires_grad and param.dtype in (torch.bfloat16, torch.float16):
+            param.data = param.data.float()
+            n += 1
+    return n
+
+
+def precision_flags(precision: str) -> dict:
+    has_bf16 = torch.cuda.is_available() and torch.cuda.is_bf16_supported()
+    if precision == "bf16" and not has_bf16:
+        raise ParamsError("params.yaml: train.recipes.*.precision is bf16 but this machine has no bf16 GPU")
+    return {"bf16": precision == "bf16" or (precision == "auto" and has_bf16), "fp16": False}
+
+
+def training_model(params: dict, name: str, source, revision, processor, attn_implementation: str):
+    """The model config `name` trains: the base model, checked against the processor, in its
+    adapter. One set-up for the train stage and the preflight, so a preview is the real run."""
+    recipe = params["train"]["recipes"][params["train"]["profile"]]
+    # bf16 weights only where the trainer autocasts to bf16 (trainable ones then upcast to fp32
+    # master weights by build_peft_model); without autocast, fp32 throughout.
+    bf16 = precision_flags(recipe["precision"])["bf16"]
+    model = load_base_model(source, revision, dtype=torch.bfloat16 if bf16 else torch.float32,
+                            attn_implementation=attn_implementation)
+    check_audio_token(model, processor)
+    check_vocab(model, processor)
+    return build_peft_model(model, params["configs"][name], {**params, "_recipe": recipe}, source, revision,
+                            processor)
