@@ -16,7 +16,7 @@ from .prompts import APA_FIELDS
 
 
 def _answer(gen) -> tuple[str, str | None]:
-    """(raw text, how it stopped) of a generation dict (evaluate.Generator's), or a raw string."""
+    """(raw text, how it stopped) of a generation dict (generation.Generator's), or a raw string."""
     return (gen["raw"], gen.get("stopped")) if isinstance(gen, dict) else (gen, None)
 
 

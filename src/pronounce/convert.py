@@ -1,5 +1,8 @@
 """Convert a local copy of Phi-4-multimodal-instruct's ``main`` layout to the native one.
 
+(~310 lines: one key mapping, config mapping and its checks, kept together so the layout is
+read in one place.)
+
 The Hub repo's ``main`` branch (what ``huggingface-cli download microsoft/Phi-4-multimodal-instruct``
 gives) is the original remote-code checkpoint: ``model_type: phi4mm``, some modules under
 other names, and both LoRAs folded into the decoder's projections

@@ -1,5 +1,8 @@
 """Preflight: what the configured run will cost, measured before it costs it.
 
+(~390 lines, over the ~300 guide: the checks, the probe and the projection read as one
+procedure, and its table is what a user reads before spending GPU hours.)
+
     python -m pronounce.preflight            # a table; exit 1 with one line per failed check
     python -m pronounce.preflight --json     # the same report for machines
 
@@ -14,7 +17,7 @@ else decoded into the scratch folder) and recipe (train.profile) it runs:
 2. per config, a few training steps through the pipeline's own path (load_base_model,
    build_peft_model, PronunciationCollator, its trainer with the recipe's SFTConfig) at the recipe's
    batch shape on the LONGEST training clips, one batch per task in turn (the APA prompt is the
-   longer one), then one batched generation (evaluate.Generator) of the longest test clips, made
+   longer one), then one batched generation (generation.Generator) of the longest test clips, made
    to run the full eval.max_new_tokens;
 3. peak memory (torch.cuda.max_memory_allocated; on a CPU the process's peak RSS), step and
    generation speed, and the projected wall time and memory of the whole `dvc repro` per config,

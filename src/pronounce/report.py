@@ -1,5 +1,6 @@
 """Stage `report`: metrics/report.md, our results in the layout of the paper's Table 3, beside
-the paper's, plus the plot data of the cross-config plots (dvc plots show).
+the paper's, plus the plot data of the cross-config plots (dvc plots show). (~315 lines: the
+report's sections in the order they print.)
 
 Reads scores/<config>/details.json of every config in params.yaml (pronounce.score) and the
 training loss DVCLive logged (dvclive/<config>/plots/metrics/train/loss.tsv).
