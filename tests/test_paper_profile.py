@@ -7,39 +7,16 @@ optimizer steps an epoch, fewer than its logging_steps, which once left DVCLive 
 plots the stage declares. One config (paper_r64) keeps it to a few minutes on a CPU."""
 
 import json
-import shutil
-import subprocess
 
 import pytest
 import yaml
-from conftest import BUNDLED, ROOT
+from conftest import BUNDLED, repo_copy, sh
 
-HEADLINE = ("accuracy_pcc", "fluency_pcc", "prosodic_pcc", "total_pcc", "wer", "per", "precision", "recall", "f1")
-
-
-def sh(*args, cwd):
-    run = subprocess.run(list(args), cwd=cwd, capture_output=True, text=True)
-    assert run.returncode == 0, f"{' '.join(args)} failed:\n{run.stdout[-3000:]}\n{run.stderr[-3000:]}"
-    return run.stdout + run.stderr
-
+from pronounce.paper import HEADLINE
 
 @pytest.fixture(scope="module")
 def repo(tmp_path_factory):
-    """A git copy of the working tree (tracked and untracked, not ignored) without dvc.lock."""
-    dst = tmp_path_factory.mktemp("paper") / "repo"
-    files = subprocess.run(["git", "ls-files", "--cached", "--others", "--exclude-standard", "-z"],
-                           cwd=ROOT, capture_output=True, text=True, check=True).stdout.split("\0")
-    for f in filter(None, files):
-        if (ROOT / f).is_file():
-            (dst / f).parent.mkdir(parents=True, exist_ok=True)
-            shutil.copy2(ROOT / f, dst / f)
-    for output in ("dvc.lock", "dvclive", "metrics", "scores"):  # nothing of a previous run
-        path = dst / output
-        shutil.rmtree(path) if path.is_dir() else path.unlink(missing_ok=True)
-    sh("git", "init", "-q", cwd=dst)
-    sh("git", "-c", "user.name=t", "-c", "user.email=t@t", "add", "-A", cwd=dst)
-    sh("git", "-c", "user.name=t", "-c", "user.email=t@t", "commit", "-qm", "copy", cwd=dst)
-    return dst
+    return repo_copy(tmp_path_factory.mktemp("paper") / "repo")
 
 
 @pytest.mark.slow

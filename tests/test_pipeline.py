@@ -4,41 +4,23 @@ on a shortened smoke recipe (1 epoch) so it takes about a minute."""
 import csv
 import io
 import json
-import shutil
 import subprocess
 
 import pytest
-import yaml
-from conftest import ROOT
+from conftest import repo_copy, sh
+
+from pronounce.paper import HEADLINE
 
 pytestmark = pytest.mark.slow  # the whole pipeline through dvc repro
-
-HEADLINE = ("accuracy_pcc", "fluency_pcc", "prosodic_pcc", "total_pcc", "wer", "per", "precision", "recall", "f1")
-
-
-def sh(*args, cwd):
-    run = subprocess.run(list(args), cwd=cwd, capture_output=True, text=True)
-    assert run.returncode == 0, f"{' '.join(args)} failed:\n{run.stdout[-3000:]}\n{run.stderr[-3000:]}"
-    return run.stdout + run.stderr
 
 
 @pytest.fixture(scope="module")
 def repo(tmp_path_factory):
-    dst = tmp_path_factory.mktemp("pipeline") / "repo"
-    files = subprocess.run(["git", "ls-files", "--cached", "--others", "--exclude-standard", "-z"],
-                           cwd=ROOT, capture_output=True, text=True, check=True).stdout.split("\0")
-    for f in filter(None, files):
-        if (ROOT / f).is_file():
-            (dst / f).parent.mkdir(parents=True, exist_ok=True)
-            shutil.copy2(ROOT / f, dst / f)
-    params = yaml.safe_load((dst / "params.yaml").read_text())
-    params["train"]["recipes"]["smoke"]["epochs"] = 1
-    params["eval"]["epochs"] = "none"
-    (dst / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
-    (dst / "dvc.lock").unlink(missing_ok=True)
-    sh("git", "init", "-q", cwd=dst)
-    sh("git", "-c", "user.name=t", "-c", "user.email=t@t", "add", "-A", cwd=dst)
-    sh("git", "-c", "user.name=t", "-c", "user.email=t@t", "commit", "-qm", "copy", cwd=dst)
+    def one_epoch(params):
+        params["train"]["recipes"]["smoke"]["epochs"] = 1
+        params["eval"]["epochs"] = "none"
+
+    dst = repo_copy(tmp_path_factory.mktemp("pipeline") / "repo", one_epoch)
     sh("dvc", "repro", cwd=dst)
     return dst
 

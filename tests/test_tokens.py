@@ -3,18 +3,13 @@ trainable weights of a bf16 model are fp32 master weights."""
 
 import copy
 
-import pyarrow as pa
 import pytest
 import torch
-from conftest import BUNDLED, ROOT
+from conftest import ROOT, training_workspace
 from safetensors.torch import load_file
 
 from pronounce import prompts
-from pronounce.artifacts import read_arrow
-from pronounce.base import run_base
-from pronounce.decode import run_decode
 from pronounce.errors import ParamsError
-from pronounce.materialize import run_materialize
 from pronounce.model import load_base_model, load_processor
 from pronounce.params import load_params
 from pronounce.adapters import build_peft_model, control_token_ids, lora_config
@@ -33,15 +28,7 @@ def one_thread():
 
 @pytest.fixture(scope="module")
 def workspace(tmp_path_factory):
-    ws = tmp_path_factory.mktemp("tokens")
-    run_decode(str(BUNDLED), ws / "decoded", 30.0, 0.0, progress=False)
-    run_base("builtin:tiny", None, 1234, ws / "base")
-    run_materialize(ws / "decoded", ws / "materialized", load_processor(ws / "base").audio_token, progress=False)
-    table = read_arrow(ws / "materialized/train.arrow").slice(0, 16)  # 8 utterances, both tasks
-    with pa.OSFile(str(ws / "slice.arrow"), "wb") as sink, pa.ipc.new_stream(sink, table.schema) as w:
-        w.write_table(table)
-    (ws / "slice.arrow").replace(ws / "materialized/train.arrow")
-    return ws
+    return training_workspace(tmp_path_factory.mktemp("tokens"))
 
 
 @pytest.fixture

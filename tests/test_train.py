@@ -3,17 +3,12 @@
 import copy
 import json
 
-import pyarrow as pa
 import pytest
 import torch
-from conftest import BUNDLED, ROOT
+from conftest import ROOT, training_workspace
 from safetensors.torch import load_file
 from transformers import TrainerCallback
 
-from pronounce.artifacts import read_arrow
-from pronounce.base import run_base
-from pronounce.decode import run_decode
-from pronounce.materialize import run_materialize
 from pronounce.params import load_params
 from pronounce.errors import ParamsError
 from pronounce.adapters import load_pretrained_lora, lora_config
@@ -22,17 +17,7 @@ from pronounce.train import run_train, sft_config
 
 @pytest.fixture(scope="module")
 def workspace(tmp_path_factory):
-    ws = tmp_path_factory.mktemp("train")
-    run_decode(str(BUNDLED), ws / "decoded", 30.0, 0.0, progress=False)
-    run_base("builtin:tiny", None, 1234, ws / "base")
-    from pronounce.model import load_processor
-    run_materialize(ws / "decoded", ws / "materialized", load_processor(ws / "base").audio_token, progress=False)
-    # A slice keeps each run to seconds: the first 8 utterances (16 instances).
-    table = read_arrow(ws / "materialized/train.arrow").slice(0, 16)
-    with pa.OSFile(str(ws / "slice.arrow"), "wb") as sink, pa.ipc.new_stream(sink, table.schema) as w:
-        w.write_table(table)
-    (ws / "slice.arrow").replace(ws / "materialized/train.arrow")  # a new inode: the mmap stays valid
-    return ws
+    return training_workspace(tmp_path_factory.mktemp("train"))
 
 
 @pytest.fixture
