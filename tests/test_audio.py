@@ -18,6 +18,20 @@ def test_other_rate_is_resampled_to_16k(tmp_path):
     assert abs(np.argmax(np.abs(np.fft.rfft(out))) * SAMPLE_RATE / len(out) - 440) < 2
 
 
+@pytest.mark.parametrize("rate", [11_025, 22_050, 48_000])
+def test_resampling_is_soxr_hq_at_its_own_length(tmp_path, rate):
+    # librosa.resample(fix=False) gives soxr HQ's samples and length exactly (the data hashes rest on
+    # it); librosa's default fix=True would pad to ceil(n * 16000 / rate), one zero more at these rates.
+    import soxr
+
+    x = np.random.default_rng(1).uniform(-0.5, 0.5, 3 * rate + 7).astype(np.float32)
+    p = tmp_path / "r.wav"
+    sf.write(p, x, rate, subtype="FLOAT")
+    expected = soxr.resample(x, rate, SAMPLE_RATE, quality="HQ").astype(np.float32)
+    assert np.array_equal(decode_audio(p).samples, to_pcm16(expected).samples)
+    assert len(expected) < int(np.ceil(len(x) * SAMPLE_RATE / rate))
+
+
 def test_stereo_is_downmixed_to_the_channel_mean(tmp_path):
     left, right = np.full(1600, 0.5), np.full(1600, -0.25)
     out = decode_audio(_write(tmp_path / "s.wav", np.stack([left, right], axis=1), SAMPLE_RATE)).samples

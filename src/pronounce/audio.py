@@ -6,7 +6,7 @@ corpus scale). Readers get float32 back as `pcm / 32768`, bit-identical to what 
 returns for the file. Other sources (another rate, stereo, float or 24-bit files) are converted
 in float32 and rounded to 16 bits, which clips any sample beyond full scale: decode counts them.
 
-soundfile (libsndfile) decodes; soxr (librosa's default high-quality backend) resamples.
+soundfile (libsndfile) decodes; `librosa.resample` resamples with its default backend, soxr HQ.
 Neither needs FFmpeg or torchcodec, so the Hugging Face form of the corpus is read as raw
 bytes (`Audio(decode=False)`) and decoded here, the same way as the release layout's files.
 """
@@ -18,7 +18,6 @@ from typing import NamedTuple
 
 import numpy as np
 import soundfile as sf
-import soxr
 
 SAMPLE_RATE = 16_000
 PCM_SCALE = np.float32(1 / 32768)  # a power of two: int16 -> float32 and back is exact
@@ -104,5 +103,11 @@ def decode_audio(source, max_seconds: float | None = None) -> Decoded:
     if not np.isfinite(mono).all():
         raise AudioError("non_finite_audio", f"{int((~np.isfinite(mono)).sum())} NaN/inf samples")
     if rate != SAMPLE_RATE:
-        mono = soxr.resample(mono, rate, SAMPLE_RATE, quality="HQ").astype(np.float32, copy=False)
+        # Imported here: librosa takes ~1.2 s to import (scipy.signal) and every stage imports this
+        # module, while only sources at another rate need it (the corpus is 16 kHz).
+        import librosa
+
+        # fix=False keeps soxr's own output length (rounded), as calling soxr directly gave; librosa's
+        # default pads to ceil(n * ratio), one zero sample more at some rates.
+        mono = librosa.resample(mono, orig_sr=rate, target_sr=SAMPLE_RATE, res_type="soxr_hq", fix=False)
     return to_pcm16(mono)
