@@ -35,7 +35,7 @@ def report(tmp_path, p):
 def table_rows(text):
     """(config, strategy, epoch, source) of the Table 3 section's rows."""
     section = text.split("## Table 3 layout")[1].split("\n## ")[0]
-    rows = [[c.strip() for c in line.strip("|").split("|")] for line in section.splitlines() if line.startswith("| ")]
+    rows = [[c.strip() for c in line.strip("|").split("|")] for line in section.splitlines() if line.startswith("|")]
     return [tuple(r[:4]) for r in rows[2:]]
 
 
@@ -66,15 +66,15 @@ def test_paper_rows_appear_once_per_strategy(tmp_path):
                     ("cfg_a", "LoRA", "2", "**ours**"), ("cfg_c", "LoRA", "2", "**ours**"), ("", "LoRA", "2", "paper"),
                     ("cfg_a", "LoRA", "3 (final)", "**ours**"), ("cfg_c", "LoRA", "3 (final)", "**ours**"),
                     ("", "LoRA", "3", "paper"), ("", "LoRA", "4", "paper")]
-    assert "| 0.656 |" in text.split("## Headline")[1]  # the paper's LoRA epoch-3 accuracy PCC target
-    assert "| 0.621 |" in text.split("## Headline")[1]  # Unfreeze epoch 3
+    headline = section_rows(text, "Headline")  # the paper's epoch-3 accuracy PCC targets: LoRA, Unfreeze
+    assert headline[1][1:3] == ["paper, LoRA epoch 3", "0.656"] and headline[4][1:3] == ["paper, Unfreeze epoch 3", "0.621"]
     assert "builtin:tiny" in text and "data/speechocean762-mini" in text
     assert "4 test utterances" in text and "the paper's 2500" in text
 
 
 def section_rows(text, title):
     section = text.split(f"## {title}")[1].split("\n## ")[0]
-    rows = [[c.strip() for c in line.strip("|").split("|")] for line in section.splitlines() if line.startswith("| ")]
+    rows = [[c.strip() for c in line.strip("|").split("|")] for line in section.splitlines() if line.startswith("|")]
     return rows[2:]
 
 
@@ -131,6 +131,22 @@ def test_undefined_values_and_details_are_listed(tmp_path):
     assert "p=" in text and "n=3" in text  # PCC p-values and n of the final adapter
     # the rule the scores were counted under, as the score stage recorded it in details.json
     assert f"## How unparsed answers count\n\n{S.UNPARSED_RULE}\n" in text
+
+
+def test_tables_are_padded_pipe_tables_with_cells_as_formatted(tmp_path):
+    text = report(tmp_path, scored(tmp_path))
+    tables = [t for t in text.split("\n\n") if t.startswith("|")]
+    assert len(tables) == 5  # Table 3, epoch differences, headline, PCC details, MDD counts
+    for t in tables:
+        lines = t.splitlines()
+        assert len({len(line) for line in lines}) == 1, t  # columns line up in the raw file too
+        assert set(lines[1]) == {"|", "-", ":"}
+    table3 = tables[0].splitlines()
+    # text columns left-aligned, metric columns right-aligned
+    assert [c[:1] + c[-1:] for c in table3[1].strip("|").split("|")] == [":-"] * 4 + ["-:"] * 10
+    # cells are not re-parsed as numbers: three decimals and the parse rates stay as written
+    assert section_rows(text, "Table 3 layout")[1][4:6] == ["-0.041", "-0.017"]
+    assert section_rows(text, "Table 3 layout")[0][-1] == "0.00 / 0.00"
 
 
 def test_plot_data(tmp_path):

@@ -20,9 +20,10 @@ Outputs:
 
 from __future__ import annotations
 
-import csv
 import json
 from pathlib import Path
+
+import pandas as pd
 
 from .artifacts import atomic_write_text, write_json
 from .errors import PipelineError
@@ -64,27 +65,38 @@ def load_details(scores_dir, configs) -> dict[str, dict]:
     return out
 
 
+def _tsv(path, column: str) -> pd.DataFrame:
+    """One DVCLive metric file: step -> value. The dtypes are fixed (a column of whole numbers
+    would read as int: JSON 1, not 1.0), and pandas 3's default parser reads floats as float()
+    does, bit for bit, so train_loss.json keeps the bytes of the csv-module reader before it."""
+    return pd.read_csv(path, sep="\t", usecols=["step", column], dtype={"step": "int64", column: "float64"})
+
+
 def read_loss(dvclive_dir, name) -> list[dict]:
-    """Training loss of one config from DVCLive's TSV files; [] when it logged none."""
+    """Training loss of one config from DVCLive's TSV files, each step with its epoch (None where
+    epoch.tsv lacks the step or is absent); [] when the config logged no loss."""
     folder = Path(dvclive_dir) / name / "plots" / "metrics" / "train"
-    loss_path = folder / "loss.tsv"
-    if not loss_path.is_file():
+    if not (folder / "loss.tsv").is_file():
         return []
-    epoch_of = {}
+    loss = _tsv(folder / "loss.tsv", "loss")
     if (folder / "epoch.tsv").is_file():
-        with open(folder / "epoch.tsv", encoding="utf-8", newline="") as f:
-            epoch_of = {int(r["step"]): float(r["epoch"]) for r in csv.DictReader(f, delimiter="\t")}
-    with open(loss_path, encoding="utf-8", newline="") as f:
-        rows = list(csv.DictReader(f, delimiter="\t"))
-    return [{"config": name, "step": int(r["step"]), "epoch": epoch_of.get(int(r["step"])), "loss": float(r["loss"])}
-            for r in rows]
+        loss = loss.merge(_tsv(folder / "epoch.tsv", "epoch").drop_duplicates("step", keep="last"), on="step", how="left")
+    else:
+        loss["epoch"] = float("nan")
+    # NaN (no epoch logged for the step) -> None: JSON null, not the invalid NaN
+    loss["epoch"] = loss["epoch"].astype(object).where(loss["epoch"].notna(), None)
+    return loss.assign(config=name)[["config", "step", "epoch", "loss"]].to_dict("records")
 
 
 # --------------------------------------------------------------------------- tables
 
 
-def _row(cells) -> str:
-    return "| " + " | ".join(str(c) for c in cells) + " |"
+def markdown(rows, header: list[str], align: str) -> list[str]:
+    """A pipe table with padded columns; `align` has one letter per column, l(eft) or r(ight).
+    Cells are shown as given (no number parsing: "0.100" stays "0.100")."""
+    frame = rows if isinstance(rows, pd.DataFrame) else pd.DataFrame(list(rows), columns=header, dtype=object)
+    return frame.to_markdown(index=False, tablefmt="pipe", disable_numparse=True,
+                             colalign=["right" if a == "r" else "left" for a in align]).splitlines()
 
 
 def _metric_cells(metrics: dict | None) -> list[str]:
@@ -117,30 +129,36 @@ def listed(details: dict[str, dict]) -> list[tuple[str, str, dict]]:
     return out
 
 
+TABLE3_HEADER = ["Config", "Strategy", "Epoch", "Source", *[h for _, h in COLUMNS], "Parsed (APA/MDD)"]
+
+
 def table3(details: dict[str, dict]) -> list[str]:
     """The base model's row and the paper's epoch 0, then one block per strategy: the paper's
     epochs of that strategy and every config of it, by epoch, ours before the paper's."""
-    header = ["Config", "Strategy", "Epoch", "Source", *[h for _, h in COLUMNS], "Parsed (APA/MDD)"]
-    lines = [_row(header), _row(["---"] * 3 + [":---"] + ["---:"] * (len(COLUMNS) + 1))]
     first = next(iter(details.values()))
     base = next((c for k, c in first["checkpoints"].items() if k.startswith(f"{BASE_NAME}/")), None)
     paper0 = next(r for r in PAPER_TABLE3 if r["epoch"] == 0)
-    if base is not None:
-        lines.append(_row([BASE_LABEL, "none", 0, "**ours**", *_metric_cells(base["metrics"]), _parsed(base)]))
-    lines.append(_row(["", "none", 0, "paper", *_metric_cells(paper0), ""]))
     strategies = list(dict.fromkeys(d["strategy"] for d in details.values()))
-    for strategy in strategies:
-        entries = []
-        for i, (name, d) in enumerate(details.items()):
-            if d["strategy"] == strategy:
-                for key, label, c in _our_rows(d):
-                    entries.append(((key, 0, i), [name, strategy, label, "**ours**", *_metric_cells(c["metrics"]),
-                                                  _parsed(c)]))
-        for r in PAPER_TABLE3:
-            if r["strategy"] == strategy:
-                entries.append(((r["epoch"], 1, 0), ["", strategy, r["epoch"], "paper", *_metric_cells(r), ""]))
-        lines += [_row(cells) for _, cells in sorted(entries, key=lambda e: e[0])]
-    return lines
+    # sort keys: block (-1: epoch 0, then each strategy in config order), epoch, ours (0) before
+    # the paper (1), config order
+    keys, cells = [], []
+    if base is not None:
+        keys.append((-1, 0, 0, 0))
+        cells.append([BASE_LABEL, "none", 0, "**ours**", *_metric_cells(base["metrics"]), _parsed(base)])
+    keys.append((-1, 0, 1, 0))
+    cells.append(["", "none", 0, "paper", *_metric_cells(paper0), ""])
+    for i, (name, d) in enumerate(details.items()):
+        for key, label, c in _our_rows(d):
+            keys.append((strategies.index(d["strategy"]), key, 0, i))
+            cells.append([name, d["strategy"], label, "**ours**", *_metric_cells(c["metrics"]), _parsed(c)])
+    for r in PAPER_TABLE3:
+        if r["strategy"] in strategies:
+            keys.append((strategies.index(r["strategy"]), r["epoch"], 1, 0))
+            cells.append(["", r["strategy"], r["epoch"], "paper", *_metric_cells(r), ""])
+    order = ["block", "epoch", "source", "config"]
+    frame = pd.concat([pd.DataFrame(keys, columns=order), pd.DataFrame(cells, columns=TABLE3_HEADER, dtype=object)],
+                      axis=1).sort_values(order, kind="stable")
+    return markdown(frame[TABLE3_HEADER], TABLE3_HEADER, "llll" + "r" * (len(COLUMNS) + 1))
 
 
 def _parsed(c: dict) -> str:
@@ -150,8 +168,7 @@ def _parsed(c: dict) -> str:
 def epoch_diffs(details: dict[str, dict]) -> list[str]:
     """Every evaluated epoch of every config minus the paper's row of that epoch and strategy
     (epoch 0: the paper's "no training" row); an epoch Table 3 lacks says so."""
-    lines = [_row(["Config", "Strategy", "Epoch", *[h for _, h in COLUMNS]]),
-             _row(["---", "---", "---:"] + ["---:"] * len(COLUMNS))]
+    rows = []
     for i, (name, d) in enumerate(details.items()):
         for epoch, e in sorted(d["metrics"].get("epochs", {}).items(), key=lambda kv: int(kv[0])):
             if epoch == "0" and i:
@@ -160,24 +177,23 @@ def epoch_diffs(details: dict[str, dict]) -> list[str]:
                 cells = ["(not in Table 3)"] + [""] * (len(COLUMNS) - 1)
             else:
                 cells = [_signed(e["diff"].get(k)) for k, _ in COLUMNS]
-            lines.append(_row([BASE_LABEL if epoch == "0" else name, "none" if epoch == "0" else d["strategy"],
-                               epoch, *cells]))
-    return lines
+            rows.append([BASE_LABEL if epoch == "0" else name, "none" if epoch == "0" else d["strategy"], epoch, *cells])
+    return markdown(rows, ["Config", "Strategy", "Epoch", *[h for _, h in COLUMNS]], "llr" + "r" * len(COLUMNS))
 
 
 def headline(details: dict[str, dict]) -> list[str]:
-    lines = [_row(["Config", "Row", *[h for _, h in COLUMNS]]), _row(["---", ":---"] + ["---:"] * len(COLUMNS))]
+    rows = []
     for name, d in details.items():
         m = d["metrics"]
         epoch = m.get("epoch")
-        lines.append(_row([name, f"ours, final adapter (epoch {epoch if epoch is not None else '?'})",
-                           *[fmt(m[k]) for k, _ in COLUMNS]]))
+        rows.append([name, f"ours, final adapter (epoch {epoch if epoch is not None else '?'})",
+                     *[fmt(m[k]) for k, _ in COLUMNS]])
         paper = m.get("paper") or {}
-        lines.append(_row(["", f"paper, {d['strategy']} epoch {m.get('paper_epoch', PAPER_TARGET_EPOCH)}",
-                           *[fmt(paper.get(k)) for k, _ in COLUMNS]]))
+        rows.append(["", f"paper, {d['strategy']} epoch {m.get('paper_epoch', PAPER_TARGET_EPOCH)}",
+                     *[fmt(paper.get(k)) for k, _ in COLUMNS]])
         diff = m.get("diff") or {}
-        lines.append(_row(["", "ours − paper", *[_signed(diff.get(k)) for k, _ in COLUMNS]]))
-    return lines
+        rows.append(["", "ours − paper", *[_signed(diff.get(k)) for k, _ in COLUMNS]])
+    return markdown(rows, ["Config", "Row", *[h for _, h in COLUMNS]], "ll" + "r" * len(COLUMNS))
 
 
 def _signed(v) -> str:
@@ -205,25 +221,23 @@ def undefined_notes(details: dict[str, dict]) -> list[str]:
 
 def pcc_details(details: dict[str, dict]) -> list[str]:
     aspects = list(next(iter(details.values()))["checkpoints"][FINAL]["apa"])
-    lines = [_row(["Config", "Checkpoint", *[f"{a}: r (p, n)" for a in aspects], "Unparsed (dropped)"]),
-             _row(["---", "---"] + ["---:"] * (len(aspects) + 1))]
-    for name, ckpt, c in listed(details):
-        cells = [f"{fmt(r['value'])} (p={_fmt_p(r['p_value'])}, n={r['n']})" for r in c["apa"].values()]
-        lines.append(_row([name, ckpt, *cells, next(iter(c["apa"].values()))["n_dropped"]]))
-    return lines
+    rows = [[name, ckpt, *[f"{fmt(r['value'])} (p={_fmt_p(r['p_value'])}, n={r['n']})" for r in c["apa"].values()],
+             next(iter(c["apa"].values()))["n_dropped"]] for name, ckpt, c in listed(details)]
+    header = ["Config", "Checkpoint", *[f"{a}: r (p, n)" for a in aspects], "Unparsed (dropped)"]
+    return markdown(rows, header, "ll" + "r" * (len(aspects) + 1))
 
 
 def mdd_details(details: dict[str, dict]) -> list[str]:
-    lines = [_row(["Config", "Checkpoint", "TA", "FR", "FA", "TR", "TR correct", "Diag. acc.", "FRR",
-                   "WER errors / words", "PER errors / phones", "Cut at max_new_tokens"]),
-             _row(["---", "---"] + ["---:"] * 10)]
+    header = ["Config", "Checkpoint", "TA", "FR", "FA", "TR", "TR correct", "Diag. acc.", "FRR",
+              "WER errors / words", "PER errors / phones", "Cut at max_new_tokens"]
+    rows = []
     for name, ckpt, c in listed(details):
         n = c["mdd_counts"]
-        lines.append(_row([name, ckpt, n["ta"], n["fr"], n["fa"], n["tr"], n["tr_correct"],
-                           fmt(c["mdd"]["diagnosis_accuracy"]), fmt(c["mdd"]["false_rejection_rate"]),
-                           f"{c['wer']['errors']} / {c['wer']['ref_length']}",
-                           f"{c['per']['errors']} / {c['per']['ref_length']}", c.get("truncated", 0)]))
-    return lines
+        rows.append([name, ckpt, n["ta"], n["fr"], n["fa"], n["tr"], n["tr_correct"],
+                     fmt(c["mdd"]["diagnosis_accuracy"]), fmt(c["mdd"]["false_rejection_rate"]),
+                     f"{c['wer']['errors']} / {c['wer']['ref_length']}",
+                     f"{c['per']['errors']} / {c['per']['ref_length']}", c.get("truncated", 0)])
+    return markdown(rows, header, "ll" + "r" * 10)
 
 
 # --------------------------------------------------------------------------- plot data
