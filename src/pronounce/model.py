@@ -25,6 +25,7 @@ from pathlib import Path
 
 from transformers.image_processing_base import ImageProcessingMixin
 
+from .audio_mask import mask_audio_padding
 from . import prompts
 from .errors import PipelineError
 
@@ -220,6 +221,7 @@ def load_base_model(base, revision: str | None = None, dtype=None,
         attn_implementation=attn_implementation, output_loading_info=True, **kwargs
     )
     _check_loading_info(info, bool(config.get("tie_word_embeddings")), source)
+    mask_audio_padding(model)  # transformers 5.24 adds the audio padding mask as +1/+0 (audio_mask.py)
     return model
 
 
