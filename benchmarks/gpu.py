@@ -198,11 +198,13 @@ def gpu_figures(a: dict) -> dict:
 
     a = {**DEFAULTS, **a}
     if "lora" not in a:  # the pipeline's own fresh adapter (params.yaml lora), never a copy of it
+        from dataclasses import asdict
+
         from pronounce.params import load_params
 
         from . import ROOT
 
-        a["lora"] = load_params(ROOT / "params.yaml")["lora"]
+        a["lora"] = asdict(load_params(ROOT / "params.yaml").lora)
     config = Phi4MultimodalConfig.from_pretrained(a["config_dir"]) if a.get("config_dir") else real_config()
     sizes = model_sizes(config, a["lora"])
     device = torch.device(a.get("device") or ("cuda" if torch.cuda.is_available() else "cpu"))

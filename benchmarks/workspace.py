@@ -130,12 +130,12 @@ sys.exit(os.waitstatus_to_exitcode(status))
 
 
 def stage_name(argv: list[str]) -> str:
-    """`stages/train.py paper_r64` -> `train@paper_r64`."""
+    """`stages/train.py paper_r64 --base ...` -> `train@paper_r64`; `stages/decode.py --out ...` -> `decode`."""
     script = [a for a in argv if a.endswith(".py")]
     if not script:
         return " ".join(argv)
     rest = argv[argv.index(script[0]) + 1:]
-    return Path(script[0]).stem + (f"@{rest[0]}" if rest else "")
+    return Path(script[0]).stem + (f"@{rest[0]}" if rest and not rest[0].startswith("-") else "")
 
 
 def clean_copy(dst: Path) -> Path:

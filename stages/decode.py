@@ -1,17 +1,24 @@
-"""Stage decode: the corpus named by data.corpus -> data/decoded/ (validated 16 kHz audio + labels)."""
+"""Stage decode: the corpus named by data.corpus -> OUT (validated 16 kHz audio + labels).
+
+    python stages/decode.py --out OUT
+"""
+
+import argparse
 
 from pronounce.cli import run_stage
 from pronounce.decode import run_decode, warning_lines
 from pronounce.params import load_params
 
 
-def main():
-    data = load_params()["data"]
-    report = run_decode(data["corpus"], "data/decoded", data["max_seconds"], data["max_reject_fraction"])
-    print(f"decode: kept {report['kept']}, rejected {report['rejected']} (see data/decoded/report.json)")
+def main(out: str):
+    data = load_params().data
+    report = run_decode(data.corpus, out, data.max_seconds, data.max_reject_fraction)
+    print(f"decode: kept {report['kept']}, rejected {report['rejected']} (see {out}/report.json)")
     for line in warning_lines(report):  # kept but odd: said at the end, not only in the report
         print(line)
 
 
 if __name__ == "__main__":
-    run_stage(main)
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("--out", required=True)
+    run_stage(main, parser.parse_args().out)

@@ -1,4 +1,10 @@
-"""Stage materialize: data/decoded/ -> data/materialized/ (APA + MDD instances per utterance)."""
+"""Stage materialize: DECODED -> OUT (APA + MDD instances per utterance), with the audio
+placeholder of the base model in BASE.
+
+    python stages/materialize.py --decoded DECODED --base BASE --out OUT
+"""
+
+import argparse
 
 from pronounce.base_manifest import resolve_base
 from pronounce.cli import run_stage
@@ -7,12 +13,16 @@ from pronounce.model import load_processor
 from pronounce.params import load_params
 
 
-def main():
+def main(decoded: str, base: str, out: str):
     load_params()  # validated even though this stage reads no value of its own
-    audio_token = load_processor(*resolve_base("models/base")).audio_token
-    counts = run_materialize("data/decoded", "data/materialized", audio_token)
+    audio_token = load_processor(*resolve_base(base)).audio_token
+    counts = run_materialize(decoded, out, audio_token)
     print(f"materialize: {counts}")
 
 
 if __name__ == "__main__":
-    run_stage(main)
+    parser = argparse.ArgumentParser(description=__doc__)
+    for name in ("--decoded", "--base", "--out"):
+        parser.add_argument(name, required=True)
+    a = parser.parse_args()
+    run_stage(main, a.decoded, a.base, a.out)

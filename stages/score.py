@@ -1,20 +1,24 @@
-"""Stage score@<config>: predictions/<config>/ + predictions/base/ -> metrics/<config>.json
-(the paper's metrics, per epoch, beside the paper's target) and scores/<config>/ (details and
-plot data)."""
+"""Stage score@<config>: PREDICTIONS + BASE_PREDICTIONS (the untrained base model's) -> METRICS
+(the paper's metrics, per epoch, beside the paper's target) and OUT (details and plot data).
 
-import sys
+    python stages/score.py CONFIG --decoded DECODED --predictions PREDICTIONS --base-predictions BASE_PREDICTIONS --metrics METRICS --out OUT
+"""
+
+import argparse
 
 from pronounce.cli import run_stage
-from pronounce.params import config_params, load_params
+from pronounce.params import load_params
 from pronounce.score import run_score
 
 
-def main(name: str):
-    params = load_params()
-    config_params(params, name)
-    run_score(params, name, "data/decoded", f"predictions/{name}", "predictions/base", f"metrics/{name}.json",
-              f"scores/{name}")
+def main(a):
+    job = load_params().score_job(a.config)
+    run_score(job, a.decoded, a.predictions, a.base_predictions, a.metrics, a.out)
 
 
 if __name__ == "__main__":
-    run_stage(main, sys.argv[1])
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("config")
+    for name in ("--decoded", "--predictions", "--base-predictions", "--metrics", "--out"):
+        parser.add_argument(name, required=True)
+    run_stage(main, parser.parse_args())

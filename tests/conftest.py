@@ -16,6 +16,14 @@ def corpus_copy(tmp_path) -> Path:
     return dst
 
 
+def raw_params() -> dict:
+    """params.yaml as YAML gives it: a test edits this dict, then builds the typed params with
+    pronounce.params.parse_params, which validates the edit as load_params would."""
+    import yaml
+
+    return yaml.safe_load((ROOT / "params.yaml").read_text(encoding="utf-8"))
+
+
 def sh(*args, cwd) -> str:
     """Run a command (an argument list) in `cwd`; its output, or a failure showing the output's end."""
     run = subprocess.run(list(args), cwd=cwd, capture_output=True, text=True)

@@ -2,7 +2,6 @@
 same answers as evaluation's generator, length-sorted batches, a golden per-word diff on fixed
 answers, and every bad input as one line."""
 
-import copy
 import json
 import re
 import subprocess
@@ -12,7 +11,7 @@ from html.parser import HTMLParser
 import numpy as np
 import pytest
 import soundfile as sf
-from conftest import BUNDLED, ROOT
+from conftest import BUNDLED, ROOT, raw_params
 from test_train import workspace  # noqa: F401  (decoded corpus, a training slice, the base model)
 
 from pronounce.__main__ import main as pronounce
@@ -21,7 +20,7 @@ from pronounce.assess import AssessError, Assessor, Recording, find_adapter, rea
 from pronounce.assess_report import render_html, render_table, result, to_jsonl
 from pronounce.assess_words import expected_words, word_diff
 from pronounce.generation import Generator
-from pronounce.params import load_params
+from pronounce.params import parse_params
 from pronounce.train import run_train
 
 WAVE = BUNDLED / "WAVE" / "SPEAKER0003"
@@ -32,7 +31,8 @@ APA_OK = '{"accuracy": 8, "fluency": 9, "prosodic": 7, "total": 8}'
 
 @pytest.fixture(scope="module")
 def params():
-    p = copy.deepcopy(load_params(ROOT / "params.yaml"))
+    """params.yaml's dict, its smoke recipe short and its answers short."""
+    p = raw_params()
     p["train"]["recipes"]["smoke"].update(epochs=2, batch_size=4, logging_steps=1, learning_rate=3e-3)
     p["eval"].update(batch_size=2, max_new_tokens=40)  # short answers keep each generation to a second
     return p
@@ -44,14 +44,14 @@ def model_dir(workspace, params):  # noqa: F811
     import torch
 
     torch.set_num_threads(1)
-    run_train(params, "paper_r64", workspace / "base", workspace / "decoded", workspace / "materialized",
+    run_train(parse_params(params).train_job("paper_r64"), workspace / "base", workspace / "decoded", workspace / "materialized",
               workspace / "paper_r64", workspace / "live", runs_dir=workspace / "runs")
     return workspace / "paper_r64"
 
 
 @pytest.fixture(scope="module")
 def assessor(model_dir, params):
-    return Assessor(model_dir, params=params)
+    return Assessor(model_dir, params=parse_params(params))
 
 
 @pytest.fixture(scope="module")
@@ -62,8 +62,7 @@ def results(assessor):
 def write_params(tmp_path, params):
     import yaml
 
-    p = {k: v for k, v in params.items() if not k.startswith("_")}
-    (tmp_path / "params.yaml").write_text(yaml.safe_dump(p))
+    (tmp_path / "params.yaml").write_text(yaml.safe_dump(params))
     return str(tmp_path / "params.yaml")
 
 

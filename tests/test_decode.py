@@ -184,7 +184,8 @@ def test_stage_script_names_the_warnings_at_the_end(corpus_copy, tmp_path):
     _drop_kaldi_text(corpus_copy)
     (tmp_path / "params.yaml").write_text((ROOT / "params.yaml").read_text().replace(
         "corpus: data/speechocean762-mini", f"corpus: {corpus_copy}"))
-    run = subprocess.run([sys.executable, str(ROOT / "stages/decode.py")], cwd=tmp_path, capture_output=True, text=True)
+    run = subprocess.run([sys.executable, str(ROOT / "stages/decode.py"), "--out", "data/decoded"], cwd=tmp_path,
+                         capture_output=True, text=True)
     assert run.returncode == 0, run.stderr
     last = run.stdout.strip().splitlines()[-2:]
     assert last == ["decode: warning: missing_kaldi_text: 2 utterance(s) kept (000010011, 000030024)",
@@ -211,6 +212,7 @@ def test_rejects_above_the_bound_fail_with_a_clear_message(corpus_copy, tmp_path
 def test_stage_script_prints_one_line_not_a_traceback(corpus_copy, tmp_path):
     (tmp_path / "params.yaml").write_text((ROOT / "params.yaml").read_text().replace(
         "corpus: data/speechocean762-mini", f"corpus: {tmp_path / 'missing'}"))
-    run = subprocess.run([sys.executable, str(ROOT / "stages/decode.py")], cwd=tmp_path, capture_output=True, text=True)
+    run = subprocess.run([sys.executable, str(ROOT / "stages/decode.py"), "--out", "data/decoded"], cwd=tmp_path,
+                         capture_output=True, text=True)
     assert run.returncode == 2
     assert "Traceback" not in run.stderr and "error: data.corpus:" in run.stderr

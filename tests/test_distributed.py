@@ -24,7 +24,8 @@ from pronounce.params import load_params
 from pronounce.launch import LAUNCHED, relaunch_command
 from pronounce.train import sft_config
 
-ARGV = ["stages/train.py", "paper_r64"]
+ARGV = ["stages/train.py", "paper_r64", "--base", "models/base", "--decoded", "data/decoded", "--materialized",
+        "data/materialized", "--out", "models/paper_r64", "--live", "dvclive/paper_r64"]
 
 
 @pytest.fixture
@@ -67,8 +68,8 @@ def test_more_processes_than_gpus_is_refused(no_launcher):
 
 
 def test_grad_accum_is_split_over_the_processes(tmp_path):
-    recipe = load_params(ROOT / "params.yaml")["train"]["recipes"]["paper"]
-    assert recipe["grad_accum"] == 8
+    recipe = load_params(ROOT / "params.yaml").train.recipes["paper"]
+    assert recipe.grad_accum == 8
     assert sft_config(recipe, tmp_path, seed=1, num_processes=2).gradient_accumulation_steps == 4
     assert sft_config(recipe, tmp_path, seed=1, num_processes=8).gradient_accumulation_steps == 1
     with pytest.raises(ParamsError, match=r"train\.num_processes 3 does not divide the recipe's grad_accum 8"):
@@ -104,7 +105,7 @@ def workspace(tmp_path_factory):
 
 
 def run_stage(workspace, tmp_path, processes: int):
-    """`python stages/train.py paper_r64` in a copy of the workspace; returns the folder and stdout."""
+    """`python stages/train.py paper_r64 ...` (ARGV) in a copy of the workspace; returns the folder and stdout."""
     folder = tmp_path / f"n{processes}"
     folder.mkdir()
     (folder / "models").mkdir()
@@ -118,7 +119,7 @@ def run_stage(workspace, tmp_path, processes: int):
     params["lora"]["dropout"] = 0.0  # each rank draws its own dropout masks: not one process's
     (folder / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
     env = {k: v for k, v in os.environ.items() if k not in ("LOCAL_RANK", "WORLD_SIZE", LAUNCHED)}
-    run = subprocess.run([sys.executable, str(ROOT / "stages/train.py"), "paper_r64"], cwd=folder, env=env,
+    run = subprocess.run([sys.executable, str(ROOT / ARGV[0]), *ARGV[1:]], cwd=folder, env=env,
                          capture_output=True, text=True, timeout=600)
     assert run.returncode == 0, run.stdout[-3000:] + run.stderr[-3000:]
     return folder, run.stdout

@@ -15,6 +15,7 @@ from pronounce import evaluate as E
 from pronounce import generation as G
 from pronounce.checkpoints import adapter_digest
 from pronounce.errors import ParamsError
+from pronounce.params import EvalJob, load_params, parse_params
 from pronounce.tiny import AUDIO_TOKEN
 from pronounce.predictions import BASE_LABEL, read_jsonl
 
@@ -28,13 +29,12 @@ def single_thread(one_thread):  # noqa: F811 (the fixture imported above)
 
 
 def params(batch_size=4, epochs="all", max_new_tokens=6):
-    return {"seed": 0, "model": {"base": "builtin:tiny"},
-            "eval": {"batch_size": batch_size, "max_new_tokens": max_new_tokens, "epochs": epochs, "cpu_threads": 1,
-                     "determinism": "seeded"}}
+    return EvalJob("cfg", seed=0, model_base="builtin:tiny", batch_size=batch_size, max_new_tokens=max_new_tokens,
+                   cpu_threads=1, determinism="seeded", epochs=epochs)
 
 
 def evaluate(world, out, cache, p=None, model_dir="models/cfg"):
-    return E.run_evaluate(p or params(), "cfg", world / "models" / "base", world / "decoded", world / "materialized",
+    return E.run_evaluate(p or params(), world / "models" / "base", world / "decoded", world / "materialized",
                           None if model_dir is None else world / model_dir, out, cache_dir=cache, progress=False,
                           log=None)
 
@@ -173,37 +173,35 @@ def test_base_model_is_epoch_zero_with_its_speech_lora(world, tmp_path):
     assert (ours - bare).abs().max().item() > 1e-4
 
 
-def test_params_schema_accepts_the_eval_section():
-    from pronounce.params import validate, SCHEMA
+def with_epochs(epochs, profile="smoke"):
+    import yaml
 
-    section = {"batch_size": 8, "max_new_tokens": 160, "cpu_threads": 0, "determinism": "seeded"}
-    for ok in ("all", "none", "last:2", [1, 2, 3], {"paper": "all", "smoke": "last:2"}):
-        validate({**section, "epochs": ok}, SCHEMA["eval"])
-    for bad in ("last:0", "first", [0], 3, {}, {"paper": "first"}, {"paper": [0]}):
+    raw = yaml.safe_load((ROOT / "params.yaml").read_text(encoding="utf-8"))
+    raw["eval"]["epochs"], raw["train"]["profile"] = epochs, profile
+    return parse_params(raw)
+
+
+def test_params_schema_accepts_the_eval_section():
+    for ok, want in (("all", "all"), ("none", "none"), ("last:2", "last:2"), ([1, 2, 3], (1, 2, 3)),
+                     ({"paper": "all", "smoke": "last:2"}, "last:2")):
+        assert with_epochs(ok).eval_job("paper_r64").epochs == want
+    for bad in ("last:0", "first", [0], 3, {}, {"smoke": "first"}, {"smoke": [0]}):
         with pytest.raises(ParamsError, match=r"eval.epochs must be (all, none, last:<n>|str or list or dict)"):
-            validate({**section, "epochs": bad}, SCHEMA["eval"], "eval.")
+            with_epochs(bad)
 
 
 def test_eval_epochs_follow_the_training_profile(tmp_path):
-    import copy
-
     import yaml
 
-    from pronounce.params import eval_epochs_spec, load_params
-
     shipped = load_params(ROOT / "params.yaml")
-    assert shipped["train"]["recipes"]["paper"]["epochs"] == 4  # Table 3's epochs 1-4
+    assert shipped.train.recipes["paper"].epochs == 4  # Table 3's epochs 1-4
     for profile, want in (("paper", "all"), ("smoke", "last:2")):
-        p = copy.deepcopy(shipped)
-        p["train"]["profile"] = profile
-        assert eval_epochs_spec(p) == want
-    p = copy.deepcopy(shipped)
-    p["eval"]["epochs"] = [1, 3]  # one value for every profile
-    assert eval_epochs_spec(p) == [1, 3]
-    p["eval"]["epochs"] = {"smoke": "all"}
-    p["train"]["profile"] = "paper"
+        assert shipped.eval.epochs_for(profile) == want
+        assert with_epochs({"paper": "all", "smoke": "last:2"}, profile).eval_job("pretrained_r320").epochs == want
+    assert with_epochs([1, 3], "paper").eval_job("paper_r64").epochs == (1, 3)  # one value for every profile
+    assert with_epochs([1, 3]).eval_job("base").epochs is None  # the base model: epoch 0 only
     with pytest.raises(ParamsError, match=r"eval.epochs has no entry for train.profile 'paper' \(it has smoke\)"):
-        eval_epochs_spec(p)
+        with_epochs({"smoke": "all"}).eval.epochs_for("paper")
     path = ROOT / "params.yaml"
     text = yaml.safe_load(path.read_text(encoding="utf-8"))
     text["eval"]["epochs"] = {"smoke": "all"}

@@ -9,6 +9,7 @@ saved beside the real config.json, and loaded through the pipeline's own load_pr
 """
 
 import copy
+import dataclasses
 import json
 import math
 import re
@@ -65,7 +66,7 @@ def test_real_model_shape(meta_model):
 
 @pytest.mark.parametrize("pattern", ["params", "speech-lora"])
 def test_lora_regex_matches_the_128_decoder_projections_only(meta_model, params, pattern):
-    regex = params["lora"]["target_modules"] if pattern == "params" else M.SPEECH_LORA_TARGETS
+    regex = params.lora.target_modules if pattern == "params" else M.SPEECH_LORA_TARGETS
     linear = {n for n, m in meta_model.named_modules() if isinstance(m, torch.nn.Linear)}
     matched = {n for n, _ in meta_model.named_modules() if re.fullmatch(regex, n)}
     assert len(matched) == 128 and matched <= linear
@@ -86,9 +87,13 @@ def _lora_parameters(meta_model, peft_cfg) -> int:
     return trainable
 
 
+def paper_job(params, name):
+    """Config `name` trained under the paper's recipe."""
+    return dataclasses.replace(params.train_job(name), recipe=params.train.recipes["paper"])
+
+
 def test_trainable_parameters_of_both_configs(meta_model, params, tmp_path):
-    p = {**params, "_recipe": params["train"]["recipes"]["paper"]}
-    cfg, pretrained = lora_config(p["configs"]["paper_r64"], p, "unused", None)
+    cfg, pretrained = lora_config(paper_job(params, "paper_r64"), "unused", None)
     assert pretrained is None and cfg.r == 64
     assert _lora_parameters(meta_model, cfg) == 92_274_688
     # pretrained_r320 starts from the speech-lora the base stage writes (here its config as the
@@ -98,7 +103,7 @@ def test_trainable_parameters_of_both_configs(meta_model, params, tmp_path):
     folder.mkdir(parents=True)
     write_adapter_config(folder, main["r"], main["lora_alpha"], main["dp"])
     (folder / "adapter_model.safetensors").write_bytes(b"")  # present; lora_config reads only the config
-    cfg, pretrained = lora_config(p["configs"]["pretrained_r320"], p, str(tmp_path / "base"), None)
+    cfg, pretrained = lora_config(paper_job(params, "pretrained_r320"), str(tmp_path / "base"), None)
     assert pretrained == folder and (cfg.r, cfg.lora_alpha) == (320, 640)
     assert _lora_parameters(meta_model, cfg) == 461_373_440
 

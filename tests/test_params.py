@@ -1,3 +1,4 @@
+import dataclasses
 import subprocess
 import sys
 
@@ -6,7 +7,8 @@ import yaml
 from conftest import ROOT
 
 from pronounce.errors import ParamsError
-from pronounce.params import config_params, load_params
+from pronounce.params import ConfigParams, Params, Recipe, TrainJob, load_params, parse_params
+from pronounce.train import fingerprint, params_parts
 
 
 def write(tmp_path, edit):
@@ -19,7 +21,44 @@ def write(tmp_path, edit):
 
 def test_the_committed_params_are_valid():
     params = load_params(ROOT / "params.yaml")
-    assert set(params["configs"]) >= {"paper_r64", "pretrained_r320"}
+    assert isinstance(params, Params) and set(params.configs) >= {"paper_r64", "pretrained_r320"}
+    assert params.train.recipe is params.train.recipes["smoke"] and isinstance(params.train.recipe, Recipe)
+
+
+def test_params_are_frozen_and_typed():
+    params = load_params(ROOT / "params.yaml")
+    with pytest.raises(dataclasses.FrozenInstanceError):
+        params.lora.r = 8
+    with pytest.raises(TypeError, match="does not support item assignment"):
+        params.configs["new"] = params.configs["paper_r64"]
+    assert params.configs["pretrained_r320"] == ConfigParams(init="speech-lora", lora_params="model",
+                                                             unfreeze_audio=False)
+    assert isinstance(params.eval.epochs["paper"], str)
+
+
+# The training fingerprint (train.fingerprint: which checkpoint under runs/ a run may resume)
+# over the committed params, as computed before params were typed (the YAML's dicts:
+# fingerprint(cfg, params[cfg["lora_params"]], recipe, seed, num_processes)): typing them
+# must not change what a run hashes. pretrained_r320's changed once on purpose: it hashed the
+# removed speech_lora section ({"folder": "speech-lora"}), now None (nothing in params).
+OLD_FINGERPRINTS = {("smoke", "paper_r64"): "61d9a17ee9a5c089", ("paper", "paper_r64"): "103e16f671796e08"}
+
+
+@pytest.mark.parametrize("profile,name", sorted(OLD_FINGERPRINTS))
+def test_the_training_fingerprint_hashes_what_it_hashed_before(profile, name):
+    raw = yaml.safe_load((ROOT / "params.yaml").read_text())
+    raw["train"]["profile"] = profile
+    job = parse_params(raw).train_job(name)
+    assert fingerprint(*params_parts(job)) == OLD_FINGERPRINTS[profile, name]
+    cfg = raw["configs"][name]  # the old way, from the YAML's own dicts
+    assert fingerprint(cfg, raw[cfg["lora_params"]], raw["train"]["recipes"][profile], raw["seed"], 1) \
+        == OLD_FINGERPRINTS[profile, name]
+
+
+def test_a_speech_lora_config_takes_no_adapter_params():
+    job = load_params(ROOT / "params.yaml").train_job("pretrained_r320")
+    assert isinstance(job, TrainJob) and job.lora is None and params_parts(job)[1] is None
+    assert load_params(ROOT / "params.yaml").train_job("paper_r64").lora.r == 64
 
 
 @pytest.mark.parametrize("edit,message", [
@@ -32,15 +71,38 @@ def test_the_committed_params_are_valid():
     (lambda p: p["data"].pop("corpus"), r"missing key data\.corpus"),
     (lambda p: p["train"].update(profile="fast"), r"train\.profile 'fast' names no recipe"),
     (lambda p: p["configs"]["paper_r64"].update(init="warm"), r"configs\.paper_r64\.init must be fresh or speech-lora"),
+    (lambda p: p["configs"]["paper_r64"].update(lora_params="model"),
+     r"configs\.paper_r64\.lora_params must be lora for init fresh .*, got 'model'"),
+    (lambda p: p["configs"].update(base=p["configs"]["paper_r64"]), r"a config may not be named 'base'"),
+    (lambda p: p.update(speech_lora={"folder": "speech-lora"}), r"unknown key speech_lora \(known: configs, data"),
+    (lambda p: p["model"].update(revision=3), r"model\.revision must be str or null, got 3"),
+    (lambda p: p["model"].update(attn_implementation="flash"),
+     r"model\.attn_implementation must be eager or sdpa or flash_attention_2, got 'flash'"),
+    (lambda p: p["lora"].update(alpha=True), r"lora\.alpha must be int or float, got True"),
+    (lambda p: p["train"]["recipes"]["smoke"].pop("optim"), r"missing key train\.recipes\.smoke\.optim"),
+    (lambda p: p["train"]["recipes"].update(fast=3), r"train\.recipes\.fast must be a mapping"),
+    (lambda p: p["train"].update(recipes=[1]), r"train\.recipes must be a mapping"),
+    (lambda p: p["train"].update(determinism="strict"), r"train\.determinism must be seeded or full, got 'strict'"),
+    (lambda p: p["train"].update(num_processes=3), r"train\.num_processes 3 does not divide train\.recipes\.smoke"),
+    (lambda p: p["eval"].update(cpu_threads=-1), r"eval\.cpu_threads must be >= 0, got -1"),
+    (lambda p: p["score"].update(min_parse_rate=2), r"score\.min_parse_rate must be between 0 and 1, got 2"),
+    (lambda p: p.update(seed=-1), r"seed must be >= 0, got -1"),
 ])
 def test_bad_params_name_their_key(tmp_path, edit, message):
     with pytest.raises(ParamsError, match=message):
         load_params(write(tmp_path, edit))
 
 
-def test_a_config_that_does_not_exist():
+@pytest.mark.parametrize("job", ["train_job", "eval_job", "score_job"])
+def test_a_config_that_does_not_exist(job):
     with pytest.raises(ParamsError, match=r"no config 'paper_r128'.*paper_r64"):
-        config_params(load_params(ROOT / "params.yaml"), "paper_r128")
+        getattr(load_params(ROOT / "params.yaml"), job)("paper_r128")
+
+
+def test_the_file_must_be_a_mapping(tmp_path):
+    (tmp_path / "params.yaml").write_text("- 1\n")
+    with pytest.raises(ParamsError, match=r"params\.yaml: the file must be a mapping"):
+        load_params(tmp_path / "params.yaml")
 
 
 def test_invalid_yaml_is_a_clear_error(tmp_path):
@@ -51,7 +113,8 @@ def test_invalid_yaml_is_a_clear_error(tmp_path):
 
 def test_stage_reports_a_bad_param_in_one_line(tmp_path):
     write(tmp_path, lambda p: p["lora"].update(r="sixty"))
-    run = subprocess.run([sys.executable, str(ROOT / "stages/train.py"), "paper_r64"], cwd=tmp_path,
+    paths = [f"--{p}={tmp_path / p}" for p in ("base", "decoded", "materialized", "out", "live")]
+    run = subprocess.run([sys.executable, str(ROOT / "stages/train.py"), "paper_r64", *paths], cwd=tmp_path,
                          capture_output=True, text=True)
     assert run.returncode == 2 and "Traceback" not in run.stderr
     assert "error: params.yaml: lora.r must be int, got 'sixty'" in run.stderr

@@ -1,35 +1,36 @@
 """The preflight on the tiny model: its report, its projections, and broken setups it must stop."""
 
-import copy
 import json
 import math
 
 import pytest
 import yaml
-from conftest import BUNDLED, ROOT
+from conftest import BUNDLED, raw_params
 
 from pronounce.base import run_base
 from pronounce.guards import AudioTokenMismatch
 from pronounce.tiny import TINY_BPE_VOCAB_SIZE, TINY_SPECIAL_TOKENS
-from pronounce.params import load_params
+from pronounce.params import parse_params
 from pronounce.preflight import PreflightError, main, run_preflight
 
 
-@pytest.fixture
-def params():
-    p = copy.deepcopy(load_params(ROOT / "params.yaml"))
+def preflight_params() -> dict:
+    """params.yaml's dict on the bundled corpus with the smoke recipe."""
+    p = raw_params()
     p["data"]["corpus"] = str(BUNDLED)
     p["train"]["profile"] = "smoke"
     p["eval"]["max_new_tokens"] = 8  # seconds, not minutes; the projection scales with it anyway
     return p
 
 
+@pytest.fixture
+def params():
+    return preflight_params()
+
+
 @pytest.fixture(scope="module")
 def report():
-    p = copy.deepcopy(load_params(ROOT / "params.yaml"))
-    p["data"]["corpus"] = str(BUNDLED)
-    p["train"]["profile"] = "smoke"
-    p["eval"]["max_new_tokens"] = 8
+    p = parse_params(preflight_params())
     # No models/base or data/decoded there: both are made in a scratch folder.
     return p, run_preflight(p, base_dir="/nonexistent/base", decoded_dir="/nonexistent/decoded", steps=3,
                             log=lambda m: None)
@@ -99,7 +100,7 @@ def _broken_base(tmp_path, edit):
 def test_a_mismatched_audio_token_id_stops_it(params, tmp_path):
     base = _broken_base(tmp_path, lambda c: c["audio_config"].update(audio_token_id=c["vision_config"]["image_token_id"]))
     with pytest.raises(AudioTokenMismatch, match=r"processor\.audio_token_id is \d+ .*audio_config\.audio_token_id is \d+: the model would ignore"):
-        run_preflight(params, base_dir=base, decoded_dir=tmp_path / "none", log=lambda m: None)
+        run_preflight(parse_params(params), base_dir=base, decoded_dir=tmp_path / "none", log=lambda m: None)
 
 
 def test_the_remote_code_layout_stops_it_with_one_line(params, tmp_path, capsys, monkeypatch):
@@ -114,4 +115,4 @@ def test_the_remote_code_layout_stops_it_with_one_line(params, tmp_path, capsys,
 
 def test_an_unknown_config_is_named(params):
     with pytest.raises(PreflightError, match="no config 'nope'"):
-        run_preflight(params, configs=["nope"], log=lambda m: None)
+        run_preflight(parse_params(params), configs=["nope"], log=lambda m: None)

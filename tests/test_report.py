@@ -10,7 +10,7 @@ from pronounce import plots as P
 from pronounce import score as S
 from pronounce.predictions import BASE_LABEL
 from pronounce.report import TINY_WARNING, run_report
-from test_score import good_rows, make_scored, params, write_labels, write_predictions
+from test_score import good_rows, make_scored, params, report_job, score_job, write_labels, write_predictions
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -28,7 +28,7 @@ def scored(tmp_path, base="builtin:tiny", configs=("cfg_a", "cfg_b")):
 
 
 def report(tmp_path, p):
-    return run_report(p, tmp_path / "scores", tmp_path / "dvclive", tmp_path / "metrics" / "report.md",
+    return run_report(report_job(p), tmp_path / "scores", tmp_path / "dvclive", tmp_path / "metrics" / "report.md",
                       tmp_path / "metrics" / "plots", log=None)
 
 
@@ -88,7 +88,7 @@ def test_every_epoch_of_the_paper_profile_is_set_beside_the_papers_row(tmp_path)
     for name in p["configs"]:
         write_predictions(tmp_path / "predictions" / name, {
             "final": (4, good_rows("final", 4)), **{f"epoch-{k}": (k, good_rows(f"epoch-{k}", k)) for k in (1, 2, 3, 4)}})
-        S.run_score(p, name, labels.parent, tmp_path / "predictions" / name, tmp_path / "predictions" / "base",
+        S.run_score(score_job(p, name), labels.parent, tmp_path / "predictions" / name, tmp_path / "predictions" / "base",
                     tmp_path / "metrics" / f"{name}.json", tmp_path / "scores" / name, log=None)
     text = report(tmp_path, p)
     rows = section_rows(text, "Each epoch minus the paper's row")
@@ -108,7 +108,7 @@ def test_an_epoch_the_paper_lacks_is_named_not_compared(tmp_path):
     write_predictions(tmp_path / "predictions" / "base", {"epoch-0": (0, good_rows("epoch-0", 0))})
     write_predictions(tmp_path / "predictions" / "cfg", {"final": (10, good_rows("final", 10)),
                                                           "epoch-10": (10, good_rows("epoch-10", 10))})
-    S.run_score(params(), "cfg", labels.parent, tmp_path / "predictions" / "cfg", tmp_path / "predictions" / "base",
+    S.run_score(score_job(params(), "cfg"), labels.parent, tmp_path / "predictions" / "cfg", tmp_path / "predictions" / "base",
                 tmp_path / "metrics" / "cfg.json", tmp_path / "scores" / "cfg", log=None)
     text = report(tmp_path, params())
     assert section_rows(text, "Each epoch minus the paper's row")[1][:4] == ["cfg", "LoRA", "10", "(not in Table 3)"]

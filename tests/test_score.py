@@ -13,6 +13,7 @@ from conftest import BUNDLED
 from pronounce import paper as P
 from pronounce import score as S
 from pronounce.decode import run_decode
+from pronounce.params import ConfigParams, ModelParams, ReportJob, ScoreJob
 from pronounce.parse import parse_output
 from pronounce.predictions import write_jsonl
 
@@ -214,6 +215,18 @@ def params(base="builtin:tiny", unfreeze=False, min_parse_rate=0.0, configs=("cf
     }
 
 
+def score_job(p: dict, name: str) -> ScoreJob:
+    """What the score stage of config `name` reads, from a `params()` dict."""
+    return ScoreJob(name, ConfigParams(**p["configs"][name]), p["model"]["base"], p["data"]["corpus"],
+                    p["score"]["min_parse_rate"])
+
+
+def report_job(p: dict) -> ReportJob:
+    """What the report stage reads, from a `params()` dict."""
+    return ReportJob(tuple(p["configs"]), ModelParams(p["model"]["base"], p["model"]["revision"], "sdpa"),
+                     p["data"]["corpus"], p["train"]["profile"])
+
+
 def make_scored(tmp: Path, name="cfg", p=None):
     """Predictions of a config (final = epoch 3, plus epochs 2 and 3) and the base; run_score."""
     labels = write_labels(tmp / "decoded" / "test.arrow")
@@ -227,7 +240,7 @@ def make_scored(tmp: Path, name="cfg", p=None):
         "epoch-3": (3, good_rows("epoch-3", 3)),
     })
     p = p or params(configs=(name,))
-    metrics = S.run_score(p, name, labels.parent, tmp / "predictions" / name, tmp / "predictions" / "base",
+    metrics = S.run_score(score_job(p, name), labels.parent, tmp / "predictions" / name, tmp / "predictions" / "base",
                           tmp / "metrics" / f"{name}.json", tmp / "scores" / name, log=None)
     return metrics
 
@@ -274,7 +287,7 @@ def test_each_epoch_is_set_beside_the_papers_row_of_that_epoch(tmp_path, unfreez
     write_predictions(tmp_path / "predictions" / "base", {"epoch-0": (0, good_rows("epoch-0", 0))})
     write_predictions(tmp_path / "predictions" / "cfg", {
         "final": (4, good_rows("final", 4)), **{f"epoch-{k}": (k, good_rows(f"epoch-{k}", k)) for k in (1, 2, 3, 4)}})
-    metrics = S.run_score(params(unfreeze=unfreeze), "cfg", labels.parent, tmp_path / "predictions" / "cfg",
+    metrics = S.run_score(score_job(params(unfreeze=unfreeze), "cfg"), labels.parent, tmp_path / "predictions" / "cfg",
                           tmp_path / "predictions" / "base", tmp_path / "metrics" / "cfg.json",
                           tmp_path / "scores" / "cfg", log=None)
     ours = metrics["accuracy_pcc"]  # the same answers at every epoch: only the paper's row moves

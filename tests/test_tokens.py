@@ -2,16 +2,17 @@
 trainable weights of a bf16 model are fp32 master weights."""
 
 import copy
+from dataclasses import replace
 
 import pytest
 import torch
-from conftest import ROOT, training_workspace
+from conftest import ROOT, raw_params, training_workspace
 from safetensors.torch import load_file
 
 from pronounce import prompts
 from pronounce.errors import ParamsError
 from pronounce.model import load_base_model, load_processor
-from pronounce.params import load_params
+from pronounce.params import ConfigParams, parse_params
 from pronounce.adapters import build_peft_model, control_token_ids, lora_config
 from pronounce.train import run_train
 
@@ -33,10 +34,16 @@ def workspace(tmp_path_factory):
 
 @pytest.fixture
 def params():
-    p = copy.deepcopy(load_params(ROOT / "params.yaml"))
-    p["train"]["recipes"]["smoke"].update(epochs=1, batch_size=4, logging_steps=1, learning_rate=3e-3)
-    p["train"]["profile"] = "smoke"
-    return p
+    raw = raw_params()
+    raw["train"]["recipes"]["smoke"].update(epochs=1, batch_size=4, logging_steps=1, learning_rate=3e-3)
+    raw["train"]["profile"] = "smoke"
+    return parse_params(raw)
+
+
+def paper_job(params, name="paper_r64", config=None, **recipe):
+    """Config `name` (or `config` under that name) trained under the paper's recipe, with `recipe` changed."""
+    job = params.train_job(name)
+    return replace(job, config=config or job.config, recipe=replace(params.train.recipes["paper"], **recipe))
 
 
 def embedding_rows(model) -> torch.Tensor:
@@ -57,7 +64,7 @@ def test_training_moves_exactly_the_control_token_rows_and_they_round_trip(works
     processor = load_processor(workspace / "base")
     ids = control_token_ids(processor)
     assert processor.tokenizer.convert_ids_to_tokens(ids) == [prompts.APA_TOKEN, prompts.MDD_TOKEN]
-    run_train(params, name, workspace / "base", workspace / "decoded", workspace / "materialized",
+    run_train(params.train_job(name), workspace / "base", workspace / "decoded", workspace / "materialized",
               tmp_path / "model", tmp_path / "live", runs_dir=tmp_path / "runs")
     adapter = tmp_path / "model" / "adapter"
     saved = load_file(adapter / "adapter_model.safetensors")
@@ -96,9 +103,8 @@ def test_real_model_ties_lm_head_to_the_same_token_rows(real_meta, params):
     from pronounce.adapters import check_tied_tokens
 
     assert real_meta.config.tie_word_embeddings
-    p = {**params, "_recipe": params["train"]["recipes"]["paper"]}
     ids = [200025, 200026]  # new special tokens land in the padding rows (vocab 200064)
-    peft_cfg, _ = lora_config(p["configs"]["paper_r64"], p, "unused", None, ids)
+    peft_cfg, _ = lora_config(paper_job(params), "unused", None, ids)
     model = get_peft_model(copy.deepcopy(real_meta), peft_cfg)
     check_tied_tokens(model)
     trainable = {n: tuple(t.shape) for n, t in model.named_parameters() if t.requires_grad and ".lora_" not in n}
@@ -108,9 +114,8 @@ def test_real_model_ties_lm_head_to_the_same_token_rows(real_meta, params):
 
 
 def test_train_lm_head_on_a_tied_model_is_refused(real_meta, params):
-    p = {**params, "_recipe": {**params["train"]["recipes"]["paper"], "train_lm_head": True}}
     with pytest.raises(ParamsError, match="train_lm_head is true but this base model ties lm_head"):
-        build_peft_model(real_meta, p["configs"]["paper_r64"], p, "unused", None, None)
+        build_peft_model(real_meta, paper_job(params, train_lm_head=True), "unused", None, None)
 
 
 def test_bf16_model_trains_fp32_master_weights(workspace, params):
@@ -118,9 +123,9 @@ def test_bf16_model_trains_fp32_master_weights(workspace, params):
     rows are fp32; the frozen base stays bf16; a 2e-5 step moves them where bf16 would not."""
     processor = load_processor(workspace / "base")
     model = load_base_model(workspace / "base", dtype="bfloat16")
-    p = {**params, "_recipe": {**params["train"]["recipes"]["paper"], "train_lm_head": True}}
-    cfg = {"init": "fresh", "lora_params": "lora", "unfreeze_audio": True}
-    model = build_peft_model(model, cfg, p, str(workspace / "base"), None, processor)
+    job = paper_job(params, config=ConfigParams(init="fresh", lora_params="lora", unfreeze_audio=True),
+                    train_lm_head=True)
+    model = build_peft_model(model, job, str(workspace / "base"), None, processor)
     trainable = {n: t for n, t in model.named_parameters() if t.requires_grad}
     audio = {n: t for n, t in trainable.items() if "audio_embed.encoder" in n}
     assert audio and any(".lora_" in n for n in trainable) and any("trainable_tokens" in n for n in trainable)

@@ -1,15 +1,15 @@
 """Short real training runs of the tiny model on a slice of the bundled corpus."""
 
-import copy
 import json
+from dataclasses import replace
 
 import pytest
 import torch
-from conftest import ROOT, training_workspace
+from conftest import ROOT, raw_params, training_workspace
 from safetensors.torch import load_file
 from transformers import TrainerCallback
 
-from pronounce.params import load_params
+from pronounce.params import load_params, parse_params
 from pronounce.errors import ParamsError
 from pronounce.adapters import load_pretrained_lora, lora_config
 from pronounce.train import run_train, sft_config
@@ -22,15 +22,16 @@ def workspace(tmp_path_factory):
 
 @pytest.fixture
 def params():
-    p = copy.deepcopy(load_params(ROOT / "params.yaml"))
-    p["train"]["recipes"]["smoke"].update(epochs=2, batch_size=4, logging_steps=1, learning_rate=3e-3)
-    p["train"]["profile"] = "smoke"
-    return p
+    """params.yaml's dict with a short smoke recipe: a test edits it, `train` builds the job."""
+    raw = raw_params()
+    raw["train"]["recipes"]["smoke"].update(epochs=2, batch_size=4, logging_steps=1, learning_rate=3e-3)
+    raw["train"]["profile"] = "smoke"
+    return raw
 
 
 def train(ws, params, name, out, callbacks=()):
-    return run_train(params, name, ws / "base", ws / "decoded", ws / "materialized", out / "model",
-                     out / "live", runs_dir=out / "runs", callbacks=callbacks)
+    return run_train(parse_params(params).train_job(name), ws / "base", ws / "decoded", ws / "materialized",
+                     out / "model", out / "live", runs_dir=out / "runs", callbacks=callbacks)
 
 
 def adapter_bytes(folder):
@@ -78,8 +79,7 @@ def test_pretrained_r320_starts_from_the_speech_lora(workspace, params, tmp_path
 
     from pronounce.model import load_base_model
 
-    p = {**params, "_recipe": params["train"]["recipes"]["smoke"]}
-    peft_cfg, folder = lora_config(p["configs"]["pretrained_r320"], p, str(workspace / "base"), None)
+    peft_cfg, folder = lora_config(parse_params(params).train_job("pretrained_r320"), str(workspace / "base"), None)
     assert (peft_cfg.r, peft_cfg.lora_alpha, peft_cfg.lora_dropout) == (320, 640, 0.01)
     model = get_peft_model(load_base_model(workspace / "base"), peft_cfg)
     load_pretrained_lora(model, folder)
@@ -127,7 +127,8 @@ def test_interrupted_training_resumes_to_the_same_adapter(workspace, params, tmp
 def test_changed_params_never_resume_another_runs_checkpoint(workspace, params, tmp_path):
     with pytest.raises(KeyboardInterrupt, match="killed after the first checkpoint"):
         train(workspace, params, "paper_r64", tmp_path, callbacks=[Kill()])
-    changed = copy.deepcopy(params)
+    changed = raw_params()
+    changed["train"] = params["train"]
     changed["lora"]["r"] = 8
     assert train(workspace, changed, "paper_r64", tmp_path)["resumed_from"] is None
     assert train(workspace, params, "paper_r64", tmp_path)["resumed_from"] == "checkpoint-4"
@@ -135,7 +136,7 @@ def test_changed_params_never_resume_another_runs_checkpoint(workspace, params, 
 
 
 def test_the_paper_recipe_builds_a_valid_trainer_config(tmp_path):
-    recipe = load_params(ROOT / "params.yaml")["train"]["recipes"]["paper"]
+    recipe = load_params(ROOT / "params.yaml").train.recipes["paper"]
     cfg = sft_config(recipe, tmp_path, seed=1)
     assert (cfg.num_train_epochs, cfg.per_device_train_batch_size, cfg.gradient_accumulation_steps) == (4, 8, 8)  # Table 3: epochs 1-4
     assert (cfg.learning_rate, cfg.optim, cfg.max_length, cfg.logging_steps) == (2e-5, "adamw_torch", 2048, 10)
@@ -158,6 +159,7 @@ def test_a_run_shorter_than_logging_steps_still_logs_each_epoch(workspace, param
 def test_a_process_count_other_than_the_launchers_is_refused(workspace, params, tmp_path, monkeypatch):
     # The relaunch itself (one level, N processes, rank 0 writing) is tests/test_distributed.py's.
     monkeypatch.delenv("WORLD_SIZE", raising=False)
-    params["train"]["num_processes"] = 2  # but this process was started alone
+    job = replace(parse_params(params).train_job("paper_r64"), num_processes=2)  # but this process runs alone
     with pytest.raises(ParamsError, match=r"train\.num_processes is 2 but this run has 1 process"):
-        train(workspace, params, "paper_r64", tmp_path)
+        run_train(job, workspace / "base", workspace / "decoded", workspace / "materialized", tmp_path / "model",
+                  tmp_path / "live", runs_dir=tmp_path / "runs")

@@ -15,6 +15,7 @@ from . import prompts
 from .errors import ParamsError
 from .guards import check_audio_token
 from .model import check_vocab, load_base_model, speech_lora_path
+from .params import TrainJob
 
 AUDIO_MODULES = (  # the Unfreeze strategy's audio encoder and speech projector
     "model.embed_tokens_extend.audio_embed.encoder",
@@ -22,21 +23,21 @@ AUDIO_MODULES = (  # the Unfreeze strategy's audio encoder and speech projector
     "model.embed_tokens_extend.audio_embed.down_proj_for_speech",
 )
 
-def lora_config(cfg: dict, params: dict, base: str, revision, token_ids=None):
-    """The LoraConfig of a config: fresh from `lora`, or copied from the speech LoRA's own.
+def lora_config(job: TrainJob, base: str, revision, token_ids=None):
+    """The LoraConfig of a config: fresh from `job.lora`, or copied from the speech LoRA's own.
     `token_ids`: embedding rows trained alongside the adapter (PEFT's trainable tokens: the
     control tokens, see control_token_ids), saved in and restored from the adapter file."""
     from peft import LoraConfig
 
     modules_to_save = []
-    if cfg["unfreeze_audio"]:
+    if job.config.unfreeze_audio:
         modules_to_save += list(AUDIO_MODULES)
-    if params["_recipe"]["train_lm_head"]:
+    if job.recipe.train_lm_head:
         modules_to_save.append("lm_head")
-    if cfg["init"] == "fresh":
-        lora = params["lora"]
-        return LoraConfig(r=lora["r"], lora_alpha=lora["alpha"], lora_dropout=lora["dropout"],
-                          target_modules=lora["target_modules"], modules_to_save=modules_to_save or None,
+    if job.config.init == "fresh":
+        lora = job.lora
+        return LoraConfig(r=lora.r, lora_alpha=lora.alpha, lora_dropout=lora.dropout,
+                          target_modules=lora.target_modules, modules_to_save=modules_to_save or None,
                           trainable_token_indices=token_ids or None, task_type="CAUSAL_LM"), None
     folder = speech_lora_path(base, revision)
     own = json.loads((folder / "adapter_config.json").read_text(encoding="utf-8"))
@@ -76,16 +77,16 @@ def control_token_ids(processor) -> list[int]:
     return ids
 
 
-def build_peft_model(model, cfg: dict, params: dict, base: str, revision, processor):
+def build_peft_model(model, job: TrainJob, base: str, revision, processor):
     """The model with its adapter to train: LoRA (fresh or the speech LoRA's weights), the
     control tokens' embedding rows, any modules_to_save; every trainable weight in fp32."""
     from peft import get_peft_model
 
     tied = bool(getattr(model.config, "tie_word_embeddings", False))
-    if tied and params["_recipe"]["train_lm_head"]:
+    if tied and job.recipe.train_lm_head:
         raise ParamsError("params.yaml: train.recipes.*.train_lm_head is true but this base model ties lm_head to "
                           "its input embedding (the whole 200k-row matrix would train); set it to false")
-    peft_cfg, pretrained = lora_config(cfg, params, base, revision, control_token_ids(processor))
+    peft_cfg, pretrained = lora_config(job, base, revision, control_token_ids(processor))
     model = get_peft_model(model, peft_cfg)
     if pretrained is not None:
         load_pretrained_lora(model, pretrained)
@@ -128,16 +129,14 @@ def precision_flags(precision: str) -> dict:
     return {"bf16": precision == "bf16" or (precision == "auto" and has_bf16), "fp16": False}
 
 
-def training_model(params: dict, name: str, source, revision, processor, attn_implementation: str):
-    """The model config `name` trains: the base model, checked against the processor, in its
+def training_model(job: TrainJob, source, revision, processor, attn_implementation: str):
+    """The model config `job.name` trains: the base model, checked against the processor, in its
     adapter. One set-up for the train stage and the preflight, so a preview is the real run."""
-    recipe = params["train"]["recipes"][params["train"]["profile"]]
     # bf16 weights only where the trainer autocasts to bf16 (trainable ones then upcast to fp32
     # master weights by build_peft_model); without autocast, fp32 throughout.
-    bf16 = precision_flags(recipe["precision"])["bf16"]
+    bf16 = precision_flags(job.recipe.precision)["bf16"]
     model = load_base_model(source, revision, dtype=torch.bfloat16 if bf16 else torch.float32,
                             attn_implementation=attn_implementation)
     check_audio_token(model, processor)
     check_vocab(model, processor)
-    return build_peft_model(model, params["configs"][name], {**params, "_recipe": recipe}, source, revision,
-                            processor)
+    return build_peft_model(model, job, source, revision, processor)

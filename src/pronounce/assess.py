@@ -138,19 +138,19 @@ def find_base(config_dir: Path, base=None) -> tuple[str, str | None, str | None]
 class Assessor:
     """Loads base model + adapter once; `assess(recordings)` answers both tasks for each.
 
-    `params`: the pipeline's params (a dict or a params.yaml path) for `data.max_seconds` and
-    `eval.batch_size` / `eval.max_new_tokens`, so the command checks and generates exactly as the
-    pipeline does. The process's torch settings (threads, determinism) are left to the caller.
+    `params`: the pipeline's params (a pronounce.params.Params or a params.yaml path) for
+    `data.max_seconds` and `eval.batch_size` / `eval.max_new_tokens`, so the command checks and
+    generates exactly as the pipeline does. The process's torch settings (threads, determinism) are left to the caller.
     """
 
     def __init__(self, model, base=None, params="params.yaml"):
         from .evaluate import _load_model
         from .model import load_processor
-        from .params import load_params
+        from .params import Params, load_params
 
-        p = params if isinstance(params, dict) else load_params(params)
-        self.max_seconds = p["data"]["max_seconds"]
-        self.batch_size = p["eval"]["batch_size"]
+        p = params if isinstance(params, Params) else load_params(params)
+        self.max_seconds = p.data.max_seconds
+        self.batch_size = p.eval.batch_size
         adapter, config_dir = find_adapter(model)
         source, revision, attn = find_base(config_dir, base)
         try:
@@ -162,7 +162,7 @@ class Assessor:
         self.adapter = adapter
         self.prompts = {task: user_turn(task, processor.audio_token) for task in TASKS}
         self.min_samples = int(processor.audio_processor.win_length)
-        self.generate = Generator(self.model, processor, lambda row: row["audio"], p["eval"]["max_new_tokens"])
+        self.generate = Generator(self.model, processor, lambda row: row["audio"], p.eval.max_new_tokens)
 
     def assess(self, recordings, progress=False) -> list[dict]:
         """One result per recording, in the given order; AssessError first if a text is missing."""

@@ -69,7 +69,7 @@ def run(args) -> int:
     params = load_params(args.params)
     fmt = output_format(args)
     # Greedy generation needs no seed; the thread count is evaluate's (the tiny model is faster on one).
-    _threads(params["eval"]["cpu_threads"])
+    _threads(params.eval.cpu_threads)
     assessor = Assessor(args.model, base=args.base, params=params)
     results = assessor.assess(recs, progress=not args.no_progress and len(recs) > 1)
     text = RENDERERS[fmt](results)

@@ -47,7 +47,7 @@ def adapter_digest(folder) -> str:
 
 def parse_epochs(spec) -> tuple[str, int | list[int] | None]:
     """`eval.epochs`: "all", "none", "last:<n>" or a list of epoch numbers -> (kind, arg)."""
-    if isinstance(spec, list):
+    if isinstance(spec, (list, tuple)):  # a list in params.yaml, a tuple once loaded (pronounce.params)
         if not all(isinstance(e, int) and not isinstance(e, bool) and e >= 1 for e in spec):
             raise ParamsError(f"params.yaml: eval.epochs as a list must hold epoch numbers >= 1, got {spec!r}")
         return "list", sorted(set(spec))

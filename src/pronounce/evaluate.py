@@ -25,6 +25,7 @@ from pathlib import Path
 from .artifacts import atomic_dir, dir_digest, file_digest, write_json
 from .checkpoints import Checkpoint, adapter_digest, find_checkpoints
 from .generation import GenerationCache, Generator, cache_key, generate_checkpoint, make_batches, test_instances
+from .params import EvalJob
 from .parse import parse_output
 from .predictions import BASE_LABEL, sort_rows, write_jsonl
 
@@ -74,11 +75,10 @@ def _load_model(source, revision, processor, adapter: Path | None, speech_lora: 
     return model.eval()
 
 
-def gen_params(params: dict) -> dict:
+def gen_params(job: EvalJob) -> dict:
     """The eval params that shape a generation (and so key the cache; the thread count may change
     a CPU's floating-point summation order)."""
-    e = params["eval"]
-    return {"batch_size": e["batch_size"], "max_new_tokens": e["max_new_tokens"], "cpu_threads": e["cpu_threads"]}
+    return {"batch_size": job.batch_size, "max_new_tokens": job.max_new_tokens, "cpu_threads": job.cpu_threads}
 
 
 def _threads(n: int) -> None:
@@ -88,32 +88,32 @@ def _threads(n: int) -> None:
         torch.set_num_threads(n)
 
 
-def run_evaluate(params: dict, name: str, base_dir, decoded_dir, materialized_dir, model_dir, out_dir,
+def run_evaluate(job: EvalJob, base_dir, decoded_dir, materialized_dir, model_dir, out_dir,
                  cache_dir="runs/eval-cache", progress=True, log=print) -> dict:
-    """Evaluate config `name` (adapters under `model_dir`), or the base model when `model_dir` is
-    None (then `name` is only the label). Returns the summary written to out_dir/summary.json."""
+    """Evaluate config `job.name` (adapters under `model_dir`), or the base model when `model_dir`
+    is None (then the name is only the label). Returns the summary written to out_dir/summary.json."""
     from .artifacts import AudioStore
     from .base_manifest import base_attn_implementation, resolve_base
     from .model import load_processor, speech_lora_path
-    from .params import eval_epochs_spec
     from .parse import ParseResult, summarise
 
+    name = job.name
     started = time.perf_counter()
-    _deterministic(params["seed"], params["eval"]["determinism"])
-    _threads(params["eval"]["cpu_threads"])
+    _deterministic(job.seed, job.determinism)
+    _threads(job.cpu_threads)
     source, revision = resolve_base(base_dir)
     if model_dir is None:
         folder = speech_lora_path(source, revision)
         checkpoints = [Checkpoint("epoch-0", 0, folder, adapter_digest(folder), speech_lora=True)]
     else:
-        checkpoints = find_checkpoints(model_dir, eval_epochs_spec(params))
+        checkpoints = find_checkpoints(model_dir, job.epochs)
 
     instances = test_instances(materialized_dir)
     expected = {(r["utt_id"], r["task"]) for r in instances}
-    batches = make_batches(instances, params["eval"]["batch_size"])
+    batches = make_batches(instances, job.batch_size)
     test_hash = file_digest([Path(materialized_dir) / "test.arrow", Path(decoded_dir) / "test.arrow"])
     base_hash = dir_digest(base_dir)
-    gp = gen_params(params)
+    gp = gen_params(job)
     cache = GenerationCache(cache_dir)
     store = AudioStore(Path(decoded_dir) / "test.arrow")
     processor = None
@@ -143,9 +143,9 @@ def run_evaluate(params: dict, name: str, base_dir, decoded_dir, materialized_di
             ckpt.rows = rows
         by_name[ckpt.name] = ckpt
 
-    summary = {"config": name, "model_base": params["model"]["base"],
+    summary = {"config": name, "model_base": job.model_base,
                "model": BASE_LABEL if model_dir is None else f"base + {name} adapter", "eval": gp,
-               "epochs_param": eval_epochs_spec(params) if model_dir is not None else None,
+               "epochs_param": job.epochs if model_dir is not None else None,
                "test_instances": len(instances), "checkpoints": []}
     with atomic_dir(out_dir) as tmp:
         for ckpt in checkpoints:

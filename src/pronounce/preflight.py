@@ -43,6 +43,8 @@ import tempfile
 import time
 from pathlib import Path
 
+from .params import Params
+
 PROJECTIONS_PER_LAYER = 4  # qkv_proj, o_proj, gate_up_proj, down_proj
 
 
@@ -53,7 +55,7 @@ class PreflightError(Exception):
 # --------------------------------------------------------------------------- inputs
 
 
-def resolve_inputs(params: dict, base_dir, decoded_dir, work: Path) -> tuple[str, str | None, Path]:
+def resolve_inputs(params: Params, base_dir, decoded_dir, work: Path) -> tuple[str, str | None, Path]:
     """(model source, revision, decoded folder): the built ones when they match params."""
     from .base import run_base
     from .base_manifest import MANIFEST, resolve_base
@@ -61,15 +63,15 @@ def resolve_inputs(params: dict, base_dir, decoded_dir, work: Path) -> tuple[str
 
     manifest = Path(base_dir) / MANIFEST
     built = json.loads(manifest.read_text(encoding="utf-8")) if manifest.is_file() else {}
-    if built.get("base") != params["model"]["base"]:
+    if built.get("base") != params.model.base:
         base_dir = work / "base"
-        run_base(params["model"]["base"], params["model"]["revision"], params["seed"], base_dir)
+        run_base(params.model.base, params.model.revision, params.seed, base_dir)
     source, revision = resolve_base(base_dir)
     decoded = Path(decoded_dir)
     if not all((decoded / f).is_file() for f in ("train.arrow", "test.arrow", "report.json")):
         decoded = work / "decoded"
-        d = params["data"]
-        run_decode(d["corpus"], decoded, d["max_seconds"], d["max_reject_fraction"], progress=False)
+        d = params.data
+        run_decode(d.corpus, decoded, d.max_seconds, d.max_reject_fraction, progress=False)
     return source, revision, decoded
 
 
@@ -118,7 +120,7 @@ def scan_split(decoded: Path, split: str, processor, n: int) -> tuple[dict, int,
 # --------------------------------------------------------------------------- checks
 
 
-def check_setup(params: dict, names: list[str], source: str, revision, processor) -> dict:
+def check_setup(params: Params, names: list[str], source: str, revision, processor) -> dict:
     """Every static check; PreflightError (or the guard's own error) on the first that fails. Per
     config: LoRA targets and trainable parameters of the adapter run_train builds, on the meta
     device from the checkpoint's config (the real model costs no memory here)."""
@@ -133,13 +135,13 @@ def check_setup(params: dict, names: list[str], source: str, revision, processor
     kind = check_layout(source, revision)
     config = Phi4MultimodalConfig.from_pretrained(source, revision=revision)
     checks = {"layout": kind, "audio_token_id": check_audio_token(config, processor), "configs": {}}
-    layers, recipe = config.num_hidden_layers, params["train"]["recipes"][params["train"]["profile"]]
-    params = {**params, "_recipe": recipe}
+    layers = config.num_hidden_layers
     for name in names:
+        job = params.train_job(name)
         with torch.device("meta"):
             model = Phi4MultimodalForCausalLM(config)
         check_vocab(model, processor)
-        peft_cfg, _ = lora_config(params["configs"][name], params, source, revision)
+        peft_cfg, _ = lora_config(job, source, revision)
         targets = {n: m for n, m in model.named_modules()
                    if isinstance(m, torch.nn.Linear) and check_target_module_exists(peft_cfg, n)}
         audio = [n for n in targets if not n.startswith("model.layers.")]
@@ -148,7 +150,7 @@ def check_setup(params: dict, names: list[str], source: str, revision, processor
                 f"lora ({name}): the target regex matches {len(targets)} modules, {len(audio)} outside the text "
                 f"decoder (e.g. {audio[:2]}); expected {PROJECTIONS_PER_LAYER} x {layers} text-layer projections")
         lora_expected = peft_cfg.r * sum(m.in_features + m.out_features for m in targets.values())
-        model = build_peft_model(model, params["configs"][name], params, source, revision, processor)
+        model = build_peft_model(model, job, source, revision, processor)
         trainable = sum(p.numel() for p in model.parameters() if p.requires_grad)
         lora = sum(p.numel() for n, p in model.named_parameters() if p.requires_grad and ".lora_" in n)
         if lora != lora_expected:
@@ -194,7 +196,7 @@ def _memory(device) -> tuple[int, int, str]:
             os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES"), f"cpu ({os.cpu_count()} cores)")
 
 
-def probe_config(params: dict, name: str, source, revision, processor, decoded: Path, train_rows, test_rows,
+def probe_config(params: Params, name: str, source, revision, processor, decoded: Path, train_rows, test_rows,
                  steps: int, work: Path) -> dict:
     """Training steps, then one generation, of one config; times and peaks."""
     import datasets
@@ -208,13 +210,14 @@ def probe_config(params: dict, name: str, source, revision, processor, decoded: 
     from .adapters import training_model
     from .train import sft_config, trainer_class
 
-    device, recipe = _device(), params["train"]["recipes"][params["train"]["profile"]]
-    bs = recipe["batch_size"]
+    device, job = _device(), params.train_job(name)
+    recipe = job.recipe
+    bs = recipe.batch_size
     # run_train's set-up: the run's kernels, then its model (dtype, attention, guards, adapter).
-    set_determinism(params["seed"], params["train"]["determinism"])
-    if recipe["cpu_threads"] and device.type == "cpu":
-        torch.set_num_threads(recipe["cpu_threads"])
-    model = training_model(params, name, source, revision, processor, params["model"]["attn_implementation"])
+    set_determinism(job.seed, job.determinism)
+    if recipe.cpu_threads and device.type == "cpu":
+        torch.set_num_threads(recipe.cpu_threads)
+    model = training_model(job, source, revision, processor, params.model.attn_implementation)
 
     tasks = sorted(train_rows, key=lambda t: -len(train_rows[t][0]["prompt"]))  # the longer prompt first
     order = [r for i in range(steps) for r in train_rows[tasks[i % len(tasks)]][:bs]]
@@ -238,7 +241,7 @@ def probe_config(params: dict, name: str, source, revision, processor, decoded: 
 
     # The run's SFTConfig; only what makes this a probe differs: a fixed number of optimizer
     # steps of one micro-batch each, in our order, nothing saved or logged.
-    args = dataclasses.replace(sft_config(recipe, work / f"run-{name}", params["seed"]), max_steps=steps,
+    args = dataclasses.replace(sft_config(recipe, work / f"run-{name}", job.seed), max_steps=steps,
                                gradient_accumulation_steps=1, save_strategy="no", report_to=[], logging_steps=steps,
                                train_sampling_strategy="sequential", disable_tqdm=True)
     trainer = trainer_class()(model=model, args=args, train_dataset=datasets.Dataset.from_list(order),
@@ -251,13 +254,13 @@ def probe_config(params: dict, name: str, source, revision, processor, decoded: 
     del trainer
     model.eval()
 
-    if params["eval"]["cpu_threads"] and device.type == "cpu":
-        torch.set_num_threads(params["eval"]["cpu_threads"])
+    if params.eval.cpu_threads and device.type == "cpu":
+        torch.set_num_threads(params.eval.cpu_threads)
     _sync_reset(device, True)  # the optimizer's state is gone, as in the evaluate stage
     test_store = AudioStore(decoded / "test.arrow")
-    gen_rows = test_rows[tasks[0]][:params["eval"]["batch_size"]]
-    generate = Generator(model, processor, lambda row: test_store[row["audio_row"]], params["eval"]["max_new_tokens"])
-    model.generation_config.min_new_tokens = params["eval"]["max_new_tokens"]  # the worst case: no early stop
+    gen_rows = test_rows[tasks[0]][:params.eval.batch_size]
+    generate = Generator(model, processor, lambda row: test_store[row["audio_row"]], params.eval.max_new_tokens)
+    model.generation_config.min_new_tokens = params.eval.max_new_tokens  # the worst case: no early stop
     t0 = time.perf_counter()
     out = generate(gen_rows)
     _sync_reset(device, False)
@@ -272,19 +275,17 @@ def probe_config(params: dict, name: str, source, revision, processor, decoded: 
             "gen_batch_seconds": gen_s, "gen_peak_bytes": gen_peak}
 
 
-def project(params: dict, probe: dict, n_train_utts: int, n_test_utts: int, train_tokens: int) -> dict:
+def project(params: Params, probe: dict, n_train_utts: int, n_test_utts: int, train_tokens: int) -> dict:
     """The whole `dvc repro` of one config from its probe: upper bounds (see the module doc), and
     training at the probe's (padded) tokens/s over the corpus's own token count."""
     from .checkpoints import select_epochs
-    from .params import eval_epochs_spec
 
-    recipe = params["train"]["recipes"][params["train"]["profile"]]
-    procs = params["train"]["num_processes"]
-    micro = math.ceil(2 * n_train_utts / (recipe["batch_size"] * procs))  # APA + MDD per utterance
-    epochs = recipe["epochs"]
-    chosen = select_epochs(eval_epochs_spec(params), range(1, epochs + 1))
+    recipe, procs = params.train.recipe, params.train.num_processes
+    micro = math.ceil(2 * n_train_utts / (recipe.batch_size * procs))  # APA + MDD per utterance
+    epochs = recipe.epochs
+    chosen = select_epochs(params.eval.epochs_for(params.train.profile), range(1, epochs + 1))
     checkpoints = len(chosen) + (epochs not in chosen)  # the final adapter is the last epoch's
-    batches = math.ceil(n_test_utts / params["eval"]["batch_size"]) * 2  # one task per batch
+    batches = math.ceil(n_test_utts / params.eval.batch_size) * 2  # one task per batch
     return {"micro_batches_per_epoch": micro, "epochs": epochs, "train_seconds": micro * epochs * probe["step_seconds"],
             "train_seconds_expected": epochs * train_tokens / procs / probe["padded_tokens_per_s"],
             "checkpoints_evaluated": checkpoints, "eval_batches": batches,
@@ -292,25 +293,25 @@ def project(params: dict, probe: dict, n_train_utts: int, n_test_utts: int, trai
             "peak_bytes": max(probe["train_peak_bytes"], probe["gen_peak_bytes"])}
 
 
-def run_preflight(params: dict, base_dir="models/base", decoded_dir="data/decoded", steps: int = 4,
+def run_preflight(params: Params, base_dir="models/base", decoded_dir="data/decoded", steps: int = 4,
                   configs: list[str] | None = None, log=print) -> dict:
     from .model import load_processor
 
-    names = configs or list(params["configs"])
-    unknown = [n for n in names if n not in params["configs"]]
+    names = configs or list(params.configs)
+    unknown = [n for n in names if n not in params.configs]
     if unknown:
-        raise PreflightError(f"configs: no config {unknown[0]!r} (have: {', '.join(params['configs'])})")
+        raise PreflightError(f"configs: no config {unknown[0]!r} (have: {', '.join(params.configs)})")
     device = _device()
     with tempfile.TemporaryDirectory(prefix="pronounce-preflight-") as tmp:
         work = Path(tmp)
         source, revision, decoded = resolve_inputs(params, base_dir, decoded_dir, work)
         processor = load_processor(source, revision)
-        report = {"base": params["model"]["base"], "source": source, "revision": revision, "decoded": str(decoded),
-                  "profile": params["train"]["profile"], "device": _memory(device)[2],
+        report = {"base": params.model.base, "source": source, "revision": revision, "decoded": str(decoded),
+                  "profile": params.train.profile, "device": _memory(device)[2],
                   "device_memory_bytes": _memory(device)[1], "checks": None, "configs": {}}
         report["checks"] = check_setup(params, names, source, revision, processor)
         log(f"preflight: checks passed ({', '.join(names)}); measuring on {report['device']} ...")
-        bs = max(params["train"]["recipes"][params["train"]["profile"]]["batch_size"], params["eval"]["batch_size"])
+        bs = max(params.train.recipe.batch_size, params.eval.batch_size)
         train_rows, n_train, train_tokens = scan_split(decoded, "train", processor, bs)
         test_rows, n_test, _ = scan_split(decoded, "test", processor, bs)
         report.update(train_utterances=n_train, test_utterances=n_test, train_tokens_per_epoch=train_tokens,

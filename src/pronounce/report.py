@@ -28,7 +28,7 @@ import pandas as pd
 from .artifacts import atomic_write_text, write_json
 from .errors import PipelineError
 from .paper import HEADLINE, PAPER_SOURCE, PAPER_TABLE3, PAPER_TARGET_EPOCH, PAPER_TEST_UTTERANCES, fmt
-from .params import BUILTIN_TINY
+from .params import BUILTIN_TINY, ReportJob
 from .predictions import BASE_LABEL, BASE_NAME, FINAL
 
 COLUMNS = [  # (metric key, header): the paper's Table 3 order
@@ -270,9 +270,8 @@ def vs_paper_rows(details: dict[str, dict]) -> list[dict]:
 # --------------------------------------------------------------------------- the stage
 
 
-def render(params: dict, details: dict[str, dict], n_test: int) -> str:
-    base, corpus = params["model"]["base"], params["data"]["corpus"]
-    revision = params["model"].get("revision")
+def render(job: ReportJob, details: dict[str, dict], n_test: int) -> str:
+    base, corpus, revision = job.model.base, job.corpus, job.model.revision
     parts = []
     if base == BUILTIN_TINY:  # the very first line: nobody may take a smoke run for a reproduction
         parts += [TINY_WARNING]
@@ -282,7 +281,7 @@ def render(params: dict, details: dict[str, dict], n_test: int) -> str:
         f"Our rows were produced by base model **`{base}`**"
         + (f" (revision `{revision}`)" if revision else "")
         + f" on corpus **`{corpus}`** ({n_test} test utterances), training profile "
-        f"`{params['train']['profile']}`. The paper's rows are from {PAPER_SOURCE} "
+        f"`{job.profile}`. The paper's rows are from {PAPER_SOURCE} "
         f"(Phi-4-multimodal-instruct, speechocean762, {PAPER_TEST_UTTERANCES} test utterances).",
         "",
     ]
@@ -313,11 +312,11 @@ def render(params: dict, details: dict[str, dict], n_test: int) -> str:
     return "\n".join(parts)
 
 
-def run_report(params: dict, scores_dir, dvclive_dir, out_md, plots_dir, log=print) -> str:
-    configs = list(params["configs"])
+def run_report(job: ReportJob, scores_dir, dvclive_dir, out_md, plots_dir, log=print) -> str:
+    configs = list(job.configs)
     details = load_details(scores_dir, configs)
     n_test = next(iter(details.values()))["checkpoints"][FINAL]["n_utterances"]
-    text = render(params, details, n_test)
+    text = render(job, details, n_test)
     out_md = Path(out_md)
     out_md.parent.mkdir(parents=True, exist_ok=True)
     atomic_write_text(out_md, text)
@@ -326,5 +325,5 @@ def run_report(params: dict, scores_dir, dvclive_dir, out_md, plots_dir, log=pri
     write_json(plots_dir / "vs_paper.json", vs_paper_rows(details))
     write_json(plots_dir / "train_loss.json", [r for name in configs for r in read_loss(dvclive_dir, name)])
     if log:
-        log(f"report: {out_md} ({len(configs)} config(s), base {params['model']['base']})")
+        log(f"report: {out_md} ({len(configs)} config(s), base {job.model.base})")
     return text

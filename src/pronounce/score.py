@@ -50,6 +50,7 @@ from .artifacts import read_arrow, write_json
 from .errors import PipelineError
 from .metrics import mdd_counts, mdd_scores, mdd_worst_case, pcc, penalise_insertions, per, sum_counts, wer
 from .paper import HEADLINE, PAPER_SOURCE, fmt, paper_epoch_for, paper_row
+from .params import ConfigParams, ScoreJob
 from .parse import ParseResult, summarise
 from .phones import annotation_pairs
 from .predictions import BASE_NAME, FINAL, read_jsonl
@@ -72,9 +73,9 @@ class ScoreError(PipelineError):
     """Predictions that cannot be scored (wrong test set, a parse rate under score.min_parse_rate)."""
 
 
-def strategy_of(cfg: dict) -> str:
+def strategy_of(cfg: ConfigParams) -> str:
     """The paper's strategy a config reproduces."""
-    return "Unfreeze" if cfg["unfreeze_audio"] else "LoRA"
+    return "Unfreeze" if cfg.unfreeze_audio else "LoRA"
 
 
 # --------------------------------------------------------------------------- inputs
@@ -215,10 +216,9 @@ def checkpoint_files(pred_dir) -> list[tuple[str, int | None, Path]]:
     return [(c["name"], c["epoch"], pred_dir / c["file"]) for c in summary["checkpoints"]]
 
 
-def run_score(params: dict, name: str, decoded_dir, pred_dir, base_pred_dir, metrics_path, out_dir,
-              log=print) -> dict:
-    cfg = params["configs"][name]
-    strategy = strategy_of(cfg)
+def run_score(job: ScoreJob, decoded_dir, pred_dir, base_pred_dir, metrics_path, out_dir, log=print) -> dict:
+    name = job.name
+    strategy = strategy_of(job.config)
     labels = load_labels(Path(decoded_dir) / "test.arrow")
 
     checkpoints = {}  # name -> (epoch, scored, rows)
@@ -247,8 +247,8 @@ def run_score(params: dict, name: str, decoded_dir, pred_dir, base_pred_dir, met
                "paper_epoch": paper_epoch, "paper": paper, "diff": _diff(flat, paper), "epochs": epochs}
 
     details = {
-        "config": name, "strategy": strategy, "model_base": params["model"]["base"],
-        "corpus": params["data"]["corpus"], "unparsed_rule": UNPARSED_RULE,
+        "config": name, "strategy": strategy, "model_base": job.model_base,
+        "corpus": job.corpus, "unparsed_rule": UNPARSED_RULE,
         "paper_target": {"source": PAPER_SOURCE, "strategy": strategy, "epoch": paper_epoch},
         "metrics": metrics,
         "checkpoints": {ckpt: {"epoch": epoch, **scored} for ckpt, (epoch, scored, _) in checkpoints.items()},
@@ -261,7 +261,7 @@ def run_score(params: dict, name: str, decoded_dir, pred_dir, base_pred_dir, met
     write_json(out_dir / "per_vs_accuracy.json", per_vs_accuracy(final_rows, labels))
     write_json(metrics_path, metrics)
 
-    bound = params["score"]["min_parse_rate"]
+    bound = job.min_parse_rate
     low = {t: final["parse"][t]["parse_rate"] for t in TASKS if (final["parse"][t]["parse_rate"] or 0) < bound}
     if log:
         shown = ", ".join(f"{k} {fmt(flat[k])}" for k in (*HEADLINE, "parse_rate"))
@@ -269,5 +269,5 @@ def run_score(params: dict, name: str, decoded_dir, pred_dir, base_pred_dir, met
     if low:
         raise ScoreError(f"{name}: the final adapter's parse rate is below score.min_parse_rate={bound} for "
                          + ", ".join(f"{t} ({v:.3f})" for t, v in low.items())
-                         + f"; see predictions/{name}/summary.json for why answers failed to parse")
+                         + f"; see {Path(pred_dir) / 'summary.json'} for why answers failed to parse")
     return metrics

@@ -19,6 +19,7 @@ import math
 import os
 import shutil
 import time
+from dataclasses import asdict
 from pathlib import Path
 
 import torch
@@ -32,6 +33,7 @@ from .determinism import set_determinism
 from .errors import ParamsError
 from .materialize import load_instances
 from .model import load_processor
+from .params import Recipe, TrainJob
 
 STABLE_LOG_KEYS = ("loss", "learning_rate", "grad_norm", "epoch")  # wall-clock-free, so reruns match
 
@@ -44,28 +46,36 @@ def fingerprint(*parts) -> str:
     return h.hexdigest()[:16]
 
 
-def sft_config(recipe: dict, run_dir: Path, seed: int, num_processes: int = 1):
+def params_parts(job: TrainJob) -> tuple:
+    """The params a run depends on, as the fingerprint hashes them: the config, its fresh LoRA
+    (None for a speech-lora config), the recipe, seed and process count, each the YAML's own
+    values (the same hash as when they were dicts; tested)."""
+    return (asdict(job.config), None if job.lora is None else asdict(job.lora), asdict(job.recipe), job.seed,
+            job.num_processes)
+
+
+def sft_config(recipe: Recipe, run_dir: Path, seed: int, num_processes: int = 1):
     """The trainer's arguments for a recipe, run as `num_processes` DDP processes: each
     accumulates grad_accum / N batches, so the effective batch stays the recipe's
     batch_size x grad_accum (params.py refuses an N that does not divide grad_accum)."""
     from trl import SFTConfig
 
-    if recipe["grad_accum"] % num_processes:
+    if recipe.grad_accum % num_processes:
         raise ParamsError(f"params.yaml: train.num_processes {num_processes} does not divide the recipe's "
-                          f"grad_accum {recipe['grad_accum']}")
+                          f"grad_accum {recipe.grad_accum}")
     return SFTConfig(
         output_dir=str(run_dir),
-        num_train_epochs=recipe["epochs"],
-        per_device_train_batch_size=recipe["batch_size"],
-        gradient_accumulation_steps=recipe["grad_accum"] // num_processes,
-        learning_rate=recipe["learning_rate"],
-        lr_scheduler_type=recipe["lr_scheduler"],
-        warmup_steps=recipe["warmup_ratio"],  # a float in [0, 1) is a ratio of all steps
-        optim=recipe["optim"],
-        max_length=recipe["max_length"],
-        logging_steps=recipe["logging_steps"],
-        activation_checkpointing=recipe["gradient_checkpointing"],
-        **precision_flags(recipe["precision"]),
+        num_train_epochs=recipe.epochs,
+        per_device_train_batch_size=recipe.batch_size,
+        gradient_accumulation_steps=recipe.grad_accum // num_processes,
+        learning_rate=recipe.learning_rate,
+        lr_scheduler_type=recipe.lr_scheduler,
+        warmup_steps=recipe.warmup_ratio,  # a float in [0, 1) is a ratio of all steps
+        optim=recipe.optim,
+        max_length=recipe.max_length,
+        logging_steps=recipe.logging_steps,
+        activation_checkpointing=recipe.gradient_checkpointing,
+        **precision_flags(recipe.precision),
         save_strategy="epoch",
         save_total_limit=1,  # resuming needs only the last; EpochAdapters keeps each epoch's adapter
         eval_strategy="no",
@@ -184,43 +194,39 @@ def latest_checkpoint(run_dir: Path) -> Path | None:
     return complete[-1] if complete else None
 
 
-def run_train(params: dict, name: str, base_dir, decoded_dir, materialized_dir, out_dir, live_dir,
-              runs_dir="runs", callbacks=()) -> dict | None:
-    """Train config `name`; returns its timing, or None in a DDP process other than rank 0."""
+def run_train(job: TrainJob, base_dir, decoded_dir, materialized_dir, out_dir, live_dir, runs_dir="runs",
+              callbacks=()) -> dict | None:
+    """Train config `job.name`; returns its timing, or None in a DDP process other than rank 0."""
     import datasets
 
     from .base_manifest import base_attn_implementation, resolve_base
 
     datasets.disable_caching()  # never write cache files into data/materialized (a DVC input)
-    cfg = params["configs"][name]
-    recipe = params["train"]["recipes"][params["train"]["profile"]]
-    params = {**params, "_recipe": recipe}
+    name, recipe, processes = job.name, job.recipe, job.num_processes
     base, revision = resolve_base(base_dir)
 
-    processes = params["train"]["num_processes"]
     world = int(os.environ.get("WORLD_SIZE", "1"))  # set by the launcher in each DDP process
     if world != processes:  # e.g. a launcher configured for another number of processes
         raise ParamsError(f"params.yaml: train.num_processes is {processes} but this run has {world} "
                           f"process(es): set train.num_processes to the launcher's world size")
     # A checkpoint resumes only under the same number of processes (its sampler and RNG states).
-    key = fingerprint(cfg, params[cfg["lora_params"]], recipe, params["seed"], processes,
-                      dir_digest(Path(materialized_dir)), dir_digest(Path(base_dir)))
+    key = fingerprint(*params_parts(job), dir_digest(Path(materialized_dir)), dir_digest(Path(base_dir)))
     run_dir = Path(runs_dir) / name / key
     run_dir.mkdir(parents=True, exist_ok=True)
     os.environ["TENSORBOARD_LOGGING_DIR"] = str(Path(runs_dir) / name / "tensorboard" / key)
 
     # Seed before the adapter is created: LoRA's A matrices are drawn from the global RNG.
-    set_determinism(params["seed"], params["train"]["determinism"])
-    if recipe["cpu_threads"] and not torch.cuda.is_available():
-        torch.set_num_threads(recipe["cpu_threads"])
+    set_determinism(job.seed, job.determinism)
+    if recipe.cpu_threads and not torch.cuda.is_available():
+        torch.set_num_threads(recipe.cpu_threads)
     processor = load_processor(base, revision)
-    model = training_model(params, name, base, revision, processor, base_attn_implementation(base_dir))
+    model = training_model(job, base, revision, processor, base_attn_implementation(base_dir))
 
     store = AudioStore(Path(decoded_dir) / "train.arrow")
     collator = PronunciationCollator(processor, audio_lookup=lambda row: store[row["audio_row"]])
     trainer = trainer_class()(
         model=model,
-        args=sft_config(recipe, run_dir, params["seed"], processes),
+        args=sft_config(recipe, run_dir, job.seed, processes),
         train_dataset=with_lengths(load_instances(materialized_dir, "train"), processor.tokenizer),
         data_collator=collator,
         processing_class=processor,
