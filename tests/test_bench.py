@@ -189,3 +189,14 @@ def test_the_gpu_bench_on_cuda():
     assert 0 < t["mfu"] < t["util_6n"] < 1  # above 1 would mean the FLOPs are miscounted
     assert t["peak_memory_bytes"] < r["memory_total_bytes"]
     assert t["plain_loss"]["step_seconds"] > 0 and r["generate"]["batched_tokens_per_s"] > 0
+
+
+def test_handwritten_jsonindex_reads_what_json_load_reads(capsys):
+    """benchmarks/handwritten.py at smoke scale: pronounce.jsonindex (and ijson, where installed)
+    against json.load, each in a fresh process; every variant fetches the same entries."""
+    from benchmarks.handwritten import main
+
+    assert main(["--only", "jsonindex", "--repeats", "1", "--scale", "40"]) == 0
+    rows = [line.split(" | ") for line in capsys.readouterr().out.splitlines() if line.startswith("| scores.json")]
+    assert {(r[0], r[1]) for r in rows} >= {("| scores.json, 40 entries", "index"), ("| scores.json, 160 entries", "index")}
+    assert all(r[-1] == "True |" for r in rows), rows
