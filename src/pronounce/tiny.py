@@ -16,6 +16,7 @@ import re
 from pathlib import Path
 
 from . import prompts
+from .audio_mask import mask_audio_padding
 from .model import SPEECH_LORA_DIR, SPEECH_LORA_R, SPEECH_LORA_TARGETS, speech_lora_config
 from .phones import ARPABET
 
@@ -175,12 +176,70 @@ def tiny_model(seed: int = 0, corpus_dir=DEFAULT_TOKENIZER_CORPUS):
     config = tiny_config(tokenizer)
     torch.manual_seed(seed)
     model = Phi4MultimodalForCausalLM(config).eval()
+    calibrate_audio(model, seed)
+    mask_audio_padding(model)  # as load_base_model does: the in-memory model behaves as the saved one
     model.generation_config = GenerationConfig(
         bos_token_id=config.bos_token_id,
         eos_token_id=[tokenizer.convert_tokens_to_ids(prompts.END), config.pad_token_id],
         pad_token_id=config.pad_token_id,
     )
     return model, tokenizer
+
+
+def reference_audio(seed: int):
+    """Generic audio to calibrate the tiny audio path on: seeded white noise at five levels and
+    five tones from 200 Hz to 3.2 kHz (2 s each, 16 kHz), spanning speech's levels and bands.
+    Not any corpus: the tiny model is the same whatever data it is later trained on."""
+    import numpy as np
+
+    rng = np.random.default_rng(seed)
+    t = np.arange(2 * 16000) / 16000
+    levels = (0.003, 0.01, 0.03, 0.1, 0.3)
+    noise = [rng.standard_normal(t.size) * a for a in levels]
+    tones = [a * np.sin(2 * np.pi * f * t) for f, a in zip((200, 400, 800, 1600, 3200), reversed(levels))]
+    return [x.astype(np.float32) for x in noise + tones]
+
+
+def calibrate_audio(model, seed: int) -> None:
+    """Make the random audio path pass its input on, as a trained one does (in place).
+
+    Measured on the synthetic corpus (README, "Does the model hear?"), transformers' random
+    initialisation leaves the audio embeddings 99.8% a constant: the log-mel features are 99%
+    their offset (the real model normalises them with its training audio's statistics; a new
+    model has mean 0, std 1), the front end's std-0.02 convolutions shrink them ~10^6-fold,
+    and the conformer blocks' own biases become the output. The decoder then cannot learn what
+    was said. Three changes, each what a trained encoder has, computed on ``reference_audio``:
+    1. the feature normalisation gets the reference's per-bin mean and std;
+    2. the encoder's linear and convolutional layers get PyTorch's fan-in initialisation with
+       zero biases, which keeps the signal's scale through the front end and the blocks;
+    3. the speech projection is shifted by the reference's mean output and scaled so the
+       variation around it matches the text embeddings' norm.
+    The audio tokens then vary ~50% around their mean, and a frozen encoder lets the decoder
+    learn phones, loudness and error marks in the smoke recipe's 600 steps.
+    """
+    import torch
+    from transformers import Phi4MultimodalFeatureExtractor
+
+    embed = model.model.embed_tokens_extend.audio_embed
+    encoder, up, down = embed.encoder, embed.up_proj_for_speech, embed.down_proj_for_speech
+    extractor = Phi4MultimodalFeatureExtractor()
+    features = [extractor([x], sampling_rate=16000, return_tensors="pt")["audio_input_features"]
+                for x in reference_audio(seed)]
+    with torch.no_grad():
+        frames = torch.cat([f[0] for f in features])
+        encoder.encoder_embedding.global_mean.copy_(frames.mean(0))
+        encoder.encoder_embedding.global_invstd.copy_(1 / frames.std(0).clamp_min(1e-3))
+        torch.manual_seed(seed + 2)
+        for module in encoder.modules():
+            if isinstance(module, (torch.nn.Linear, torch.nn.Conv1d, torch.nn.Conv2d)):
+                module.reset_parameters()
+                if module.bias is not None:
+                    module.bias.zero_()
+        out = torch.cat([down(torch.nn.functional.gelu(up(encoder(f, None))))[0] for f in features])
+        mean = out.mean(0)
+        scale = model.model.embed_tokens.weight.norm(dim=-1).mean() / (out - mean).norm(dim=-1).mean()
+        down.weight.mul_(scale)
+        down.bias.copy_((down.bias - mean) * scale)
 
 
 def build_tiny_model(out_dir: str | os.PathLike, seed: int = 0, corpus_dir=DEFAULT_TOKENIZER_CORPUS) -> Path:
