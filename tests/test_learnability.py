@@ -1,42 +1,50 @@
-"""Does the model hear? The tiny model, trained with the smoke recipe on the synthetic corpus
-(pronounce.synthetic: every right answer is audible), against the same run with each instance
-given another utterance's clip (the ablation). What the tiny model learns in 600 CPU steps is
-the clip's timing: its fluency answers follow the long pauses (PCC 0.85) and the ablation's are
-constant. That proves each instance gets its own clip in training and in generation: an
-off-by-one or shuffled `audio_row`, or clips swapped between utterances of different lengths,
-fail here while every other test passes. It does not yet prove the clip's content is heard:
-the tiny model learns neither the phones, the loudness nor the error marks (PER 0.83, as
-guessing; README, "Does the model hear?"), so a swap between clips of one length, or a
-content-only corruption, is not caught.
+"""Does the model hear? The tiny model, trained with the smoke recipe (for 20 epochs) on the
+synthetic corpus (pronounce.synthetic: every right answer is audible), against the same run with
+each instance given another utterance's clip (the ablation). Measured (README, "Does the model
+hear?"): the real run's fluency PCC 0.97, prosodic 0.76, total 0.82, PER 0.65, WER 0.62, MDD
+F1 0.33; the ablation's PCCs constant or not significant, PER 0.79, WER 0.85, F1 0.27.
+
+What it proves: each instance gets its own clip in training and in generation, and its
+content is heard. Fluency follows the clip's timing, so an off-by-one or shuffled `audio_row`
+fails it; prosodic follows loudness, which the clip's length does not tell (asserted on the
+labels), and the transcripts follow the sounds, so a swap between clips of one length, or a
+padding or placeholder mistake that corrupts the audio, fails those. The thresholds keep a
+margin under the measured values; runs are bit-identical on one machine. Not learnt yet:
+accuracy (its answers are constant: the error marks are not heard) and MDD well above
+no-skill.
 
 Both runs go through the package's stage functions (decode -> base -> materialize -> train ->
 evaluate -> score), in two processes of one torch thread each (CI has two cores).
 """
 
-import copy
 import json
 import os
 import shutil
 from concurrent.futures import ProcessPoolExecutor
 from multiprocessing import get_context
 
+import numpy as np
 import pyarrow as pa
 import pytest
-from conftest import ROOT
+from conftest import raw_params
 
 from pronounce.artifacts import read_arrow
 from pronounce.base import run_base
 from pronounce.decode import run_decode
 from pronounce.predictions import FINAL
 from pronounce.materialize import run_materialize
-from pronounce.params import load_params
+from pronounce.params import parse_params
 from pronounce.synthetic import write_synthetic_corpus
 
 pytestmark = pytest.mark.slow
 
 SEED, N_TRAIN, N_TEST = 0, 240, 60
-# The paper's Unfreeze strategy: the tiny audio encoder is random, so it must be trained to hear.
-CONFIG = {"init": "fresh", "lora_params": "lora", "unfreeze_audio": True}
+# The smoke recipe, run for 20 epochs (1,200 steps) instead of its 10: measured in a direct loop,
+# the phones' teacher-forced accuracy is 0.46-0.58 after 600 steps and 0.64 after 1,200.
+EPOCHS = 20
+# The embedded default's strategy (the paper's frozen encoder): the tiny encoder is calibrated to
+# pass its input on (tiny.calibrate_audio); training it loses content (README, "Does the model hear?").
+CONFIG = {"init": "fresh", "lora_params": "lora", "unfreeze_audio": False}
 
 
 def derange(src, dst) -> None:
@@ -62,18 +70,20 @@ def train_evaluate_score(ws, materialized, name) -> dict:
     from pronounce.train import run_train
 
     torch.set_num_threads(1)
-    params = copy.deepcopy(load_params(ROOT / "params.yaml"))
-    params["train"]["profile"] = "smoke"
-    params["configs"] = {name: CONFIG}
-    params["eval"]["epochs"] = "none"
+    raw = raw_params()
+    raw["train"]["profile"] = "smoke"
+    raw["train"]["recipes"]["smoke"]["epochs"] = EPOCHS
+    raw["configs"] = {name: CONFIG}
+    raw["eval"]["epochs"] = "none"
+    params = parse_params(raw)
     out = ws / name
-    run_train(params, name, ws / "base", ws / "decoded", materialized, out / "model", out / "live",
+    run_train(params.train_job(name), ws / "base", ws / "decoded", materialized, out / "model", out / "live",
               runs_dir=out / "runs")
-    run_evaluate(params, name, ws / "base", ws / "decoded", materialized, out / "model", out / "predictions",
-                 cache_dir=out / "cache", progress=False, log=None)
+    run_evaluate(params.eval_job(name), ws / "base", ws / "decoded", materialized, out / "model",
+                 out / "predictions", cache_dir=out / "cache", progress=False, log=None)
     (out / "base-predictions").mkdir()  # no untrained-model row: not what this test is about
     (out / "base-predictions" / "summary.json").write_text('{"checkpoints": []}')
-    run_score(params, name, ws / "decoded", out / "predictions", out / "base-predictions", out / "metrics.json",
+    run_score(params.score_job(name), ws / "decoded", out / "predictions", out / "base-predictions", out / "metrics.json",
               out / "scores", log=None)
     return json.loads((out / "scores" / "details.json").read_text())["checkpoints"][FINAL]
 
@@ -94,7 +104,8 @@ def runs(tmp_path_factory):
         ablation = pool.submit(train_evaluate_score, ws, ws / "deranged", "ablation")
         scored = {"real": real.result(), "ablation": ablation.result()}
     labels = read_arrow(ws / "decoded" / "test.arrow").to_pylist()
-    print(json.dumps({k: v["metrics"] for k, v in scored.items()}, indent=1))  # the measured values, in the log
+    print(json.dumps({k: {"metrics": v["metrics"], "apa": v["apa"], "mdd_counts": v["mdd_counts"]}
+                      for k, v in scored.items()}, indent=1))  # the measured values, in the log
     return scored, labels
 
 
@@ -111,13 +122,40 @@ def test_the_derangement_moves_every_clip(tmp_path):
     assert read_arrow(tmp_path / "d/test.arrow").column("audio_row").to_pylist() == [1, 1, 2, 2, 0, 0]
 
 
+def _significant(got, at_least, p_below):
+    assert got["value"] is not None and got["value"] >= at_least and got["p_value"] < p_below, got
+
+
 def test_the_model_hears_its_own_clip(runs):
     """Fluency: long pauses lengthen the clip, so a model that gets each instance's own clip
-    predicts it (measured PCC 0.85, p ~ 1e-17; 0.92 with a re-initialised audio front end)."""
-    fluency = runs[0]["real"]["apa"]["fluency"]
-    assert fluency["value"] is not None and fluency["value"] >= 0.7, fluency
-    assert fluency["p_value"] < 1e-6, fluency
+    predicts it (measured PCC 0.97, p 3e-37)."""
+    _significant(runs[0]["real"]["apa"]["fluency"], 0.8, 1e-10)
     assert runs[0]["real"]["metrics"]["parse_rate"] == 1.0
+
+
+def test_the_model_hears_what_was_said(runs):
+    """Content, not length: loudness (prosodic, measured PCC 0.76, p 3e-12; total 0.82) and the
+    sounds (PER 0.65 and WER 0.62 against the ablation's 0.79 and 0.85)."""
+    (scored, labels) = runs
+    real, ablation = scored["real"], scored["ablation"]
+    duration = np.array([row["duration"] for row in labels])
+    prosodic = np.array([row["prosodic"] for row in labels])
+    assert abs(np.corrcoef(duration, prosodic)[0, 1]) < 0.3, "the corpus lets length tell loudness"
+    _significant(real["apa"]["prosodic"], 0.6, 1e-6)
+    _significant(real["apa"]["total"], 0.6, 1e-6)
+    assert real["per"]["value"] <= ablation["per"]["value"] - 0.1, (real["per"], ablation["per"])
+    assert real["wer"]["value"] <= ablation["wer"]["value"] - 0.15, (real["wer"], ablation["wer"])
+
+
+def test_mispronunciations_are_found_above_no_skill(runs):
+    """MDD F1 0.33 against 0.24 for flagging every phone (no skill), and fewer false rejections
+    than the ablation (0.55 vs 0.77): modest, stated as a margin."""
+    real, ablation = runs[0]["real"], runs[0]["ablation"]
+    c = real["mdd_counts"]
+    mispronounced = (c["fa"] + c["tr"]) / (c["ta"] + c["fr"] + c["fa"] + c["tr"])
+    no_skill_f1 = 2 * mispronounced / (1 + mispronounced)  # recall 1, precision the error rate
+    assert real["mdd"]["f1"] >= no_skill_f1 + 0.05, (real["mdd"], no_skill_f1)
+    assert real["mdd"]["false_rejection_rate"] <= ablation["mdd"]["false_rejection_rate"] - 0.1
 
 
 def test_another_utterances_clip_scores_at_chance(runs):
