@@ -116,3 +116,19 @@ def test_the_remote_code_layout_stops_it_with_one_line(params, tmp_path, capsys,
 def test_an_unknown_config_is_named(params):
     with pytest.raises(PreflightError, match="no config 'nope'"):
         run_preflight(parse_params(params), configs=["nope"], log=lambda m: None)
+
+
+def test_a_scratch_base_is_built_with_the_params_attention(tmp_path):
+    """A base the preflight builds itself records model.attn_implementation, as the base stage's does."""
+    from pronounce.base_manifest import MANIFEST
+    from pronounce.preflight import resolve_inputs
+
+    p = preflight_params()
+    p["model"]["attn_implementation"] = "eager"
+    decoded = tmp_path / "decoded"  # already decoded: resolve_inputs takes it as it is
+    decoded.mkdir()
+    for name in ("train.arrow", "test.arrow", "report.json"):
+        (decoded / name).write_text("")
+    source, _, got = resolve_inputs(parse_params(p), tmp_path / "no-base", decoded, tmp_path)
+    assert got == decoded
+    assert json.loads((tmp_path / "base" / MANIFEST).read_text())["attn_implementation"] == "eager"

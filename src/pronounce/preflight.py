@@ -65,7 +65,8 @@ def resolve_inputs(params: Params, base_dir, decoded_dir, work: Path) -> tuple[s
     built = json.loads(manifest.read_text(encoding="utf-8")) if manifest.is_file() else {}
     if built.get("base") != params.model.base:
         base_dir = work / "base"
-        run_base(params.model.base, params.model.revision, params.seed, base_dir)
+        run_base(params.model.base, params.model.revision, params.seed, base_dir,
+                 attn_implementation=params.model.attn_implementation)  # as the base stage records it
     source, revision = resolve_base(base_dir)
     decoded = Path(decoded_dir)
     if not all((decoded / f).is_file() for f in ("train.arrow", "test.arrow", "report.json")):
