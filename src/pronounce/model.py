@@ -1,5 +1,8 @@
 """Loading the base model, tiny or real: the model, its processor and its speech LoRA.
 
+(~360 lines, over the ~300 guide: the layout checks, the strict loader, the processor and the
+speech LoRA all answer one question, what a native checkpoint is, and are read together.)
+
 Everything goes through transformers' NATIVE port (``Phi4MultimodalForCausalLM``,
 ``Phi4MultimodalProcessor``, ``Phi4MultimodalFeatureExtractor``): never
 ``trust_remote_code``, weights as safetensors only. (``builtin:tiny`` is built by
