@@ -52,6 +52,7 @@ def test_the_report_holds_every_check_and_figure(report):
     assert checks["audio_token_id"] == TINY_BPE_VOCAB_SIZE + TINY_SPECIAL_TOKENS.index("<|audio|>") == 2054
     per_unit = lora_sizes(128, 256, 4, 2, 2)  # the tiny model's shapes (pronounce.tiny.tiny_config)
     lm_head = 128 * (TINY_BPE_VOCAB_SIZE + len(TINY_SPECIAL_TOKENS))  # hidden x vocabulary
+    epochs = p.train.recipes["smoke"].epochs  # the projection scales with the recipe's epochs
     for name, x in r["configs"].items():
         assert x["lora_modules"] == 2 * 4  # 2 text layers x 4 projections
         assert x["lora_params"] == x["lora_r"] * per_unit
@@ -68,11 +69,11 @@ def test_the_report_holds_every_check_and_figure(report):
         assert x["gen_batch"] == 8 and x["gen_new_tokens"] == 8  # made to run the full max_new_tokens
         proj = x["projected"]
         assert proj["micro_batches_per_epoch"] == math.ceil(2 * 67 / 8)  # bundled corpus: 67 train utterances
-        assert proj["train_seconds"] == pytest.approx(proj["micro_batches_per_epoch"] * 10 * x["step_seconds"])
+        assert proj["train_seconds"] == pytest.approx(proj["micro_batches_per_epoch"] * epochs * x["step_seconds"])
         # at the probe's padded tokens/s over the corpus's tokens: below the bound of all-longest batches
-        assert proj["train_seconds_expected"] == pytest.approx(10 * r["train_tokens_per_epoch"] / x["padded_tokens_per_s"])
+        assert proj["train_seconds_expected"] == pytest.approx(epochs * r["train_tokens_per_epoch"] / x["padded_tokens_per_s"])
         assert 0 < proj["train_seconds_expected"] < proj["train_seconds"]
-        assert proj["checkpoints_evaluated"] == 2  # eval.epochs last:2, the final adapter being epoch 10's
+        assert proj["checkpoints_evaluated"] == 2  # eval.epochs last:2, the final adapter being the last epoch's
         assert proj["eval_batches"] == 2 * math.ceil(40 / 8)
         assert proj["eval_seconds"] == pytest.approx(2 * proj["eval_batches"] * x["gen_batch_seconds"])
         assert x["fits"] is (proj["peak_bytes"] <= r["device_memory_bytes"])
