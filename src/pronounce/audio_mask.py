@@ -26,6 +26,8 @@ clip encodes the same alone and beside longer clips.
 
 from __future__ import annotations
 
+import functools
+
 
 def _additive(mask, dtype):
     """A boolean keep-mask as an additive attention mask; any other mask passes unchanged."""
@@ -36,10 +38,12 @@ def _additive(mask, dtype):
     return torch.zeros(mask.shape, dtype=dtype, device=mask.device).masked_fill(~mask, torch.finfo(dtype).min)
 
 
-def _masked_encoder_class(base):
-    """``base`` (Phi4MultimodalAudioModel) with the mask built additively; made once per base."""
+@functools.cache
+def _masked_encoder_class():
+    """Phi4MultimodalAudioModel with the mask built additively (one class, made on first use)."""
+    from transformers.models.phi4_multimodal.modeling_phi4_multimodal import Phi4MultimodalAudioModel
 
-    class MaskedAudioModel(base):
+    class MaskedPhi4MultimodalAudioModel(Phi4MultimodalAudioModel):
         def forward_embeddings(self, hidden_states, masks):
             if masks is not None:  # padded frames as zeros, which is what an unpadded clip's convolutions see
                 hidden_states = hidden_states * masks.unsqueeze(-1).to(hidden_states.dtype)
@@ -49,11 +53,7 @@ def _masked_encoder_class(base):
         def calculate_hs_mask(self, hidden_states, device, mask):
             return _additive(super().calculate_hs_mask(hidden_states, device, mask), hidden_states.dtype)
 
-    MaskedAudioModel.__name__ = MaskedAudioModel.__qualname__ = f"Masked{base.__name__}"
-    return MaskedAudioModel
-
-
-_CLASSES: dict = {}
+    return MaskedPhi4MultimodalAudioModel
 
 
 def mask_audio_padding(model) -> int:
@@ -62,16 +62,11 @@ def mask_audio_padding(model) -> int:
     Idempotent. Raises when the model has no audio encoder (nothing to fix means the loader
     handed over something other than Phi-4-multimodal).
     """
-    from transformers.models.phi4_multimodal.modeling_phi4_multimodal import Phi4MultimodalAudioModel
-
-    encoders = [m for m in model.modules() if isinstance(m, Phi4MultimodalAudioModel)]
-    if not encoders:
+    masked = _masked_encoder_class()
+    plain = masked.__base__
+    encoders = [m for m in model.modules() if isinstance(m, plain) and not isinstance(m, masked)]
+    if not encoders and not any(isinstance(m, masked) for m in model.modules()):
         raise ValueError("mask_audio_padding: the model has no Phi4MultimodalAudioModel")
-    changed = 0
     for encoder in encoders:
-        base = type(encoder)
-        if base.__name__.startswith("Masked"):
-            continue
-        encoder.__class__ = _CLASSES.setdefault(base, _masked_encoder_class(base))
-        changed += 1
-    return changed
+        encoder.__class__ = masked
+    return len(encoders)
