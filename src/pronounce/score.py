@@ -35,8 +35,14 @@ Outputs:
                                headline, when Table 3 has no such epoch) under `paper` and ours
                                minus it under `diff`; `epochs` {"0": base, "<k>": ...}, each
                                with its own `paper` row (that epoch, that strategy) and `diff`
+                               Beside each headline metric `<metric>_ci` {low, high}, its 95%
+                               interval; SCC and RMSE beside each PCC; `verdict` per paper row;
+                               `interval_level` (speaker, or utterance with too few speakers)
   scores/<config>/details.json everything behind those numbers: p-values, n, counts, parse
-                               summaries, per checkpoint
+                               summaries, every metric's interval, per checkpoint; the paired
+                               comparisons of consecutive epochs (`epoch_comparisons`)
+  scores/<config>/utterances.json  per-utterance sufficient statistics of every checkpoint (the
+                               bootstrap's input; the report pairs configs on them)
   scores/<config>/apa_scatter.json      predicted vs human score per aspect (final adapter)
   scores/<config>/per_vs_accuracy.json  per-utterance PER vs human accuracy (the paper's Fig. 5)
 """
