@@ -29,8 +29,12 @@ def test_weighted_metrics_equal_rescoring_the_resampled_set():
     s = _stats()
     speakers = [f"s{i // 3}" for i in range(60)]
     settings = B.Settings(seed=3, n_resamples=20, level="speaker", min_speakers=2)
-    w = next(B.weight_blocks(speakers, settings, "speaker"))
-    got = B.metrics_of(w, s)
+    d = next(B.draw_blocks(speakers, settings, "speaker"))
+    w = d.weights
+    got = B.metrics_of(d, s)
+    # the same metrics from the per-utterance weights (every utterance its own unit)
+    per_utt = B.metrics_of(B.Draws(w, np.arange(60)), s)
+    assert all(np.allclose(got[m], per_utt[m], rtol=1e-12, atol=1e-12, equal_nan=True) for m in got)
     pred, human = s.apa["accuracy"]
     for b in range(len(w)):
         idx = np.repeat(np.arange(60), w[b].astype(int))  # the resampled set, row by row
@@ -121,7 +125,7 @@ def coverage(n_sets=500, n_resamples=400, seed=0) -> dict:
         x, y = _clustered_set(rng)
         for level in hits:
             settings = B.Settings(seed=k, n_resamples=n_resamples, level=level, min_speakers=10)
-            r = np.concatenate([B.weighted_pcc(w, x, y) for w in B.weight_blocks(speakers, settings, level)])
+            r = np.concatenate([B.weighted_pcc(d, x, y) for d in B.draw_blocks(speakers, settings, level)])
             low, high = np.percentile(r, [2.5, 97.5])
             hits[level] += low <= RHO <= high
     return {level: h / n_sets for level, h in hits.items()}

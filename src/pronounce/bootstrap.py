@@ -6,15 +6,22 @@ utterances are not independent (their human scores and a model's errors move tog
 resampling utterances i.i.d. understates the uncertainty (tests/test_bootstrap.py measures by
 how much). A resample draws speakers with replacement and keeps all their utterances: utterance
 u gets the weight "how often its speaker was drawn". Every metric is a function of weighted sums
-of per-utterance columns (`UtteranceStats`):
+of per-utterance columns (`UtteranceStats`), and a weighted sum over utterances is the sum over
+speakers of (speaker's count) x (the column summed over the speaker's utterances): so the columns
+are summed per speaker once, and all resamples are one matrix product, counts [B x 125] @ sums
+[125 x k] (`Draws`; at the utterance level every utterance is its own unit):
   PCC, RMSE   sums of w, w*x, w*y, w*x^2, w*y^2, w*x*y, w*(x-y)^2 over parsed answers
   SCC         Pearson r of weighted mid-ranks, RE-RANKED per resample: the ranks of the full
               set are not the ranks of the resampled one (a value drawn twice shares a mid-rank
               with its copy, a speaker left out moves every rank above it), so this equals
-              scipy's spearmanr on the resampled set with its duplicated rows (tested); it
-              costs a cumulative sum over the pre-sorted order per resample, no sort
+              scipy's spearmanr on the resampled set with its duplicated rows (tested). Scores
+              take few distinct values, so it works on the distinct values and (x, y) pairs:
+              their resampled counts (sparse speaker x value tallies, one product), mid-ranks by
+              a cumulative sum over the values, then Pearson r over the pairs; no sort per resample
   WER, PER    sum(w*errors) / sum(w*reference length)
   MDD         sums of w*TA, w*FR, w*FA, w*TR, then precision, recall, F1
+Counts are exact in float64 (small integers); the sums of non-integer columns differ from summing
+utterance by utterance only by rounding (~1e-14), in a fixed order, so reruns give the same bits.
 A resample where a metric is undefined (a zero denominator, constant predictions) gives NaN and
 is counted in `n_undefined`; the interval is the percentile interval of the defined ones.
 
@@ -31,9 +38,10 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 import numpy as np
+from scipy import sparse
 
 LEVELS = ("speaker", "utterance")
-CHUNK = 250  # resamples per block of weights (caps memory at CHUNK x utterances per array)
+BLOCK_CELLS = 625_000  # resamples x units per block (caps memory at the utterance level: 250 x 2,500)
 MDD_COLUMNS = ("ta", "fr", "fa", "tr")
 
 
@@ -72,7 +80,26 @@ def metric_names(aspects) -> list[str]:
             + ["wer", "per", "precision", "recall", "f1"])
 
 
-# --------------------------------------------------------------------------- the weights
+# --------------------------------------------------------------------------- the draws
+
+
+@dataclass(frozen=True)
+class Draws:
+    """A block of resamples as counts of the drawn units (speakers, or utterances at the utterance
+    level): utterance u's weight in resample b is counts[b, group[u]]. Every metric is computed
+    from unit-level sums, so a resample costs one row of units (125 speakers), not of utterances."""
+    counts: np.ndarray  # resamples x units, float (exact small integers)
+    group: np.ndarray  # per utterance: the index of its unit
+
+    @classmethod
+    def once_each(cls, n: int) -> "Draws":
+        """The full set, every utterance once: the point estimates."""
+        return cls(np.ones((1, n)), np.arange(n))
+
+    @property
+    def weights(self) -> np.ndarray:
+        """resamples x utterances: how often each utterance is in each resample."""
+        return self.counts[:, self.group]
 
 
 def plan(speakers: list[str], settings: Settings) -> dict:
@@ -89,21 +116,29 @@ def plan(speakers: list[str], settings: Settings) -> dict:
     return {"level": "speaker", "n_speakers": n, "reason": None}
 
 
-def weight_blocks(speakers: list[str], settings: Settings, level: str):
-    """Blocks of resample weights, CHUNK x n_utterances each (float: how often each utterance is in
-    the resample). All draws are made at once, so the blocks do not change the stream."""
+def draw_blocks(speakers: list[str], settings: Settings, level: str):
+    """Blocks of resamples (`Draws`), at most BLOCK_CELLS counts each. All draws are made at once,
+    so the blocks do not change the stream (nor, each resample being computed on its own, any value)."""
     if level == "speaker":
         ids = sorted(set(speakers))
         where = {s: i for i, s in enumerate(ids)}
-        group, k = np.array([where[s] for s in speakers]), len(ids)
+        group, k = np.array([where[s] for s in speakers], dtype=np.intp), len(ids)
     else:
         group, k = np.arange(len(speakers)), len(speakers)
     draws = np.random.default_rng(settings.seed).integers(0, k, size=(settings.n_resamples, k))
-    for start in range(0, settings.n_resamples, CHUNK):
-        block = draws[start:start + CHUNK]
+    rows = max(1, BLOCK_CELLS // k)
+    for start in range(0, settings.n_resamples, rows):
+        block = draws[start:start + rows]
         b = len(block)
         counts = np.bincount((block + k * np.arange(b)[:, None]).ravel(), minlength=b * k).reshape(b, k)
-        yield counts[:, group].astype(float)
+        yield Draws(counts.astype(float), group)
+
+
+def weight_blocks(speakers: list[str], settings: Settings, level: str):
+    """The same resamples as per-utterance weights (resamples x utterances): the definition the
+    unit-level sums are tested against."""
+    for d in draw_blocks(speakers, settings, level):
+        yield d.weights
 
 
 # --------------------------------------------------------------------------- weighted metrics
@@ -114,12 +149,23 @@ def _div(num, den):
         return np.where(den > 0, num / np.where(den > 0, den, 1), np.nan)
 
 
-def weighted_pcc(w, x, y):
-    """Pearson r per row of weights w (B x n); x, y finite. Centred on the full-set means first
-    (the sums stay small, so no cancellation)."""
-    x, y = x - x.mean(), y - y.mean()
-    sw, sx, sy = w.sum(1), w @ x, w @ y
-    sxx, syy, sxy = w @ (x * x), w @ (y * y), w @ (x * y)
+def _tally(d: Draws, utts: np.ndarray, target: np.ndarray, n_targets: int) -> np.ndarray:
+    """resamples x n_targets: the total weight of the utterances `utts` in each target class
+    (target[i] is utts[i]'s class). A sparse units x classes matrix of utterance counts, so the
+    cost is one pass over the (unit, class) pairs that occur; integer sums, so exact."""
+    m = sparse.csr_array((np.ones(len(utts)), (d.group[utts], target)), shape=(d.counts.shape[1], n_targets))
+    return np.asarray(m.T @ d.counts.T).T
+
+
+def _sums(d: Draws, utts: np.ndarray, columns: np.ndarray) -> np.ndarray:
+    """resamples x k: the weighted sums of per-utterance columns (len(utts) x k) over `utts`,
+    summed per unit once, then weighted by the unit counts (one matrix product)."""
+    per_unit = sparse.csr_array((np.ones(len(utts)), (d.group[utts], np.arange(len(utts)))),
+                                shape=(d.counts.shape[1], len(utts))) @ columns
+    return d.counts @ per_unit
+
+
+def _pearson(sw, sx, sy, sxx, syy, sxy):
     with np.errstate(divide="ignore", invalid="ignore"):
         vx, vy = sw * sxx - sx * sx, sw * syy - sy * sy
         r = (sw * sxy - sx * sy) / np.sqrt(vx * vy)
@@ -128,22 +174,36 @@ def weighted_pcc(w, x, y):
     return np.where((vx > tiny) & (vy > tiny), np.clip(r, -1, 1), np.nan)
 
 
-def _midranks(w, x):
-    """Weighted mid-ranks of x in each resample (rows of w): a value with weight c after
+def _pcc_rmse(d: Draws, utts, x, y):
+    """Pearson r and RMSE per resample; x, y finite. Centred on the full-set means first (the sums
+    stay small, so no cancellation)."""
+    err2 = (x - y) ** 2
+    x, y = x - x.mean(), y - y.mean()
+    sw, sx, sy, sxx, syy, sxy, see = _sums(d, utts, np.stack([np.ones_like(x), x, y, x * x, y * y, x * y, err2],
+                                                             axis=1)).T
+    return _pearson(sw, sx, sy, sxx, syy, sxy), np.sqrt(_div(see, sw))
+
+
+def weighted_pcc(d: Draws, x, y):
+    """Pearson r per resample of all utterances (x, y finite)."""
+    return _pcc_rmse(d, np.arange(len(x)), x, y)[0]
+
+
+def _midranks(per_value):
+    """Weighted mid-ranks of the sorted distinct values, per resample: a value of weight c after
     values of total weight s has ranks s+1..s+c, mid-rank s + (c+1)/2 (ties share it)."""
-    order = np.argsort(x, kind="stable")
-    xs = x[order]
-    starts = np.flatnonzero(np.r_[True, xs[1:] != xs[:-1]])
-    tie_group = np.cumsum(np.r_[True, xs[1:] != xs[:-1]]) - 1
-    per_value = np.add.reduceat(w[:, order], starts, axis=1)
-    mid = np.cumsum(per_value, axis=1) - per_value + (per_value + 1) / 2
-    ranks = np.empty_like(w)
-    ranks[:, order] = mid[:, tie_group]
-    return ranks
+    return np.cumsum(per_value, axis=1) - per_value + (per_value + 1) / 2
 
 
-def weighted_scc(w, x, y):
-    rx, ry = _midranks(w, x), _midranks(w, y)
+def weighted_scc(d: Draws, utts, x, y):
+    """Spearman r per resample: Pearson r of the weighted mid-ranks, re-ranked per resample, on the
+    distinct (x, y) pairs (a few hundred at most for 0-10 scores) weighted by their resampled counts."""
+    xv, xi = np.unique(x, return_inverse=True)
+    yv, yi = np.unique(y, return_inverse=True)
+    pairs, pi = np.unique(xi * len(yv) + yi, return_inverse=True)
+    w = _tally(d, utts, pi, len(pairs))
+    rx = _midranks(_tally(d, utts, xi, len(xv)))[:, pairs // len(yv)]
+    ry = _midranks(_tally(d, utts, yi, len(yv)))[:, pairs % len(yv)]
     sw = w.sum(1)
     mx, my = (w * rx).sum(1) / sw, (w * ry).sum(1) / sw
     dx, dy = rx - mx[:, None], ry - my[:, None]
@@ -153,18 +213,20 @@ def weighted_scc(w, x, y):
     return np.where((vx > 1e-9) & (vy > 1e-9), np.clip(r, -1, 1), np.nan)
 
 
-def metrics_of(w, s: UtteranceStats) -> dict[str, np.ndarray]:
-    """Every metric of one checkpoint under each row of weights w."""
-    out = {}
+def metrics_of(d: Draws, s: UtteranceStats) -> dict[str, np.ndarray]:
+    """Every metric of one checkpoint under each resample of d."""
+    out, b = {}, len(d.counts)
     for a, (pred, human) in s.apa.items():
-        ok = np.isfinite(pred) & np.isfinite(human)
-        wa, x, y = w[:, ok], pred[ok], human[ok]
-        out[f"{a}_pcc"] = weighted_pcc(wa, x, y) if ok.sum() else np.full(len(w), np.nan)
-        out[f"{a}_scc"] = weighted_scc(wa, x, y) if ok.sum() else np.full(len(w), np.nan)
-        out[f"{a}_rmse"] = np.sqrt(_div(wa @ ((x - y) ** 2), wa.sum(1)))
-    out["wer"] = _div(w @ s.wer_errors, w @ s.wer_ref)
-    out["per"] = _div(w @ s.per_errors, w @ s.per_ref)
-    ta, fr, fa, tr = (w @ s.mdd[k] for k in MDD_COLUMNS)
+        utts = np.flatnonzero(np.isfinite(pred) & np.isfinite(human))
+        if len(utts):
+            x, y = pred[utts], human[utts]
+            out[f"{a}_pcc"], rmse = _pcc_rmse(d, utts, x, y)
+            out[f"{a}_scc"], out[f"{a}_rmse"] = weighted_scc(d, utts, x, y), rmse
+        else:
+            out.update({f"{a}_{m}": np.full(b, np.nan) for m in ("pcc", "scc", "rmse")})
+    cols = [s.wer_errors, s.wer_ref, s.per_errors, s.per_ref] + [s.mdd[k] for k in MDD_COLUMNS]
+    we, wr, pe, pr, ta, fr, fa, tr = _sums(d, np.arange(len(s.wer_ref)), np.stack(cols, axis=1)).T
+    out["wer"], out["per"] = _div(we, wr), _div(pe, pr)
     p, r = _div(tr, tr + fr), _div(tr, tr + fa)
     with np.errstate(invalid="ignore"):
         f1 = np.where(p + r > 0, _div(2 * p * r, p + r), np.where(np.isfinite(p) & np.isfinite(r), 0.0, np.nan))
@@ -176,15 +238,15 @@ def resample(stats: dict, speakers: list[str], settings: Settings, level: str) -
     """{key: {metric: B values}} for every checkpoint in `stats` ({key: UtteranceStats}), all on the
     same resampled speakers (so differences between keys are paired)."""
     parts = {k: [] for k in stats}
-    for w in weight_blocks(speakers, settings, level):
+    for d in draw_blocks(speakers, settings, level):
         for k, s in stats.items():
-            parts[k].append(metrics_of(w, s))
+            parts[k].append(metrics_of(d, s))
     return {k: {m: np.concatenate([p[m] for p in ps]) for m in ps[0]} for k, ps in parts.items()}
 
 
 def point(s: UtteranceStats) -> dict[str, float | None]:
     """Every metric on the full set (weights 1): the point estimates the intervals belong to."""
-    got = metrics_of(np.ones((1, len(s.wer_ref))), s)
+    got = metrics_of(Draws.once_each(len(s.wer_ref)), s)
     return {m: (None if np.isnan(v[0]) else float(v[0])) for m, v in got.items()}
 
 
