@@ -250,7 +250,8 @@ def score_inputs(n_utts: int, n_checkpoints: int, seed: int = 0):
 def w_score(a):
     """The score stage's work on n_checkpoints x 2 x n_utts answers: every metric of every
     checkpoint (score_rows), and with `intervals` also the bootstrap of them all (per-utterance
-    table, every interval, the paired comparisons of consecutive checkpoints)."""
+    table, every interval, the paired comparisons of consecutive checkpoints) and their JSON. The
+    same inputs and the same untimed imports on both sides, so the baseline is this minus intervals."""
     from pronounce.intervals import Settings, checkpoint_intervals, utterance_table
     from pronounce.metrics import _kaldi_align
     from pronounce.score import score_rows
@@ -264,7 +265,9 @@ def w_score(a):
         if a["intervals"]:
             table = utterance_table(sorted(labels), labels, scored)
             names = list(scored)
-            checkpoint_intervals(table, settings, list(zip(names[1:], names)))
+            got = checkpoint_intervals(table, settings, list(zip(names[1:], names)))
+            # what the stage writes for the intervals alone: utterances.json and the intervals
+            json.dumps(table), json.dumps(got)
         return {"n": 2 * len(labels) * len(checkpoints)}
     return work
 
