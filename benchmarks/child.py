@@ -204,7 +204,75 @@ def w_gpu(a):
     return lambda: gpu_figures(a)
 
 
-WORKLOADS = {"decode": w_decode, "floor": w_floor, "naive": w_naive,
+def score_inputs(n_utts: int, n_checkpoints: int, seed: int = 0):
+    """Synthetic labels of n_utts utterances (125 speakers, as speechocean762's test set; 5 words of
+    3 phones, 10% of phones mispronounced) and n_checkpoints checkpoints of parsed predictions
+    (noisy scores and transcripts), as the score stage reads them."""
+    import random
+
+    from pronounce.parse import parse_output
+    from pronounce.score import with_pairs
+
+    rng = random.Random(seed)
+    phones = "AA AE AH AO B D EH IH IY K L M N P S T UW Z".split()
+    labels = {}
+    for k in range(n_utts):
+        words, canonical, pronounced = [], [], []
+        for w in range(5):
+            ph = [rng.choice(phones) for _ in range(3)]
+            mis = [{"canonical_phone": ph[i], "index": i, "pronounced_phone": rng.choice(phones)}
+                   for i in range(3) if rng.random() < 0.1]
+            said = list(ph)
+            for m in mis:
+                said[m["index"]] = m["pronounced_phone"]
+            words.append({"text": f"W{w}", "phones": ph, "mispronunciations": mis})
+            canonical += ph
+            pronounced += said
+        u = f"{k:09d}"
+        labels[u] = with_pairs({"utt_id": u, "speaker": f"{k % 125:04d}", "text": " ".join(f"W{w}" for w in range(5)),
+                                **{a: float(rng.randint(0, 10)) for a in ("accuracy", "fluency", "prosodic", "total")},
+                                "words": words, "canonical_phones": canonical, "pronounced_phones": pronounced})
+    checkpoints = []
+    for c in range(n_checkpoints):
+        rows = []
+        for u, lab in labels.items():
+            scores = {a: max(0, min(10, round(lab[a] + rng.gauss(0, 2)))) for a in ("accuracy", "fluency", "prosodic", "total")}
+            said = [p if rng.random() > 0.15 else rng.choice(phones) for p in lab["pronounced_phones"] if rng.random() > 0.05]
+            for task, raw in (("apa", json.dumps(scores)),
+                              ("mdd", json.dumps({"word_transcript": lab["text"], "phoneme_transcript": " ".join(said)}))):
+                r = parse_output(task, raw)
+                rows.append({"utt_id": u, "task": task, "status": r.status, "flags": list(r.flags), "fields": r.fields,
+                             "stopped": "eos"})
+        checkpoints.append((f"epoch-{c}", c, rows))
+    return labels, checkpoints
+
+
+def w_score(a):
+    """The score stage's work on n_checkpoints x 2 x n_utts answers: every metric of every
+    checkpoint (score_rows), and with `intervals` also the bootstrap of them all (per-utterance
+    table, every interval, the paired comparisons of consecutive checkpoints) and their JSON. The
+    same inputs and the same untimed imports on both sides, so the baseline is this minus intervals."""
+    from pronounce.intervals import Settings, checkpoint_intervals, utterance_table
+    from pronounce.metrics import _kaldi_align
+    from pronounce.score import score_rows
+
+    labels, checkpoints = score_inputs(a["utterances"], a["checkpoints"])
+    settings = Settings(0, a["n_resamples"], "speaker", 10)
+
+    def work():
+        _kaldi_align.cache_clear()  # no alignment is reused from the warm-up
+        scored = {name: score_rows(rows, labels) for name, _, rows in checkpoints}
+        if a["intervals"]:
+            table = utterance_table(sorted(labels), labels, scored)
+            names = list(scored)
+            got = checkpoint_intervals(table, settings, list(zip(names[1:], names)))
+            # what the stage writes for the intervals alone: utterances.json and the intervals
+            json.dumps(table), json.dumps(got)
+        return {"n": 2 * len(labels) * len(checkpoints)}
+    return work
+
+
+WORKLOADS = {"score": w_score, "decode": w_decode, "floor": w_floor, "naive": w_naive,
              "materialize": w_materialize, "materialize_floor": w_materialize_floor, "collator": w_collator,
              "evaluate": w_evaluate, "prepare": w_prepare, "gpu": w_gpu}
 

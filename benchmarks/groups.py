@@ -25,6 +25,7 @@ FIGURES = {
     "collator": ("collator.examples_per_s",),
     "evaluate": ("evaluate.batched_vs_one_at_a_time",),
     "dvc": ("dvc.noop_repro_overhead",),
+    "score": ("score.intervals_overhead",),
     "gpu": ("gpu.train_mfu", "gpu.train_tokens_per_s", "gpu.generate_batched_vs_one", "gpu.peak_memory"),
     "e2e": ("e2e.dvc_repro",),
 }
@@ -222,6 +223,22 @@ def g_evaluate(b: Bench) -> dict:
     return figs
 
 
+def g_score(b: Bench) -> dict:
+    """The score stage's time with the bootstrap intervals over its time without them (one run,
+    interleaved): 2,000 resamples on 5,000 instances (2,500 utterances x 2 tasks) and 11 checkpoints."""
+    a = {"utterances": 100 if b.quick else 2500, "checkpoints": 3 if b.quick else 11,
+         "n_resamples": 200 if b.quick else 2000}
+    with_, without = b.repeat([lambda: b.child("score", {**a, "intervals": True}),
+                               lambda: b.child("score", {**a, "intervals": False})])
+    figs = {"score.intervals_overhead": figure(
+        f"scoring {a['checkpoints']} checkpoints x {2 * a['utterances']} instances (score_rows) plus every interval "
+        f"({a['n_resamples']} speaker-clustered resamples, 125 speakers) and the consecutive paired comparisons",
+        "s", [r["seconds"] for r in with_], "the same scoring without intervals", [r["seconds"] for r in without],
+        bar("ratio", "<=", 2.0, "intervals add at most ~2x to the score stage's time"), digits=2, **a)}
+    b.explain(figs, figs, "score", lambda: {**a, "intervals": True}, "scoring with intervals (cProfile)")
+    return figs
+
+
 def g_dvc(b: Bench) -> dict:
     target = "decode" if b.quick else "materialize"  # materialize: decode, base and materialize
     repo = workspace.clean_copy(b.ws / "dvc-repo")
@@ -282,5 +299,5 @@ def g_e2e(b: Bench) -> dict:
     return {"e2e.dvc_repro": fig}
 
 
-RUNNERS = {"decode": g_decode, "materialize": g_materialize, "collator": g_collator, "evaluate": g_evaluate,
+RUNNERS = {"score": g_score, "decode": g_decode, "materialize": g_materialize, "collator": g_collator, "evaluate": g_evaluate,
            "dvc": g_dvc, "gpu": g_gpu, "e2e": g_e2e}

@@ -4,11 +4,12 @@ import random
 import jiwer
 import numpy as np
 import pytest
+from rapidfuzz.distance import Levenshtein
 from scipy import stats
 
 from pronounce.metrics import (
     Step, align, mdd_columns, mdd_counts, mdd_scores, mdd_worst_case, normalise_words, pcc, penalise_insertions, per,
-    sum_counts, wer,
+    per_by_utterance, sum_counts, wer, wer_by_utterance,
 )
 
 # ---------------------------------------------------------------- PCC
@@ -113,55 +114,96 @@ def test_align_basic_and_empty():
 
 
 def test_align_pinned_ties():
-    # Documented in metrics.py: prefix/suffix matched first, then traceback from the end
-    # preferring deletion, then insertion (only when D[i][j-1] < D[i-1][j-1]), then the diagonal.
-    assert _ops("X Y", "Z") == [("replace", 0, 0), ("delete", 1, None)]
+    # Kaldi's align-text (metrics.py): backtrace from the end, diagonal first, then deletion,
+    # then insertion. Each case below is one where rapidfuzz's editops (the old rule) differ,
+    # worked by hand on the table e[i][j]:
+    # "X Y" -> "Z": at (2,1) diagonal e[1][0]+1 = 2, deletion e[1][1]+1 = 2, insertion 3:
+    # the diagonal (Y->Z), then X deleted. rapidfuzz: X->Z, Y deleted.
+    assert _ops("X Y", "Z") == [("delete", 0, None), ("replace", 1, 0)]
+    # "A A" -> "A": at (2,1) the diagonal is a match (e[1][0]+0 = 1): the second A matched.
+    assert _ops("A A", "A") == [("delete", 0, None), ("equal", 1, 0)]
+    assert _ops("A", "A A") == [("insert", None, 0), ("equal", 0, 1)]
+    # "A B" -> "B A": at (2,2) diagonal e[1][1]+1 = 2 (e[1][1] = 1), deletion e[1][2]+1 = 2,
+    # insertion e[2][1]+1 = 2: the diagonal wins twice, two substitutions; rapidfuzz inserts B,
+    # matches A and deletes B.
+    assert _ops("A B", "B A") == [("replace", 0, 0), ("replace", 1, 1)]
+    # where the rules agree
     assert _ops("A", "B C") == [("insert", None, 0), ("replace", 0, 1)]
-    assert _ops("A A", "A") == [("equal", 0, 0), ("delete", 1, None)]
-    assert _ops("A", "A A") == [("equal", 0, 0), ("insert", None, 1)]
-    assert _ops("A B", "B A") == [("insert", None, 0), ("equal", 0, 1), ("delete", 1, None)]
     assert _ops("S T", "T") == [("delete", 0, None), ("equal", 1, 0)]
 
 
-def _documented_align(a, b):
-    """The documented tie-breaking as a plain dynamic programme (the specification of `align`)."""
-    n, p, s = min(len(a), len(b)), 0, 0
-    while p < n and a[p] == b[p]:
-        p += 1
-    while s < n - p and a[len(a) - 1 - s] == b[len(b) - 1 - s]:
-        s += 1
-    A, B = a[p:len(a) - s], b[p:len(b) - s]
-    D = [[i + j if i == 0 or j == 0 else 0 for j in range(len(B) + 1)] for i in range(len(A) + 1)]
-    for i in range(1, len(A) + 1):
-        for j in range(1, len(B) + 1):
-            D[i][j] = min(D[i - 1][j] + 1, D[i][j - 1] + 1, D[i - 1][j - 1] + (A[i - 1] != B[j - 1]))
-    i, j, rev = len(A), len(B), []
-    while i and j:
-        if D[i][j] == D[i - 1][j] + 1:
-            i -= 1
-            rev.append(Step("delete", i + p, None))
-        elif j >= 2 and D[i][j - 1] < D[i - 1][j - 1]:
-            j -= 1
-            rev.append(Step("insert", None, j + p))
-        else:
-            i, j = i - 1, j - 1
-            rev.append(Step("equal" if A[i] == B[j] else "replace", i + p, j + p))
-    rev += [Step("delete", k + p, None) for k in reversed(range(i))]
-    rev += [Step("insert", None, k + p) for k in reversed(range(j))]
-    return ([Step("equal", k, k) for k in range(p)] + rev[::-1]
-            + [Step("equal", len(a) - s + k, len(b) - s + k) for k in range(s)])
+def _kaldi_by_enumeration(a, b):
+    """The rule stated as a search, independent of align's dynamic programme: of ALL alignments
+    of a and b, keep the cheapest; read each from its end, and take the one whose op sequence
+    is first in the order diagonal < deletion < insertion (a backtrace that always takes the
+    highest-ranked step still on a cheapest path picks exactly that one)."""
+    rank = {"equal": 0, "replace": 0, "delete": 1, "insert": 2}
+
+    def paths(i, j):  # every alignment of a[:i], b[:j], as a list of Steps (forward order)
+        if i == 0 and j == 0:
+            yield []
+            return
+        if i and j:
+            for p in paths(i - 1, j - 1):
+                yield p + [Step("equal" if a[i - 1] == b[j - 1] else "replace", i - 1, j - 1)]
+        if i:
+            for p in paths(i - 1, j):
+                yield p + [Step("delete", i - 1, None)]
+        if j:
+            for p in paths(i, j - 1):
+                yield p + [Step("insert", None, j - 1)]
+
+    every = list(paths(len(a), len(b)))
+    cost = min(sum(s.op != "equal" for s in p) for p in every)
+    cheapest = [p for p in every if sum(s.op != "equal" for s in p) == cost]
+    return min(cheapest, key=lambda p: [rank[s.op] for s in reversed(p)])
 
 
-def test_align_follows_documented_tie_breaking():
+def test_align_is_kaldis_rule_by_enumeration():
     rng = random.Random(0)
-    for _ in range(3000):
-        a = [rng.choice(["AA", "B", "<unk>"]) for _ in range(rng.randint(0, 9))]
-        b = [rng.choice(["AA", "B", "<unk>"]) for _ in range(rng.randint(0, 9))]
-        assert align(a, b) == _documented_align(a, b), (a, b)
-    for _ in range(100):  # beyond 64 tokens rapidfuzz uses its blockwise bit-parallel kernel
-        a = [rng.choice("ABCDE") for _ in range(rng.randint(60, 150))]
-        b = [t for t in a if rng.random() > 0.1] + [rng.choice("ABCDE") for _ in range(rng.randint(0, 5))]
-        assert align(a, b) == _documented_align(a, b)
+    for _ in range(400):
+        a = [rng.choice(["AA", "B", "<unk>"]) for _ in range(rng.randint(0, 5))]
+        b = [rng.choice(["AA", "B", "<unk>"]) for _ in range(rng.randint(0, 5))]
+        assert align(a, b) == _kaldi_by_enumeration(a, b), (a, b)
+
+
+def test_align_distance_is_the_levenshtein_distance():
+    """Only the ties moved: the number of edits (hence WER and PER) is rapidfuzz's distance."""
+    rng = random.Random(1)
+    differ = 0
+    for _ in range(500):
+        a = [rng.choice("ABCDE") for _ in range(rng.randint(0, 40))]
+        b = [t for t in a if rng.random() > 0.15] + [rng.choice("ABCDE") for _ in range(rng.randint(0, 4))]
+        rng.shuffle(b) if rng.random() < 0.2 else None
+        steps = align(a, b)
+        assert sum(s.op != "equal" for s in steps) == Levenshtein.distance(a, b)
+        assert [s.i for s in steps if s.i is not None] == list(range(len(a)))
+        assert [s.j for s in steps if s.j is not None] == list(range(len(b)))
+        assert all(a[s.i] == b[s.j] for s in steps if s.op == "equal")
+        differ += [(s.op, s.i, s.j) for s in steps] != _rapidfuzz_ops(a, b)
+    assert differ > 50  # the two rules really differ on noisy sequences (the reason for this one)
+
+
+def _rapidfuzz_ops(a, b):
+    """The old rule (rapidfuzz's editops with the matches filled in), for comparison only."""
+    out, i, j = [], 0, 0
+    for op in Levenshtein.editops(a, b):
+        while i < op.src_pos and j < op.dest_pos:
+            out.append(("equal", i, j))
+            i, j = i + 1, j + 1
+        if op.tag == "replace":
+            out.append(("replace", i, j))
+            i, j = i + 1, j + 1
+        elif op.tag == "delete":
+            out.append(("delete", i, None))
+            i += 1
+        else:
+            out.append(("insert", None, j))
+            j += 1
+    while i < len(a):
+        out.append(("equal", i, j))
+        i, j = i + 1, j + 1
+    return out
 
 
 # ---------------------------------------------------------------- MDD counting
@@ -229,11 +271,14 @@ def test_every_row_of_the_table(pairs, recognised, model, outcome):
 
 @pytest.mark.parametrize("recognised, expected", [
     # canonical K AE T B, annotated K AH B (AE -> AH, T deleted)
-    ("K AH B", (2, 0, 0, 2, 2, 0, 0)),       # both diagnosed
+    # The annotation itself: AH diagnosed; but T is judged on canonical K AE T B <-> K AH B, whose
+    # Kaldi tie (at T/AH the diagonal beats the deletion) deletes AE and puts AH on T: a wrong
+    # diagnosis, as the standard's independent alignments give (rapidfuzz's tie said correct).
+    ("K AH B", (2, 0, 0, 2, 1, 1, 0)),
     ("K AH T B", (2, 0, 1, 1, 1, 0, 0)),     # AH diagnosed, T missed (judged on canonical<->recognised)
     ("K AE B", (2, 0, 1, 1, 1, 0, 0)),       # AE missed, T deleted by the model too
     # The canonical transcript: T missed (FA); but AH is judged on annotated K AH B <-> K AE T B,
-    # whose pinned tie inserts AE and puts T on AH: a wrong diagnosis plus an uncounted model
+    # whose tie inserts AE and puts T on AH: a wrong diagnosis plus an uncounted model
     # insertion, as the standard's independent alignments give.
     ("K AE T B", (2, 0, 1, 1, 0, 1, 1)),
     # Both rejected, both wrongly diagnosed; AH <-> D by the same tie (IH inserted, uncounted).
@@ -265,26 +310,27 @@ def test_model_deletions_and_substitutions_of_correct_phones_are_false_rejection
 
 
 def test_pairing_from_the_annotation_not_from_an_aligner():
-    # AW AH K heard as AH AH: the annotation says AW deleted and K -> AH; an aligner's tie puts
-    # it as AW -> AH and K deleted. The model says AW AH AH.
-    exact = _pairs("AW>- AH K>AH")
+    # AW AH K heard as AH AH: the annotation says AW -> AH and K deleted; Kaldi's tie (the
+    # diagonal first, from the end) pairs it as AW deleted and K -> AH. The model says AH AH.
+    exact = _pairs("AW>AH AH K>-")
     aligner = [(None if s.i is None else "AW AH K".split()[s.i], None if s.j is None else "AH AH".split()[s.j])
                for s in align("AW AH K".split(), "AH AH".split())]
-    assert aligner == [("AW", "AH"), ("AH", "AH"), ("K", None)]
-    # exact: AW deleted but said: FA; AH TA; K -> AH said as AH: TR correct
-    assert [c.outcome for c in mdd_columns(exact, "AW AH AH")] == ["FA", "TA", "TR_correct"]
-    assert _counts("AW>- AH K>AH", "AW AH AH") == (1, 0, 1, 1, 1, 0, 0)
-    # the aligner's pairing would report no miss, two true rejections and a model insertion
-    got = mdd_counts(aligner, "AW AH AH")
-    assert (got["fa"], got["tr"], got["model_insertions"]) == (0, 2, 1)
+    assert aligner == [("AW", None), ("AH", "AH"), ("K", "AH")]
+    # exact: AW -> AH said as AH: TR correct; AH TA; K deleted, judged on canonical AW AH K <->
+    # AH AH, whose tie puts the second AH on K: a wrong diagnosis
+    assert [c.outcome for c in mdd_columns(exact, "AH AH")] == ["TR_correct", "TA", "TR_error"]
+    assert _counts("AW>AH AH K>-", "AH AH") == (1, 0, 0, 2, 1, 1, 0)
+    # the aligner's pairing would make both diagnoses correct
+    got = mdd_counts(aligner, "AH AH")
+    assert (got["tr_correct"], got["tr_error"]) == (2, 0)
 
 
 def test_deleted_phone_in_a_run_of_equal_phones_is_judged_on_its_own_alignment():
-    # The standard's own quirk, kept: the annotation deletes the FIRST of two AH; canonical
-    # AH AH <-> recognised AH aligns the recognised AH to the first (pinned ties), so even a
-    # transcript equal to the annotation counts that deletion as FA.
-    assert [c.outcome for c in mdd_columns(_pairs("AH>- AH"), "AH")] == ["FA", "TA"]
-    assert [c.outcome for c in mdd_columns(_pairs("AH AH>-"), "AH")] == ["TA", "TR_correct"]
+    # The standard's own quirk, kept: canonical AH AH <-> recognised AH aligns the recognised AH
+    # to the SECOND (Kaldi's tie: from the end, the diagonal first), so when the annotation
+    # deletes the second AH even a transcript equal to the annotation counts that deletion as FA.
+    assert [c.outcome for c in mdd_columns(_pairs("AH>- AH"), "AH")] == ["TR_correct", "TA"]
+    assert [c.outcome for c in mdd_columns(_pairs("AH AH>-"), "AH")] == ["TA", "FA"]
 
 
 @pytest.mark.parametrize("recognised, outcome", [
@@ -377,3 +423,20 @@ def test_corpus_level_sums_counts():
     got = mdd_scores(total)
     assert got["precision"] == pytest.approx(0.5) and got["recall"] == pytest.approx(0.5)
     assert not math.isnan(got["f1"])
+
+
+def test_per_utterance_counts_sum_to_the_corpus_rates():
+    """The bootstrap's per-utterance statistics are the corpus rates' numerators and denominators."""
+    rng = random.Random(2)
+    words = ["WE", "CALL", "IT", "BEAR", "THAT'S", "WELL"]
+    refs = [" ".join(rng.choice(words) for _ in range(rng.randint(1, 6))) for _ in range(40)]
+    hyps = [" ".join(w for w in r.split() if rng.random() > 0.2) + rng.choice(["", " IT", " X Y"]) for r in refs]
+    by_utt, total = wer_by_utterance(refs, hyps), wer(refs, hyps)
+    assert (sum(e for e, _ in by_utt), sum(n for _, n in by_utt)) == (total["errors"], total["ref_length"])
+    assert by_utt[0] == (jiwer.process_words(refs[0], hyps[0]).substitutions + jiwer.process_words(refs[0], hyps[0]).deletions
+                         + jiwer.process_words(refs[0], hyps[0]).insertions, len(refs[0].split()))
+    prefs = ["K AE T", "DH AH D AO G", "S IH T"]
+    phyps = ["K AH T S", "", "S IH"]
+    by_utt, total = per_by_utterance(prefs, phyps), per(prefs, phyps)
+    assert by_utt == [(2, 3), (5, 5), (1, 3)]
+    assert (sum(e for e, _ in by_utt), sum(n for _, n in by_utt)) == (total["errors"], total["ref_length"])

@@ -83,7 +83,7 @@ def test_a_speech_lora_config_takes_no_adapter_params():
     (lambda p: p["train"].update(determinism="strict"), r"train\.determinism must be seeded or full, got 'strict'"),
     (lambda p: p["train"].update(num_processes=3), r"train\.num_processes 3 does not divide train\.recipes\.smoke"),
     (lambda p: p["eval"].update(cpu_threads=-1), r"eval\.cpu_threads must be >= 0, got -1"),
-    (lambda p: p["score"].update(min_parse_rate=2), r"score\.min_parse_rate must be between 0 and 1, got 2"),
+    (lambda p: p["score"].update(min_parse_rate=2), r"score\.min_parse_rate must be a number between 0 and 1, or a mapping from training profile to one, got 2"),
     (lambda p: p.update(seed=-1), r"seed must be >= 0, got -1"),
 ])
 def test_bad_params_name_their_key(tmp_path, edit, message):

@@ -136,7 +136,9 @@ def test_undefined_values_and_details_are_listed(tmp_path):
 def test_tables_are_padded_pipe_tables_with_cells_as_formatted(tmp_path):
     text = report(tmp_path, scored(tmp_path))
     tables = [t for t in text.split("\n\n") if t.startswith("|")]
-    assert len(tables) == 5  # Table 3, epoch differences, headline, PCC details, MDD counts
+    # Table 3, epoch differences, headline, verdicts, APA with SCC/RMSE, paired comparisons, PCC
+    # details, MDD counts
+    assert len(tables) == 8
     for t in tables:
         lines = t.splitlines()
         assert len({len(line) for line in lines}) == 1, t  # columns line up in the raw file too
@@ -187,3 +189,41 @@ def test_plot_templates_are_valid_json_with_the_data_anchor():
     for name in ("apa_scatter", "per_vs_accuracy", "vs_paper", "train_loss"):
         spec = json.loads((ROOT / "plots" / f"{name}.json").read_text(encoding="utf-8"))
         assert spec["data"] == {"values": "<DVC_METRIC_DATA>"}, name
+
+
+def test_intervals_verdicts_and_paired_comparisons(tmp_path):
+    text = report(tmp_path, scored(tmp_path))
+    # 2 speakers: the utterance-level interval, labelled, with the reason
+    assert "**utterance-level** bootstrap" in text and "speaker-clustered interval undefined: 2 speaker(s)" in text
+    assert "covers test-set sampling only" in text
+    verdicts = section_rows(text, "Intervals and verdicts against the paper")
+    details = json.loads((tmp_path / "scores" / "cfg_a" / "details.json").read_text())
+    e3 = details["metrics"]["epochs"]["3"]
+    row = next(r for r in verdicts if r[:3] == ["cfg_a", "3", "wer"])
+    assert row[3:] == [f"{e3['wer']:.3f}", f"[{e3['wer_ci']['low']:.3f}, {e3['wer_ci']['high']:.3f}]", "0.140",
+                       e3["verdict"]["wer"]]
+    assert {r[6] for r in verdicts} <= {"consistent", "above", "below", "n/a"}
+    comps = section_rows(text, "Paired comparisons")
+    # configs (cfg_b - cfg_a: the same answers, so a zero difference, p = 1) and consecutive epochs
+    same = [r for r in comps if r[0] == "cfg_b final − cfg_a final"]
+    assert len(same) == len(paper.HEADLINE) and all(r[2] in ("+0.000", "n/a") for r in same)
+    assert all(r[5] in ("no", "n/a") for r in same)
+    assert any(r[0] == "cfg_a: epoch-3 − epoch-2" for r in comps) and "**paired**" in text
+    apa = section_rows(text, "APA: PCC, Spearman (SCC) and RMSE")
+    assert any(r[:3] == ["cfg_a", "epoch 3 (final)", "accuracy"] for r in apa)
+    # the PCC with unparsed answers as the worst case, and how unparsed answers are treated
+    assert S.UNPARSED_APA_WORST in text
+
+
+def test_compare_two_runs_and_aggregate_seeds(tmp_path, capsys):
+    from pronounce import report_intervals as RI
+
+    for run in ("a", "b"):
+        scored(tmp_path / run, configs=("cfg_a", "cfg_b"))
+    text = RI.compare_runs(tmp_path / "a" / "scores", tmp_path / "b" / "scores", "cfg_a")
+    assert "run B − run A" in text and "paired" in text
+    rows = [[c.strip() for c in line.strip("|").split("|")] for line in text.splitlines() if line.startswith("| B")]
+    assert {r[1] for r in rows} >= set(paper.HEADLINE) and all(r[5] in ("no", "n/a") for r in rows)
+    RI.main(["--seeds", str(tmp_path / "a" / "scores"), str(tmp_path / "b" / "scores"), "--config", "cfg_a"])
+    out = capsys.readouterr().out
+    assert "over 2 runs (mean ± std over seeds)" in out and "| wer " in out

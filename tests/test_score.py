@@ -13,7 +13,7 @@ from conftest import BUNDLED
 from pronounce import paper as P
 from pronounce import score as S
 from pronounce.decode import run_decode
-from pronounce.params import ConfigParams, ModelParams, ReportJob, ScoreJob
+from pronounce.params import ConfigParams, IntervalParams, ModelParams, ReportJob, ScoreJob
 from pronounce.parse import parse_output
 from pronounce.predictions import write_jsonl
 
@@ -27,16 +27,16 @@ def word(text, phones, *mispronounced):
 
 # Four test utterances. u4 has one mispronounced phone (AE said as EH).
 LABELS = [
-    {"utt_id": "u1", "text": "A CAT", "accuracy": 1.0, "fluency": 2.0, "prosodic": 3.0, "total": 2.0,
+    {"utt_id": "u1", "speaker": "s1", "text": "A CAT", "accuracy": 1.0, "fluency": 2.0, "prosodic": 3.0, "total": 2.0,
      "words": [word("A", "AH0"), word("CAT", "K AE1 T")],
      "canonical_phones": ["AH", "K", "AE", "T"], "pronounced_phones": ["AH", "K", "AE", "T"]},
-    {"utt_id": "u2", "text": "THE DOG", "accuracy": 2.0, "fluency": 4.0, "prosodic": 5.0, "total": 6.0,
+    {"utt_id": "u2", "speaker": "s1", "text": "THE DOG", "accuracy": 2.0, "fluency": 4.0, "prosodic": 5.0, "total": 6.0,
      "words": [word("THE", "DH AH0"), word("DOG", "D AO1 G")],
      "canonical_phones": ["DH", "AH", "D", "AO", "G"], "pronounced_phones": ["DH", "AH", "D", "AO", "G"]},
-    {"utt_id": "u3", "text": "SIT", "accuracy": 4.0, "fluency": 6.0, "prosodic": 7.0, "total": 5.0,
+    {"utt_id": "u3", "speaker": "s2", "text": "SIT", "accuracy": 4.0, "fluency": 6.0, "prosodic": 7.0, "total": 5.0,
      "words": [word("SIT", "S IH1 T")],
      "canonical_phones": ["S", "IH", "T"], "pronounced_phones": ["S", "IH", "T"]},
-    {"utt_id": "u4", "text": "BAD", "accuracy": 9.0, "fluency": 9.0, "prosodic": 9.0, "total": 9.0,
+    {"utt_id": "u4", "speaker": "s2", "text": "BAD", "accuracy": 9.0, "fluency": 9.0, "prosodic": 9.0, "total": 9.0,
      "words": [word("BAD", "B AE1 D", (1, "EH"))],
      "canonical_phones": ["B", "AE", "D"], "pronounced_phones": ["B", "EH", "D"]},
 ]
@@ -211,14 +211,18 @@ def params(base="builtin:tiny", unfreeze=False, min_parse_rate=0.0, configs=("cf
         "data": {"corpus": "data/speechocean762-mini"},
         "train": {"profile": "smoke"},
         "configs": {c: {"init": "fresh", "lora_params": "lora", "unfreeze_audio": unfreeze} for c in configs},
-        "score": {"min_parse_rate": min_parse_rate},
+        "score": {"min_parse_rate": min_parse_rate, "intervals": dict(INTERVALS)},
     }
+
+
+# quick intervals for the tests (the stage's default is 2,000 resamples)
+INTERVALS = {"seed": 0, "n_resamples": 200, "level": "speaker", "min_speakers": 10, "confidence": 0.95}
 
 
 def score_job(p: dict, name: str) -> ScoreJob:
     """What the score stage of config `name` reads, from a `params()` dict."""
     return ScoreJob(name, ConfigParams(**p["configs"][name]), p["model"]["base"], p["data"]["corpus"],
-                    p["score"]["min_parse_rate"])
+                    p["score"]["min_parse_rate"], IntervalParams(**p["score"]["intervals"]))
 
 
 def report_job(p: dict) -> ReportJob:
@@ -256,7 +260,8 @@ def test_run_score_writes_metrics_json(tmp_path):
     assert metrics["epoch"] == 3 and metrics["n_utterances"] == 4
     assert set(metrics["epochs"]) == {"0", "2", "3"}
     assert metrics["epochs"]["3"] == {**{k: metrics[k] for k in (*P.HEADLINE, "parse_rate")},
-                                      "paper": metrics["paper"], "diff": metrics["diff"]}
+                                      **{f"{k}_ci": metrics[f"{k}_ci"] for k in P.HEADLINE},
+                                      "paper": metrics["paper"], "diff": metrics["diff"], "verdict": metrics["verdict"]}
     assert metrics["epochs"]["0"]["parse_rate"] == 0.0 and metrics["epochs"]["2"]["accuracy_pcc"] is None
     assert metrics["paper"] == P.paper_row("LoRA", 3) and metrics["paper"]["accuracy_pcc"] == 0.656
     assert metrics["diff"]["wer"] == round(metrics["wer"] - 0.14, 6)
@@ -269,10 +274,52 @@ def test_run_score_writes_metrics_json(tmp_path):
     fig5 = json.loads((tmp_path / "scores" / "cfg" / "per_vs_accuracy.json").read_text())
     assert [(r["utt_id"], r["per"], r["parsed"]) for r in fig5] == [
         ("u1", 0.0, True), ("u2", 0.2, True), ("u3", 1.0, False), ("u4", 0.0, True)]
-    # a rerun writes the same bytes
-    before = (tmp_path / "metrics" / "cfg.json").read_bytes()
+    # a rerun writes the same bytes, intervals included
+    before = {f: f.read_bytes() for f in (tmp_path / "metrics" / "cfg.json", tmp_path / "scores" / "cfg" / "details.json",
+                                           tmp_path / "scores" / "cfg" / "utterances.json")}
     make_scored(tmp_path)
-    assert (tmp_path / "metrics" / "cfg.json").read_bytes() == before
+    assert {f: f.read_bytes() for f in before} == before
+
+
+def test_intervals_in_metrics_and_details(tmp_path):
+    """Two speakers: no clustered interval (fewer than min_speakers), the utterance-level one,
+    labelled, with the reason; every interval holds its point estimate; verdicts against the paper."""
+    metrics = make_scored(tmp_path)
+    details = json.loads((tmp_path / "scores" / "cfg" / "details.json").read_text())
+    assert metrics["interval_level"] == "utterance"
+    assert details["intervals"]["level"] == "utterance" and details["intervals"]["n_speakers"] == 2
+    assert "fewer than score.intervals.min_speakers=10" in details["intervals"]["reason"]
+    assert details["intervals"]["n_resamples"] == 200 and details["intervals"]["seed"] == 0
+    for k in P.HEADLINE:
+        ci = metrics[f"{k}_ci"]
+        assert ci["low"] <= metrics[k] <= ci["high"], k
+    for a in ("accuracy", "fluency", "prosodic", "total"):
+        assert f"{a}_scc" in metrics and f"{a}_rmse" in metrics and f"{a}_scc_ci" in metrics
+    final = details["checkpoints"]["final"]["intervals"]
+    assert final["accuracy_pcc"]["value"] == pytest.approx(9 / math.sqrt(84))
+    assert final["accuracy_rmse"]["value"] == pytest.approx(math.sqrt(1 / 3))  # errors 0, 0, -1 on parsed u1-u3
+    # the epoch-2 answers are constant: undefined PCC, and so its interval, with the reason
+    e2 = details["checkpoints"]["epoch-2"]["intervals"]["accuracy_pcc"]
+    assert e2["low"] is None and e2["reason"] == "the metric itself is undefined"
+    # verdicts: the paper's 0.14 WER is far below our interval [low, high] of a 1/6 WER? say which
+    for k, v in metrics["verdict"].items():
+        ci, theirs = metrics[f"{k}_ci"], metrics["paper"][k]
+        assert v == ("consistent" if ci["low"] <= theirs <= ci["high"] else "above" if theirs < ci["low"] else "below")
+    # consecutive epochs compared, paired: epoch 2 - base, epoch 3 - epoch 2
+    comps = [(c["a"], c["b"], c["paired"]) for c in details["epoch_comparisons"]]
+    assert comps == [("epoch-2", "base/epoch-0", True), ("epoch-3", "epoch-2", True)]
+    utts = json.loads((tmp_path / "scores" / "cfg" / "utterances.json").read_text())
+    assert utts["speakers"] == ["s1", "s1", "s2", "s2"] and utts["checkpoints"]["final"]["per_errors"] == [0, 1, 3, 0]
+
+
+def test_unparsed_apa_counted_as_the_worst_case_too(tmp_path):
+    got = S.score_rows(good_rows(), labels_dict())
+    # u4 (human 9 on every aspect) unparsed: the worst answer is 0, the scale's far end
+    assert S.worst_apa(None, 9.0) == 0 and S.worst_apa(None, 2.0) == 10 and S.worst_apa(7, 2.0) == 7
+    human = [1.0, 2.0, 4.0, 9.0]
+    from scipy import stats
+    assert got["metrics"]["accuracy_pcc_unparsed_worst"] == pytest.approx(stats.pearsonr([1, 2, 3, 0], human).statistic)
+    assert got["metrics"]["accuracy_pcc_unparsed_worst"] < got["metrics"]["accuracy_pcc"]
 
 
 def test_unfreeze_config_targets_the_unfreeze_row(tmp_path):

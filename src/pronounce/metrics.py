@@ -12,28 +12,29 @@ Conventions (tested in tests/test_metrics.py):
   normalisation as the reference sequences (upper case, stress digit
   stripped, `*` stripped, `<unk>` spelled `<unk>`); a string is
   whitespace-split first.
-- Alignment: `align` is rapidfuzz's Levenshtein.editops (unit costs) on
-  integer ids of the tokens, rapidfuzz pinned at 3.14.6 in pyproject.toml.
-  Its tie-breaking, among equally cheap alignments: a common prefix and
-  suffix are matched first; then the DP matrix is traced back from the end,
-  taking a deletion whenever one is optimal, else an insertion when
-  D[i][j-1] < D[i-1][j-1], else the diagonal (match or substitution).
-  So "X Y" -> "Z" is replace X, delete Y; "A" -> "B C" is insert B, replace
-  A->C; "A A" -> "A" deletes the second A. (Rapidfuzz switches to
-  Hirschberg's algorithm, whose ties may fall differently, only above about
-  2,000 x 2,000 tokens, far beyond an utterance.)
+- Alignment: `align` is the alignment Kaldi's `align-text` makes (util/edit-distance-inl.h,
+  `LevenshteinAlignment`), which the standard MDD script reads (mdd_scoring.md): the usual
+  unit-cost edit-distance table e[i][j] of a[:i] vs b[:j] (a the reference, b the
+  hypothesis), then a backtrace from (len a, len b) to (0, 0) that at each cell takes, among
+  the steps that stay on a cheapest path, the DIAGONAL first (a match, or a substitution),
+  then the DELETION (a reference token with nothing), then the INSERTION; on the table's
+  edges the only step there is. So "X Y" -> "Z" is delete X, replace Y->Z; "A" -> "B C" is
+  insert B, replace A->C; "A A" -> "A" deletes the FIRST A. (rapidfuzz's edit operations,
+  used before, prefer the deletion and match a common prefix first: on noisy output about
+  one utterance in five got other TA/FR counts.) The distance, hence WER and PER, is the
+  same under either rule.
 - MDD: the standard of ../shared/reference/mdd_scoring.md, see `mdd_columns`.
 """
 
 from __future__ import annotations
 
+import functools
 import math
 import re
 from collections import namedtuple
 
 import jiwer
 import numpy as np
-from rapidfuzz.distance import Levenshtein
 from scipy import stats
 
 from .phones import normalise_phone
@@ -95,6 +96,31 @@ def wer(refs, hyps) -> dict:
     return _rate(out.substitutions, out.deletions, out.insertions, out.hits + out.substitutions + out.deletions, len(refs))
 
 
+def wer_by_utterance(refs, hyps) -> list[tuple[int, int]]:
+    """(errors, reference words) of each utterance, counted as `wer` counts them (their sums are
+    its numerator and denominator): the bootstrap's per-utterance statistics."""
+    refs, hyps = _paired("wer", refs, hyps)
+    out = jiwer.process_words(
+        [" ".join(normalise_words(r)) for r in refs], [" ".join(normalise_words(h)) for h in hyps]
+    )
+    got = []
+    for ref, chunks in zip(out.references, out.alignments):
+        errors = sum(max(c.ref_end_idx - c.ref_start_idx, c.hyp_end_idx - c.hyp_start_idx)
+                     for c in chunks if c.type != "equal")
+        got.append((errors, len(ref)))
+    return got
+
+
+def per_by_utterance(refs, hyps) -> list[tuple[int, int]]:
+    """(errors, reference phones) of each utterance, as `per` counts them."""
+    refs, hyps = _paired("per", refs, hyps)
+    got = []
+    for ref, hyp in zip(refs, hyps):
+        ref = normalise_phones(ref)
+        got.append((sum(step.op != "equal" for step in align(ref, normalise_phones(hyp))), len(ref)))
+    return got
+
+
 def per(refs, hyps) -> dict:
     """Corpus PER = (S+D+I)/N over phones: recognised (hyps) against annotated (refs)."""
     refs, hyps = _paired("per", refs, hyps)
@@ -130,29 +156,44 @@ Step.__doc__ = "One column of an alignment: op in equal|replace|delete|insert; i
 
 
 def align(a, b) -> list[Step]:
-    """Minimum edit-distance alignment of two token sequences (tie-breaking: module docstring)."""
-    a, b = list(a), list(b)
-    ids: dict = {}  # tokens -> small ints, so rapidfuzz compares tokens exactly (no hashing of strings)
-    ia = [ids.setdefault(t, len(ids)) for t in a]
-    ib = [ids.setdefault(t, len(ids)) for t in b]
-    steps, i, j = [], 0, 0
-    for op in Levenshtein.editops(ia, ib):
-        while i < op.src_pos and j < op.dest_pos:  # editops omit matches; fill them in
-            steps.append(Step("equal", i, j))
-            i, j = i + 1, j + 1
-        if op.tag == "replace":
-            steps.append(Step("replace", i, j))
-            i, j = i + 1, j + 1
-        elif op.tag == "delete":
-            steps.append(Step("delete", i, None))
-            i += 1
-        else:
+    """Minimum edit-distance alignment of two token sequences, ties broken as Kaldi's
+    align-text breaks them (module docstring)."""
+    return list(_kaldi_align(tuple(a), tuple(b)))
+
+
+@functools.lru_cache(maxsize=65536)  # PER and MDD align the same (annotated, recognised) pair
+def _kaldi_align(a: tuple, b: tuple) -> tuple:
+    m, n = len(a), len(b)
+    # e[i][j]: edit distance of a[:i] and b[:j]
+    e = [list(range(n + 1))]
+    for i in range(1, m + 1):
+        prev, row, ai = e[-1], [i], a[i - 1]
+        for j in range(1, n + 1):
+            row.append(min(prev[j - 1] + (ai != b[j - 1]), prev[j] + 1, row[j - 1] + 1))
+        e.append(row)
+    steps, i, j = [], m, n
+    while i or j:
+        if i and j:
+            diagonal = e[i - 1][j - 1] + (a[i - 1] != b[j - 1])
+            deletion, insertion = e[i - 1][j] + 1, e[i][j - 1] + 1
+            # Kaldi: `if (sub_or_ok <= min(del, ins))` diagonal, `else if (del <= ins)` deletion
+            if diagonal <= min(deletion, insertion):
+                i, j = i - 1, j - 1
+                steps.append(Step("equal" if a[i] == b[j] else "replace", i, j))
+                continue
+            if deletion <= insertion:
+                i -= 1
+                steps.append(Step("delete", i, None))
+                continue
+            j -= 1
             steps.append(Step("insert", None, j))
-            j += 1
-    while i < len(a):
-        steps.append(Step("equal", i, j))
-        i, j = i + 1, j + 1
-    return steps
+        elif i:
+            i -= 1
+            steps.append(Step("delete", i, None))
+        else:
+            j -= 1
+            steps.append(Step("insert", None, j))
+    return tuple(reversed(steps))
 
 
 # ---------------------------------------------------------------- MDD

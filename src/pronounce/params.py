@@ -19,7 +19,8 @@ How params reach a stage: a stage script (stages/<stage>.py) loads `Params` and 
   train        a TrainJob (Params.train_job): the config, its fresh LoRA (None for a speech-lora
                config), the active recipe, seed, train.num_processes, train.determinism
   evaluate     an EvalJob (Params.eval_job): seed, model.base, eval, the epochs for train.profile
-  score        a ScoreJob (Params.score_job): the config, model.base, data.corpus, score
+  score        a ScoreJob (Params.score_job): the config, model.base, data.corpus, score (its
+               min_parse_rate for train.profile, its intervals)
   report       a ReportJob (Params.report_job): the config names, model, data.corpus, train.profile
 Jobs are frozen dataclasses too: a test varies one with dataclasses.replace, or edits the YAML's
 dict and builds it again with `parse_params` (which validates the edit).
@@ -169,9 +170,36 @@ class EvalParams:
         return self.epochs[profile]
 
 
+def _parse_floor_ok(v) -> bool:
+    return not isinstance(v, bool) and isinstance(v, (int, float)) and 0 <= v <= 1
+
+
+@dataclass(frozen=True)
+class IntervalParams:
+    """score.intervals: the bootstrap of pronounce.bootstrap."""
+    seed: int = _non_negative()
+    n_resamples: int = _positive()
+    level: str = _one_of("speaker", "utterance")
+    min_speakers: int = _check(lambda v: v >= 2, ">= 2")
+    confidence: float = _check(lambda v: 0 < v < 1, "between 0 and 1, exclusive")
+
+
 @dataclass(frozen=True)
 class ScoreParams:
-    min_parse_rate: float = _fraction()
+    # one floor for every training profile, or {profile: floor} (min_parse_rate_for)
+    min_parse_rate: float | Mapping = _check(
+        lambda v: _parse_floor_ok(v) or (isinstance(v, dict) and bool(v) and all(map(_parse_floor_ok, v.values()))),
+        "a number between 0 and 1, or a mapping from training profile to one", types=(int, float, dict))
+    intervals: IntervalParams = field()
+
+    def min_parse_rate_for(self, profile: str) -> float:
+        """The parse-rate floor under a training profile (the paper profile's is a real run's)."""
+        if not isinstance(self.min_parse_rate, Mapping):
+            return self.min_parse_rate
+        if profile not in self.min_parse_rate:
+            raise ParamsError(f"params.yaml: score.min_parse_rate has no entry for train.profile {profile!r} "
+                              f"(it has {', '.join(self.min_parse_rate)}): add one")
+        return self.min_parse_rate[profile]
 
 
 # --------------------------------------------------------------------------- what each stage reads
@@ -210,7 +238,8 @@ class ScoreJob:
     config: ConfigParams
     model_base: str  # recorded in details.json, with the corpus
     corpus: str
-    min_parse_rate: float
+    min_parse_rate: float  # score.min_parse_rate for train.profile
+    intervals: IntervalParams
 
 
 @dataclass(frozen=True)
@@ -256,7 +285,8 @@ class Params:
                        epochs)
 
     def score_job(self, name: str) -> ScoreJob:
-        return ScoreJob(name, self.config(name), self.model.base, self.data.corpus, self.score.min_parse_rate)
+        return ScoreJob(name, self.config(name), self.model.base, self.data.corpus,
+                        self.score.min_parse_rate_for(self.train.profile), self.score.intervals)
 
     def report_job(self) -> ReportJob:
         return ReportJob(tuple(self.configs), self.model, self.data.corpus, self.train.profile)
@@ -330,6 +360,7 @@ def parse_params(raw) -> Params:
         raise ParamsError(f"params.yaml: train.profile {train.profile!r} names no recipe "
                           f"(train.recipes has {', '.join(train.recipes)})")
     params.eval.epochs_for(train.profile)  # a per-profile eval.epochs must cover the profile in use
+    params.score.min_parse_rate_for(train.profile)  # and so must a per-profile parse-rate floor
     # N processes each accumulate grad_accum / N batches, so the recipe's effective batch
     # (batch_size x grad_accum, as one process would train it) holds whatever N is.
     if train.recipe.grad_accum % train.num_processes:

@@ -13,7 +13,10 @@ Outputs:
                                    of its epoch); undefined values with their reasons; PCC
                                    p-values and n; parse rates. It names the base model and
                                    corpus that produced our numbers, and warns loudly when the
-                                   base is `builtin:tiny` (a smoke run, not a reproduction).
+                                   base is `builtin:tiny` (a smoke run, not a reproduction);
+                                   then (pronounce.report_intervals) 95% intervals and a verdict
+                                   against the paper for each metric, SCC and RMSE beside each
+                                   PCC, and paired comparisons (configs, consecutive epochs).
   metrics/plots/vs_paper.json      our headline metrics against the paper's targets
   metrics/plots/train_loss.json    training loss per config
 """
@@ -30,6 +33,7 @@ from .errors import PipelineError
 from .paper import HEADLINE, PAPER_SOURCE, PAPER_TABLE3, PAPER_TARGET_EPOCH, PAPER_TEST_UTTERANCES, fmt
 from .params import BUILTIN_TINY, ReportJob
 from .predictions import BASE_LABEL, BASE_NAME, FINAL
+from .report_intervals import render_sections
 
 COLUMNS = [  # (metric key, header): the paper's Table 3 order
     ("accuracy_pcc", "Acc. PCC"), ("fluency_pcc", "Flu. PCC"), ("prosodic_pcc", "Pros. PCC"),
@@ -53,6 +57,18 @@ class ReportError(PipelineError):
 
 def _fmt_p(v) -> str:
     return "n/a" if v is None else f"{v:.2g}"
+
+
+def load_utterance_tables(scores_dir, configs) -> dict[str, dict]:
+    """scores/<config>/utterances.json of every config: the per-utterance statistics the paired
+    comparisons between configs resample."""
+    out = {}
+    for name in configs:
+        path = Path(scores_dir) / name / "utterances.json"
+        if not path.is_file():
+            raise ReportError(f"{path} not found: run `dvc repro score@{name}` first")
+        out[name] = json.loads(path.read_text(encoding="utf-8"))
+    return out
 
 
 def load_details(scores_dir, configs) -> dict[str, dict]:
@@ -270,7 +286,7 @@ def vs_paper_rows(details: dict[str, dict]) -> list[dict]:
 # --------------------------------------------------------------------------- the stage
 
 
-def render(job: ReportJob, details: dict[str, dict], n_test: int) -> str:
+def render(job: ReportJob, details: dict[str, dict], n_test: int, tables: dict[str, dict]) -> str:
     base, corpus, revision = job.model.base, job.corpus, job.model.revision
     parts = []
     if base == BUILTIN_TINY:  # the very first line: nobody may take a smoke run for a reproduction
@@ -304,7 +320,10 @@ def render(job: ReportJob, details: dict[str, dict], n_test: int) -> str:
     if notes:
         parts += ["## Undefined values", ""] + notes + [""]
     # the rule the scores were counted under, as the score stage recorded it
-    parts += ["## How unparsed answers count", "", next(iter(details.values()))["unparsed_rule"], ""]
+    first = next(iter(details.values()))
+    parts += ["## How unparsed answers count", "", first["unparsed_rule"], ""]
+    parts += [first["unparsed_apa_worst"], ""] if "unparsed_apa_worst" in first else []
+    parts += render_sections(details, tables)
     parts += ["## APA: PCC p-values and n", ""] + pcc_details(details) + [""]
     parts += ["## MDD: counts", ""] + mdd_details(details) + [""]
     parts += ["Plots: `dvc plots show` (predicted vs human scores, PER vs accuracy as in the paper's "
@@ -316,7 +335,7 @@ def run_report(job: ReportJob, scores_dir, dvclive_dir, out_md, plots_dir, log=p
     configs = list(job.configs)
     details = load_details(scores_dir, configs)
     n_test = next(iter(details.values()))["checkpoints"][FINAL]["n_utterances"]
-    text = render(job, details, n_test)
+    text = render(job, details, n_test, load_utterance_tables(scores_dir, configs))
     out_md = Path(out_md)
     out_md.parent.mkdir(parents=True, exist_ok=True)
     atomic_write_text(out_md, text)

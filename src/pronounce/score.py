@@ -35,8 +35,14 @@ Outputs:
                                headline, when Table 3 has no such epoch) under `paper` and ours
                                minus it under `diff`; `epochs` {"0": base, "<k>": ...}, each
                                with its own `paper` row (that epoch, that strategy) and `diff`
+                               Beside each headline metric `<metric>_ci` {low, high}, its 95%
+                               interval; SCC and RMSE beside each PCC; `verdict` per paper row;
+                               `interval_level` (speaker, or utterance with too few speakers)
   scores/<config>/details.json everything behind those numbers: p-values, n, counts, parse
-                               summaries, per checkpoint
+                               summaries, every metric's interval, per checkpoint; the paired
+                               comparisons of consecutive epochs (`epoch_comparisons`)
+  scores/<config>/utterances.json  per-utterance sufficient statistics of every checkpoint (the
+                               bootstrap's input; the report pairs configs on them)
   scores/<config>/apa_scatter.json      predicted vs human score per aspect (final adapter)
   scores/<config>/per_vs_accuracy.json  per-utterance PER vs human accuracy (the paper's Fig. 5)
 """
@@ -48,10 +54,12 @@ from pathlib import Path
 
 from .artifacts import read_arrow, write_json
 from .errors import PipelineError
-from .metrics import mdd_counts, mdd_scores, mdd_worst_case, pcc, penalise_insertions, per, sum_counts, wer
+from .intervals import checkpoint_intervals, settings_of, utterance_table, verdict
+from .metrics import (mdd_counts, mdd_scores, mdd_worst_case, pcc, penalise_insertions, per, per_by_utterance,
+                      sum_counts, wer, wer_by_utterance)
 from .paper import HEADLINE, PAPER_SOURCE, fmt, paper_epoch_for, paper_row
 from .params import ConfigParams, ScoreJob
-from .parse import ParseResult, summarise
+from .parse import SCORE_RANGE, ParseResult, summarise
 from .phones import annotation_pairs
 from .predictions import BASE_NAME, FINAL, read_jsonl
 from .prompts import APA_FIELDS, TASKS
@@ -67,6 +75,11 @@ UNPARSED_RULE = (
     "MDD: an unparsed answer counts as an empty transcript for WER and PER (every reference word/phone "
     "a deletion) and as the worst case for the MDD counts (every correctly pronounced phone a false "
     "rejection, every mispronounced one a false acceptance; no true acceptance or rejection)."
+)
+UNPARSED_APA_WORST = (
+    "Beside each PCC, `<aspect>_pcc_unparsed_worst` counts every unparsed APA answer as the worst "
+    f"answer instead of leaving it out: the end of the {SCORE_RANGE[0]}-{SCORE_RANGE[1]} scale farther "
+    "from the human score (so a model that often answers badly cannot look better than it is)."
 )
 
 class ScoreError(PipelineError):
@@ -84,7 +97,7 @@ def strategy_of(cfg: ConfigParams) -> str:
 def load_labels(decoded_test) -> dict[str, dict]:
     """utt_id -> text, the four human scores, canonical and pronounced phones, and `pairs`,
     the canonical<->annotated pairing built from the words' annotations."""
-    cols = ["utt_id", "text", *APA_FIELDS, "words", "canonical_phones", "pronounced_phones"]
+    cols = ["utt_id", "speaker", "text", *APA_FIELDS, "words", "canonical_phones", "pronounced_phones"]
     rows = read_arrow(decoded_test).select(cols).to_pylist()
     return {r["utt_id"]: with_pairs(r, decoded_test) for r in rows}
 
@@ -137,6 +150,15 @@ def apa_prediction(row: dict, aspect: str):
     return row["fields"][aspect] if _parse_result(row).ok else None
 
 
+def worst_apa(prediction, human):
+    """The unparsed-as-worst rule: an unparsed answer (None) becomes the end of the scale farther
+    from the human score (the lower end on a tie at the middle)."""
+    if prediction is not None:
+        return prediction
+    low, high = SCORE_RANGE
+    return high if human - low < high - human else low
+
+
 # --------------------------------------------------------------------------- scoring
 
 
@@ -145,11 +167,16 @@ def score_rows(rows: list[dict], labels: dict, what: str = "predictions") -> dic
     check_coverage(rows, labels, what)
     utts = sorted(labels)
     by = {(r["utt_id"], r["task"]): r for r in rows}
-    apa = {a: pcc([apa_prediction(by[u, "apa"], a) for u in utts], [labels[u][a] for u in utts]) for a in APA_FIELDS}
+    predicted = {a: [apa_prediction(by[u, "apa"], a) for u in utts] for a in APA_FIELDS}
+    human = {a: [labels[u][a] for u in utts] for a in APA_FIELDS}
+    apa = {a: pcc(predicted[a], human[a]) for a in APA_FIELDS}
+    apa_worst = {a: pcc([worst_apa(p, h) for p, h in zip(predicted[a], human[a])], human[a]) for a in APA_FIELDS}
     hyps = [mdd_hypothesis(by[u, "mdd"]) for u in utts]
-    w = wer([labels[u]["text"] for u in utts], [h[0] for h in hyps])
-    p = per([labels[u]["pronounced_phones"] for u in utts], [h[1] for h in hyps])
-    counts = sum_counts(utterance_counts(by[u, "mdd"], labels[u]) for u in utts)
+    refs_words, refs_phones = [labels[u]["text"] for u in utts], [labels[u]["pronounced_phones"] for u in utts]
+    w = wer(refs_words, [h[0] for h in hyps])
+    p = per(refs_phones, [h[1] for h in hyps])
+    per_utt = [utterance_counts(by[u, "mdd"], labels[u]) for u in utts]
+    counts = sum_counts(per_utt)
     mdd = mdd_scores(counts)
     mdd_ins = mdd_scores(penalise_insertions(counts))
     parse = {t: summarise(_parse_result(by[u, t]) for u in utts) for t in TASKS}
@@ -160,9 +187,14 @@ def score_rows(rows: list[dict], labels: dict, what: str = "predictions") -> dic
                    parse_rate=parsed / (2 * len(utts)), parse_rate_apa=parse["apa"]["parse_rate"],
                    parse_rate_mdd=parse["mdd"]["parse_rate"])
     metrics.update({f"{k}_ins_penalised": mdd_ins[k] for k in INS_PENALISED})
-    return {"metrics": metrics, "n_utterances": len(utts), "apa": apa, "wer": w, "per": p,
-            "mdd_counts": counts, "mdd": mdd, "mdd_ins_penalised": mdd_ins, "parse": parse,
-            "truncated": sum(r.get("stopped") == "max_new_tokens" for r in rows)}
+    metrics.update({f"{a}_pcc_unparsed_worst": apa_worst[a]["value"] for a in APA_FIELDS})
+    # the bootstrap's per-utterance sufficient statistics (scores/<config>/utterances.json)
+    by_utt = {"predicted": predicted,
+              "wer": wer_by_utterance(refs_words, [h[0] for h in hyps]), "per": per_by_utterance(refs_phones, [h[1] for h in hyps]),
+              "mdd": {k: [c[k] for c in per_utt] for k in ("ta", "fr", "fa", "tr")}}
+    return {"metrics": metrics, "n_utterances": len(utts), "apa": apa, "apa_unparsed_worst": apa_worst, "wer": w,
+            "per": p, "mdd_counts": counts, "mdd": mdd, "mdd_ins_penalised": mdd_ins, "parse": parse,
+            "truncated": sum(r.get("stopped") == "max_new_tokens" for r in rows), "utterances": by_utt}
 
 
 def apa_scatter(rows: list[dict], labels: dict) -> list[dict]:
@@ -216,6 +248,32 @@ def checkpoint_files(pred_dir) -> list[tuple[str, int | None, Path]]:
     return [(c["name"], c["epoch"], pred_dir / c["file"]) for c in summary["checkpoints"]]
 
 
+def _with_ci(flat: dict, ci: dict, keys) -> dict:
+    """The flat metrics with `<metric>_ci` {low, high} beside each of `keys` (rounded as they are)."""
+    out = dict(flat)
+    for k in keys:
+        c = ci[k]
+        out[f"{k}_ci"] = {"low": _round(c["low"]), "high": _round(c["high"])}
+    return out
+
+
+def _verdicts(ci: dict, paper: dict | None) -> dict:
+    if paper is None:
+        return {}
+    return {k: verdict(paper[k], ci[k]) for k in HEADLINE}
+
+
+def _extra_apa(ci: dict) -> dict:
+    """Spearman (SCC) and RMSE beside each PCC: value and interval."""
+    out = {}
+    for a in APA_FIELDS:
+        for m in ("scc", "rmse"):
+            c = ci[f"{a}_{m}"]
+            out[f"{a}_{m}"] = _round(c["value"])
+            out[f"{a}_{m}_ci"] = {"low": _round(c["low"]), "high": _round(c["high"])}
+    return out
+
+
 def run_score(job: ScoreJob, decoded_dir, pred_dir, base_pred_dir, metrics_path, out_dir, log=print) -> dict:
     name = job.name
     strategy = strategy_of(job.config)
@@ -232,24 +290,40 @@ def run_score(job: ScoreJob, decoded_dir, pred_dir, base_pred_dir, metrics_path,
             rows = read_jsonl(path)
             checkpoints[f"{BASE_NAME}/{ckpt}"] = (0, score_rows(rows, labels, str(path)), rows)
 
+    # intervals: every checkpoint on the same resampled speakers; paired comparisons of each
+    # evaluated epoch with the one before it (epoch 0: the base model)
+    table = utterance_table(sorted(labels), labels, {c: s for c, (_, s, _) in checkpoints.items()})
+    chain = sorted(((e, c) for c, (e, _, _) in checkpoints.items() if c != FINAL and e is not None))
+    pairs = [(later, earlier) for (_, earlier), (_, later) in zip(chain, chain[1:])]
+    settings = settings_of(vars(job.intervals))
+    boot = checkpoint_intervals(table, settings, pairs)
+    for ckpt, (_, scored, _) in checkpoints.items():
+        del scored["utterances"]  # in utterances.json, not details.json
+        scored["intervals"] = boot["checkpoints"][ckpt]
+
     final_epoch, final, final_rows = checkpoints[FINAL]
     paper_epoch = paper_epoch_for(strategy, final_epoch)
     paper = paper_row(strategy, paper_epoch)
-    flat = _flat(final["metrics"])
+    final_ci = final["intervals"]
+    flat = {**_with_ci(_flat(final["metrics"]), final_ci, HEADLINE), **_extra_apa(final_ci),
+            **{f"{a}_pcc_unparsed_worst": _round(final["metrics"][f"{a}_pcc_unparsed_worst"]) for a in APA_FIELDS}}
     per_epoch = [(epoch, scored) for ckpt, (epoch, scored, _) in checkpoints.items() if ckpt != FINAL and epoch is not None]
-    # per epoch only the headline, the parse rate and the paper's row of that epoch and strategy
-    # (none where Table 3 has no such epoch), so `dvc metrics show` stays readable
+    # per epoch only the headline with its intervals, the parse rate and the paper's row of that
+    # epoch and strategy (none where Table 3 has no such epoch), so `dvc metrics show` stays readable
     epochs = {}
     for epoch, scored in sorted(per_epoch, key=lambda e: e[0]):
         ours, theirs = _flat(scored["metrics"], EPOCH_KEYS), paper_row(strategy, epoch)
-        epochs[str(epoch)] = {**ours, "paper": theirs, "diff": _diff(ours, theirs)}
+        epochs[str(epoch)] = {**_with_ci(ours, scored["intervals"], HEADLINE), "paper": theirs,
+                              "diff": _diff(ours, theirs), "verdict": _verdicts(scored["intervals"], theirs)}
     metrics = {**flat, "epoch": final_epoch, "n_utterances": final["n_utterances"],
-               "paper_epoch": paper_epoch, "paper": paper, "diff": _diff(flat, paper), "epochs": epochs}
+               "interval_level": boot["plan"]["level"], "paper_epoch": paper_epoch, "paper": paper,
+               "diff": _diff(flat, paper), "verdict": _verdicts(final_ci, paper), "epochs": epochs}
 
     details = {
         "config": name, "strategy": strategy, "model_base": job.model_base,
-        "corpus": job.corpus, "unparsed_rule": UNPARSED_RULE,
+        "corpus": job.corpus, "unparsed_rule": UNPARSED_RULE, "unparsed_apa_worst": UNPARSED_APA_WORST,
         "paper_target": {"source": PAPER_SOURCE, "strategy": strategy, "epoch": paper_epoch},
+        "intervals": boot["plan"], "epoch_comparisons": boot["comparisons"],
         "metrics": metrics,
         "checkpoints": {ckpt: {"epoch": epoch, **scored} for ckpt, (epoch, scored, _) in checkpoints.items()},
     }
@@ -257,6 +331,7 @@ def run_score(job: ScoreJob, decoded_dir, pred_dir, base_pred_dir, metrics_path,
     out_dir.mkdir(parents=True, exist_ok=True)
     Path(metrics_path).parent.mkdir(parents=True, exist_ok=True)
     write_json(out_dir / "details.json", details)
+    write_json(out_dir / "utterances.json", table)
     write_json(out_dir / "apa_scatter.json", apa_scatter(final_rows, labels))
     write_json(out_dir / "per_vs_accuracy.json", per_vs_accuracy(final_rows, labels))
     write_json(metrics_path, metrics)
