@@ -56,11 +56,45 @@ def test_cache_key_changes_with_everything_a_generation_depends_on():
     assert len(key) == 24 and int(key, 16) >= 0
     assert G.cache_key("a" * 64, "b" * 64, dict(gp), "c" * 64)[0] == key  # a pure function of its inputs
     assert parts["generation_version"] == G.GENERATION_VERSION and parts["eval"] == gp
+    assert parts["code"] == G.generation_code()
     assert set(parts["versions"]) == {"torch", "transformers", "peft"}
     others = {G.cache_key("x" * 64, "b" * 64, gp, "c" * 64)[0], G.cache_key("a" * 64, "x" * 64, gp, "c" * 64)[0],
               G.cache_key("a" * 64, "b" * 64, {**gp, "batch_size": 1}, "c" * 64)[0],
               G.cache_key("a" * 64, "b" * 64, gp, "x" * 64)[0]}
     assert len(others) == 4 and key not in others
+
+
+def test_cache_key_covers_the_code_generation_runs_and_only_that(tmp_path):
+    """An edit to a module generating runs (here audio_mask.py, which the model loader installs)
+    misses the cache; an edit to one it does not run (parse.py, applied after the cache) hits it."""
+    import shutil
+
+    from pronounce.code_deps import SRC
+
+    src = tmp_path / "src"
+    shutil.copytree(SRC / "pronounce", src / "pronounce", ignore=shutil.ignore_patterns("__pycache__"))
+    code = G.generation_code(src)
+    assert code == G.generation_code()  # a copy of the same source: the same digest
+    assert {"pronounce/generation.py", "pronounce/collator.py", "pronounce/model.py", "pronounce/audio_mask.py",
+            "pronounce/kvcache.py", "pronounce/determinism.py", "pronounce/code_deps.py"} <= set(code["modules"])
+    assert not {"pronounce/parse.py", "pronounce/evaluate.py", "pronounce/score.py"} & set(code["modules"])
+    gp = {"batch_size": 8, "max_new_tokens": 160, "cpu_threads": 1}
+    key = G.cache_key("a" * 64, "b" * 64, gp, "c" * 64, code)[0]
+
+    def edited(module):
+        path = src / "pronounce" / module
+        original = path.read_text()
+        path.write_text(original + "\n# a fix\n")
+        try:
+            return G.cache_key("a" * 64, "b" * 64, gp, "c" * 64, G.generation_code(src))[0]
+        finally:
+            path.write_text(original)
+
+    assert edited("audio_mask.py") != key
+    assert edited("collator.py") != key
+    assert edited("generation.py") != key
+    assert edited("parse.py") == key
+    assert edited("score.py") == key
 
 
 def _gen(utt, task, raw="{}"):
