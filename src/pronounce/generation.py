@@ -157,10 +157,28 @@ class GenerationCache:
 # --------------------------------------------------------------------------- generation
 
 
+def merge_token_rows(model) -> int:
+    """Write the adapter's trained token rows (PEFT trainable tokens: the control tokens) into the
+    embedding, and into a tied lm_head, once; returns how many layers were merged.
+
+    Unmerged, every forward rebuilds the whole embedding matrix with the rows swapped in
+    (TrainableTokensLayer.get_merged_weights: an index_copy of 200,064 x 3,072 on the real
+    model, for the input embedding and again for the tied lm_head, at every decode step).
+    Merged, the layers read the same values from the base weight: the same lookups and the same
+    matmul, so the same logits, bit for bit (tested, tied and untied). The LoRA stays unmerged:
+    folding it into the weights would round differently."""
+    from peft.tuners.trainable_tokens.layer import TrainableTokensLayer
+
+    layers = [m for m in model.modules() if isinstance(m, TrainableTokensLayer) and not m.merged]
+    for layer in layers:
+        layer.merge()
+    return len(layers)
+
+
 def load_model(source, revision, processor, adapter: Path | None, speech_lora: bool = False,
                attn_implementation: str | None = None):
     """The base model with `adapter` (a trained adapter folder; with `speech_lora`, the base
-    model's own speech LoRA), in inference mode."""
+    model's own speech LoRA), in inference mode, its token rows merged (merge_token_rows)."""
     import torch
 
     from .guards import check_audio_token
@@ -177,6 +195,7 @@ def load_model(source, revision, processor, adapter: Path | None, speech_lora: b
 
         # restores the LoRA, any modules_to_save and the control tokens' trainable rows
         model = PeftModel.from_pretrained(model, str(adapter), is_trainable=False)
+        merge_token_rows(model)
     if torch.cuda.is_available():
         model = model.to("cuda")
     return model.eval()
