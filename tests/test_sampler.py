@@ -114,7 +114,8 @@ def test_the_order_depends_on_seed_and_epoch_only():
     assert list(resumed) == first
     sampler.set_epoch(3)
     assert list(sampler) != first
-    assert list(TaskLengthSampler(lengths, tasks, BATCH, seed=8)) != list(TaskLengthSampler(lengths, tasks, BATCH, seed=7))
+    other_seed = TaskLengthSampler(lengths, tasks, BATCH, seed=8)
+    assert list(other_seed) != list(TaskLengthSampler(lengths, tasks, BATCH, seed=7))
 
 
 @pytest.mark.parametrize("processes", [2, 4, 8])

@@ -6,7 +6,9 @@ eos (`<|end|>`, `<|endoftext|>`) or after `eval.max_new_tokens`; the audio/image
 are suppressed. The audio encoder's padding mask is weak, so a clip's output may depend on its
 batch-mates: batch size 1 is exact, and the batch size is part of every cache key. On a CPU the
 key/value cache is preallocated for prompt + max_new_tokens (pronounce.kvcache): the same
-values as transformers' default cache, without copying the whole cache at every step.
+values as transformers' default cache, without copying the whole cache at every step. A trained
+adapter's token rows are merged into the embedding once when it loads (merge_token_rows), not
+rebuilt into a copy of the whole matrix at every step: the same logits.
 
 Cache: generations are kept in runs/eval-cache/ (not a DVC output: DVC deletes a stage's outs
 before rerunning it), keyed by the hash of (adapter files, base model folder, eval params that

@@ -12,8 +12,8 @@ LAUNCHED = "PRONOUNCE_LAUNCHED"  # in the environment of the processes relaunch_
 
 def relaunch_command(num_processes: int, argv: list[str], note=None) -> tuple[list[str], dict] | None:
     """The `accelerate launch` command and environment that rerun this stage as `num_processes`
-    DDP processes, or None when one process is asked for (on at most one GPU) or this process was started by a
-    launcher: ours (LAUNCHED, set in its children's environment, so a relaunch never recurses)
+    DDP processes, or None when one process is asked for (on at most one GPU) or this process
+    was started by a launcher: ours (LAUNCHED, set in its children's environment, so a relaunch never recurses)
     or a user's own (LOCAL_RANK, e.g. a multi-node `accelerate launch --config_file`).
 
     --multi_gpu is explicit, so a default accelerate config cannot make it one process; it is

@@ -1,6 +1,6 @@
 """Loading the base model, tiny or real: the model, its processor and its speech LoRA.
 
-(~360 lines, over the ~300 guide: the layout checks, the strict loader, the processor and the
+(~390 lines, over the ~300 guide: the layout checks, the strict loader, the processor and the
 speech LoRA all answer one question, what a native checkpoint is, and are read together.)
 
 Everything goes through transformers' NATIVE port (``Phi4MultimodalForCausalLM``,
@@ -226,7 +226,8 @@ def load_base_model(base, revision: str | None = None, dtype=None,
     lm_head), an unexpected or a mis-shaped one is an error naming the keys, never a warning
     over random weights. ``attn_implementation`` is ours (params ``model.attn_implementation``):
     a checkpoint config's ``_attn_implementation`` (flash_attention_2 on the Hub's main) is
-    not honoured; flash_attention_2 is the text decoder's only (``attn_implementations``). Extra keyword arguments go to ``from_pretrained`` (e.g. device_map).
+    not honoured; flash_attention_2 is the text decoder's only (``attn_implementations``).
+    Extra keyword arguments go to ``from_pretrained`` (e.g. device_map).
     """
     from transformers import Phi4MultimodalForCausalLM
 
