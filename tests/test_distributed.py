@@ -67,6 +67,28 @@ def test_more_processes_than_gpus_is_refused(no_launcher):
         relaunch_command(4, ARGV)
 
 
+def test_one_process_on_several_gpus_reruns_on_the_first_only(no_launcher):
+    """trl refuses the nn.DataParallel transformers gives one process that sees several GPUs: the
+    stage reruns itself once, seeing one GPU, and says so in one line (before anything loads)."""
+    no_launcher.setattr(torch.cuda, "is_available", lambda: True)
+    no_launcher.setattr(torch.cuda, "device_count", lambda: 2)
+    no_launcher.delenv("CUDA_VISIBLE_DEVICES", raising=False)
+    notes = []
+    command, env = relaunch_command(1, ARGV, note=notes.append)
+    assert command == [sys.executable, *ARGV]  # the same stage, not a DDP launch
+    assert env["CUDA_VISIBLE_DEVICES"] == "0" and env[LAUNCHED] == "1"  # its child never relaunches
+    assert notes == ["train.num_processes is 1 but this machine has 2 GPUs: training on one "
+                     "(CUDA_VISIBLE_DEVICES=0); set train.num_processes to use more"]
+    no_launcher.setenv("CUDA_VISIBLE_DEVICES", "3,5")  # the first of the GPUs the user made visible
+    assert relaunch_command(1, ARGV, note=notes.append)[1]["CUDA_VISIBLE_DEVICES"] == "3"
+    no_launcher.setattr(torch.cuda, "device_count", lambda: 1)  # one GPU: nothing to restrict
+    assert relaunch_command(1, ARGV, note=notes.append) is None
+    no_launcher.setattr(torch.cuda, "device_count", lambda: 2)
+    no_launcher.setenv(LAUNCHED, "1")  # the rerun itself
+    assert relaunch_command(1, ARGV, note=notes.append) is None
+    assert len(notes) == 2
+
+
 def test_grad_accum_is_split_over_the_processes(tmp_path):
     recipe = load_params(ROOT / "params.yaml").train.recipes["paper"]
     assert recipe.grad_accum == 8

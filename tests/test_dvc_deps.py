@@ -1,50 +1,12 @@
 """dvc.yaml cannot go stale: every project module a stage's script imports (transitively, at module
-or function level) is listed in that stage's deps, so editing it reruns the stage."""
-
-import ast
-from pathlib import Path
+or function level; pronounce.code_deps derives it) is listed in that stage's deps, so editing it reruns the stage."""
 
 import yaml
 from conftest import ROOT
 
+from pronounce.code_deps import import_closure, module_file
+
 SRC = ROOT / "src"
-
-
-def module_file(name: str) -> Path | None:
-    path = SRC.joinpath(*name.split("."))
-    for candidate in (path.with_suffix(".py"), path / "__init__.py"):
-        if candidate.is_file():
-            return candidate
-    return None
-
-
-def imported_names(path: Path):
-    """Every module name an import statement in `path` may refer to (relative imports resolved)."""
-    package = ".".join(path.relative_to(SRC).with_suffix("").parts[:-1]) if path.is_relative_to(SRC) else ""
-    for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"))):
-        if isinstance(node, ast.Import):
-            yield from (alias.name for alias in node.names)
-        elif isinstance(node, ast.ImportFrom):
-            if node.level:
-                parts = package.split(".")[: len(package.split(".")) - node.level + 1]
-                module = ".".join(parts + ([node.module] if node.module else []))
-            else:
-                module = node.module or ""
-            yield module
-            yield from (f"{module}.{alias.name}" for alias in node.names)  # `from . import x`
-
-
-def import_closure(script: Path) -> set[Path]:
-    """The project modules `script` may run. A package __init__.py that imports nothing (ours
-    holds a docstring and __version__) runs no code a stage depends on and is left out."""
-    seen, todo = set(), [script]
-    while todo:
-        for name in imported_names(todo.pop()):
-            found = module_file(name)
-            if found and found not in seen:
-                seen.add(found)
-                todo.append(found)
-    return {f for f in seen if f.name != "__init__.py" or any(imported_names(f))}
 
 
 def stage_scripts_and_deps():

@@ -84,7 +84,7 @@ def test_writes_rows_and_reuses_the_cache(world, tmp_path, monkeypatch):
         raise AssertionError("generated again")
 
     monkeypatch.setattr(G.Generator, "__call__", boom)
-    monkeypatch.setattr(E, "_load_model", boom)
+    monkeypatch.setattr(E, "load_model", boom)
     shutil.rmtree(out)  # DVC deletes a stage's outputs before rerunning it
     evaluate(world, out, cache)
     assert {p.name: p.read_bytes() for p in out.iterdir()} == first  # byte-identical
@@ -165,7 +165,7 @@ def test_base_model_is_epoch_zero_with_its_speech_lora(world, tmp_path):
     store = AudioStore(world / "decoded" / "test.arrow")
     batch = PronunciationCollator(processor, audio_lookup=lambda r: store[r["audio_row"]]).collate_for_generation(
         G.test_instances(world / "materialized")[:2])
-    heard = E._load_model(str(base), None, processor, speech_lora_path(base), speech_lora=True)
+    heard = E.load_model(str(base), None, processor, speech_lora_path(base), speech_lora=True)
     assert heard.active_adapters == ["default"]
     with torch.inference_mode():
         ours = heard(**batch).logits

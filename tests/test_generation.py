@@ -56,11 +56,45 @@ def test_cache_key_changes_with_everything_a_generation_depends_on():
     assert len(key) == 24 and int(key, 16) >= 0
     assert G.cache_key("a" * 64, "b" * 64, dict(gp), "c" * 64)[0] == key  # a pure function of its inputs
     assert parts["generation_version"] == G.GENERATION_VERSION and parts["eval"] == gp
+    assert parts["code"] == G.generation_code()
     assert set(parts["versions"]) == {"torch", "transformers", "peft"}
     others = {G.cache_key("x" * 64, "b" * 64, gp, "c" * 64)[0], G.cache_key("a" * 64, "x" * 64, gp, "c" * 64)[0],
               G.cache_key("a" * 64, "b" * 64, {**gp, "batch_size": 1}, "c" * 64)[0],
               G.cache_key("a" * 64, "b" * 64, gp, "x" * 64)[0]}
     assert len(others) == 4 and key not in others
+
+
+def test_cache_key_covers_the_code_generation_runs_and_only_that(tmp_path):
+    """An edit to a module generating runs (here audio_mask.py, which the model loader installs)
+    misses the cache; an edit to one it does not run (parse.py, applied after the cache) hits it."""
+    import shutil
+
+    from pronounce.code_deps import SRC
+
+    src = tmp_path / "src"
+    shutil.copytree(SRC / "pronounce", src / "pronounce", ignore=shutil.ignore_patterns("__pycache__"))
+    code = G.generation_code(src)
+    assert code == G.generation_code()  # a copy of the same source: the same digest
+    assert {"pronounce/generation.py", "pronounce/collator.py", "pronounce/model.py", "pronounce/audio_mask.py",
+            "pronounce/kvcache.py", "pronounce/determinism.py", "pronounce/code_deps.py"} <= set(code["modules"])
+    assert not {"pronounce/parse.py", "pronounce/evaluate.py", "pronounce/score.py"} & set(code["modules"])
+    gp = {"batch_size": 8, "max_new_tokens": 160, "cpu_threads": 1}
+    key = G.cache_key("a" * 64, "b" * 64, gp, "c" * 64, code)[0]
+
+    def edited(module):
+        path = src / "pronounce" / module
+        original = path.read_text()
+        path.write_text(original + "\n# a fix\n")
+        try:
+            return G.cache_key("a" * 64, "b" * 64, gp, "c" * 64, G.generation_code(src))[0]
+        finally:
+            path.write_text(original)
+
+    assert edited("audio_mask.py") != key
+    assert edited("collator.py") != key
+    assert edited("generation.py") != key
+    assert edited("parse.py") == key
+    assert edited("score.py") == key
 
 
 def _gen(utt, task, raw="{}"):
@@ -142,3 +176,74 @@ def test_growing_cache_generates_byte_identical_tokens(world, monkeypatch):
     assert len(caches) == 2 and type(caches[0].layers[0]).__name__ == "GrowingLayer"
     monkeypatch.setattr(G.Generator, "_cache_kwargs", lambda self, prompt_len: {})
     assert [generate(rows), generate(rows[:1])] == ours
+
+
+def _with_token_rows(model, processor, tied: bool):
+    """`model` in an adapter like a trained one: a LoRA and the control tokens' rows as PEFT
+    trainable tokens, the rows drawn far from the base ones (so they move the answers); with
+    `tied`, lm_head first tied to the input embedding, as in the real model."""
+    import torch
+    from peft import LoraConfig, get_peft_model
+
+    from pronounce.adapters import check_tied_tokens, control_token_ids
+
+    if tied:
+        model.config.tie_word_embeddings = True
+        model.lm_head.weight = model.model.embed_tokens.weight
+    torch.manual_seed(3)
+    model = get_peft_model(model, LoraConfig(
+        r=4, lora_alpha=8, target_modules=r"model\.layers\.\d+\.self_attn\.(qkv|o)_proj", init_lora_weights=False,
+        trainable_token_indices=control_token_ids(processor), task_type="CAUSAL_LM"))
+    if tied:
+        check_tied_tokens(model)
+    with torch.no_grad():
+        for name, param in model.named_parameters():
+            if "trainable_tokens_delta" in name:
+                param.normal_(0, 0.5)
+    return model.eval()
+
+
+@pytest.mark.parametrize("tied", [False, True])
+def test_merged_token_rows_give_the_unmerged_models_answers(world, tied, tmp_path):
+    """generation.load_model merges the trained token rows into the embedding (and the tied
+    lm_head) once, instead of PEFT copying the whole matrix at every decode step: the same
+    logits bit for bit, the same answers."""
+    import copy
+
+    import torch
+    from peft.tuners.trainable_tokens.layer import TrainableTokensLayer
+
+    from pronounce.adapters import control_token_ids
+    from pronounce.artifacts import AudioStore
+    from pronounce.model import load_base_model, load_processor
+
+    base = world / "models" / "base"
+    processor = load_processor(base)
+    store = AudioStore(world / "decoded" / "test.arrow")
+    rows = G.test_instances(world / "materialized")
+    unmerged = _with_token_rows(load_base_model(base), processor, tied)
+    merged = copy.deepcopy(unmerged)
+    assert G.merge_token_rows(merged) == (2 if tied else 1)  # the embedding, and the tied lm_head
+    assert G.merge_token_rows(merged) == 0  # once
+    assert all(m.merged for m in merged.modules() if isinstance(m, TrainableTokensLayer))
+    inner = merged.get_base_model()
+    ids = control_token_ids(processor)
+    delta = next(p for n, p in merged.named_parameters() if "trainable_tokens_delta" in n)
+    assert torch.equal(inner.model.embed_tokens.token_adapter.base_layer.weight[ids], delta)
+    if tied:  # still one matrix, which lm_head reads
+        assert inner.lm_head.token_adapter.base_layer.weight is inner.model.embed_tokens.token_adapter.base_layer.weight
+
+    batch = G.Generator(merged, processor, lambda r: store[r["audio_row"]], 12).collator.collate_for_generation(rows)
+    with torch.inference_mode():
+        logits = [m(**batch).logits for m in (unmerged, merged)]
+        plain = load_base_model(base).eval()(**batch).logits
+    assert torch.equal(logits[0], logits[1])
+    assert not torch.equal(logits[0][..., ids], plain[..., ids])  # the rows matter: the check can fail
+    answers = [G.Generator(m, processor, lambda r: store[r["audio_row"]], 12)(rows) for m in (unmerged, merged)]
+    assert answers[0] == answers[1]
+    if not tied:  # the evaluate stage's loader merges them (the tiny base model is untied)
+        unmerged.save_pretrained(str(tmp_path / "adapter"))
+        loaded = G.load_model(str(base), None, processor, tmp_path / "adapter")
+        assert [m.merged for m in loaded.modules() if isinstance(m, TrainableTokensLayer)] == [True]
+        with torch.inference_mode():
+            assert torch.equal(loaded(**batch).logits, logits[0])

@@ -253,3 +253,24 @@ def test_attention_implementation_is_ours_not_the_checkpoints(tiny, tmp_path):
     assert M.load_base_model(folder, attn_implementation="eager").config._attn_implementation == "eager"
     with pytest.raises(ValueError, match="attn_implementation 'flash' is not one of eager, sdpa"):
         M.load_base_model(folder, attn_implementation="flash")
+
+
+@pytest.mark.parametrize("which", ["real", "tiny"])
+def test_flash_attention_2_is_the_text_decoders_only(which, processor):
+    """The audio encoder passes a 4-D float mask plus a relative-position bias, which FA2 cannot
+    take: under model.attn_implementation flash_attention_2 it stays on sdpa (no flash-attn here,
+    so checked on the configuration from_pretrained resolves, as it sets each sub-config)."""
+    config = M.real_config() if which == "real" else T.tiny_config(processor.tokenizer)
+    config._attn_implementation = M.attn_implementations("flash_attention_2")  # what the loader passes
+    assert config._attn_implementation == "flash_attention_2"
+    assert config.audio_config._attn_implementation == "sdpa" and config.vision_config._attn_implementation == "sdpa"
+    M.check_audio_attention(config)
+    for name in ("sdpa", "eager"):  # every other choice is the whole model's
+        config._attn_implementation = M.attn_implementations(name)
+        assert (config._attn_implementation, config.audio_config._attn_implementation) == (name, name)
+
+    config._attn_implementation = "flash_attention_2"  # set on the whole model, as a bare from_pretrained does
+    assert config.audio_config._attn_implementation == "flash_attention_2"
+    with pytest.raises(M.LayoutError, match="audio encoder is set to attn_implementation 'flash_attention_2'.*"
+                                            "set model.attn_implementation to sdpa"):
+        M.check_audio_attention(config)

@@ -59,7 +59,7 @@ def embedding_rows(model) -> torch.Tensor:
 def test_training_moves_exactly_the_control_token_rows_and_they_round_trip(workspace, params, tmp_path, name):
     from peft import PeftModel
 
-    from pronounce.evaluate import _load_model
+    from pronounce.generation import load_model
 
     processor = load_processor(workspace / "base")
     ids = control_token_ids(processor)
@@ -81,7 +81,7 @@ def test_training_moves_exactly_the_control_token_rows_and_they_round_trip(works
     # PEFT's "delta" holds the rows themselves (it replaces them rather than adding)
     torch.testing.assert_close(after[ids], saved[deltas[0]].float(), rtol=0, atol=0)
     # the evaluate stage's loader restores them too (and passes the audio-token guard)
-    evaluated = _load_model(str(workspace / "base"), None, processor, adapter)
+    evaluated = load_model(str(workspace / "base"), None, processor, adapter)
     torch.testing.assert_close(embedding_rows(evaluated), after, rtol=0, atol=0)
     for epoch_dir in (tmp_path / "model").glob("epoch-*"):
         assert any("trainable_tokens_delta" in k for k in load_file(epoch_dir / "adapter_model.safetensors"))

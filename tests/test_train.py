@@ -46,7 +46,7 @@ def adapter_bytes(folder):
 # data, collator or masking moves these losses by much more (one step to the next differs by 1e-2-1e-1).
 # REGENERATE when the tiny model, the smoke recipe or the training code changes on purpose:
 # run this test; its failure message prints the new values to paste here.
-GOLDEN_LOSSES_PAPER_R64 = [7.666073, 7.679340, 7.303849, 7.109353, 5.803795, 6.377882, 6.237242, 5.880721]
+GOLDEN_LOSSES_PAPER_R64 = [7.588505, 7.597589, 7.637634, 7.418581, 6.759598, 6.776853, 5.911689, 6.579469]
 
 
 @pytest.mark.slow  # trains

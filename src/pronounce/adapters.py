@@ -12,7 +12,7 @@ import torch
 from safetensors.torch import load_file
 
 from . import prompts
-from .errors import ParamsError
+from .errors import ParamsError, PipelineError
 from .guards import check_audio_token
 from .model import check_vocab, load_base_model, speech_lora_path
 from .params import TrainJob
@@ -23,8 +23,51 @@ AUDIO_MODULES = (  # the Unfreeze strategy's audio encoder and speech projector
     "model.embed_tokens_extend.audio_embed.down_proj_for_speech",
 )
 
+# The speech LoRA's adapter_config.json, field by field. CARRIED: what shapes or scales the
+# adapter, copied as the file says (load_pretrained_lora then refuses weights that do not fit).
+# OURS: set by the config being trained, or bookkeeping and run-time settings that change no
+# weight. Any other field (initialisation schemes, quantisation, layer replication, or one this
+# peft does not know) is refused by name unless it holds its default: copying it blindly or
+# dropping it silently would train another adapter than the file describes.
+SPEECH_LORA_CARRIED = ("r", "lora_alpha", "lora_dropout", "target_modules", "exclude_modules", "rank_pattern",
+                       "alpha_pattern", "use_rslora", "use_dora", "bias", "fan_in_fan_out", "layers_to_transform",
+                       "layers_pattern", "target_parameters")
+SPEECH_LORA_OURS = ("modules_to_save", "trainable_token_indices", "task_type", "peft_type", "inference_mode",
+                    "base_model_name_or_path", "revision", "auto_mapping", "peft_version", "runtime_config",
+                    "init_lora_weights")  # init: the weights are copied over it (a base-modifying one is refused below)
+
+
+def speech_lora_fields(own: dict, where) -> dict:
+    """The LoraConfig arguments carried from the speech LoRA's adapter_config.json (`own`)."""
+    import dataclasses
+
+    from peft import LoraConfig
+
+    defaults = {f.name: (f.default_factory() if f.default_factory is not dataclasses.MISSING else f.default)
+                for f in dataclasses.fields(LoraConfig)}
+    refused = []
+    for key, value in sorted(own.items()):
+        if key in SPEECH_LORA_CARRIED or key in SPEECH_LORA_OURS:
+            continue
+        default = defaults.get(key, None)
+        if value != default and not (key not in defaults and value in (None, False, {}, [], "")):
+            refused.append(f"{key}={value!r}")
+    if own.get("modules_to_save") or own.get("trainable_token_indices"):
+        refused += [f"{k}={own[k]!r}" for k in ("modules_to_save", "trainable_token_indices") if own.get(k)]
+    if own.get("init_lora_weights", True) not in (True, False, "gaussian"):  # pissa, olora, ...: they rewrite the base
+        refused.append(f"init_lora_weights={own['init_lora_weights']!r}")
+    if refused:
+        raise PipelineError(f"speech LoRA {where}/adapter_config.json sets {', '.join(refused)}, which "
+                            f"pretrained_r320's copy does not carry: the adapter trained would not be that one")
+    missing = [k for k in ("r", "lora_alpha", "target_modules") if k not in own]
+    if missing:
+        raise PipelineError(f"speech LoRA {where}/adapter_config.json has no {', '.join(missing)}")
+    return {k: own[k] for k in SPEECH_LORA_CARRIED if k in own}
+
+
 def lora_config(job: TrainJob, base: str, revision, token_ids=None):
-    """The LoraConfig of a config: fresh from `job.lora`, or copied from the speech LoRA's own.
+    """The LoraConfig of a config: fresh from `job.lora`, or copied from the speech LoRA's own
+    (every field that changes the adapter: speech_lora_fields).
     `token_ids`: embedding rows trained alongside the adapter (PEFT's trainable tokens: the
     control tokens, see control_token_ids), saved in and restored from the adapter file."""
     from peft import LoraConfig
@@ -41,8 +84,7 @@ def lora_config(job: TrainJob, base: str, revision, token_ids=None):
                           trainable_token_indices=token_ids or None, task_type="CAUSAL_LM"), None
     folder = speech_lora_path(base, revision)
     own = json.loads((folder / "adapter_config.json").read_text(encoding="utf-8"))
-    return LoraConfig(r=own["r"], lora_alpha=own["lora_alpha"], lora_dropout=own["lora_dropout"],
-                      target_modules=own["target_modules"], modules_to_save=modules_to_save or None,
+    return LoraConfig(**speech_lora_fields(own, folder), modules_to_save=modules_to_save or None,
                       trainable_token_indices=token_ids or None, task_type="CAUSAL_LM"), folder
 
 

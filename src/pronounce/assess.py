@@ -144,7 +144,7 @@ class Assessor:
     """
 
     def __init__(self, model, base=None, params="params.yaml"):
-        from .evaluate import _load_model
+        from .generation import load_model
         from .model import load_processor
         from .params import Params, load_params
 
@@ -155,7 +155,7 @@ class Assessor:
         source, revision, attn = find_base(config_dir, base)
         try:
             processor = load_processor(source, revision)
-            self.model = _load_model(source, revision, processor, adapter, attn_implementation=attn)
+            self.model = load_model(source, revision, processor, adapter, attn_implementation=attn)
         except (OSError, ValueError, RuntimeError) as e:  # a missing base, or an adapter that does not fit it
             first = (str(e).strip().splitlines() or [type(e).__name__])[0]
             raise AssessError(f"cannot load {adapter} on the base model {source}: {first}") from None

@@ -24,7 +24,8 @@ from pathlib import Path
 
 from .artifacts import atomic_dir, dir_digest, file_digest, write_json
 from .checkpoints import Checkpoint, adapter_digest, find_checkpoints
-from .generation import GenerationCache, Generator, cache_key, generate_checkpoint, make_batches, test_instances
+from .generation import (GenerationCache, Generator, cache_key, generate_checkpoint, load_model, make_batches,
+                         test_instances)
 from .params import EvalJob
 from .parse import parse_output
 from .predictions import BASE_LABEL, sort_rows, write_jsonl
@@ -48,31 +49,6 @@ def _deterministic(seed: int, mode: str) -> None:
     from .determinism import set_determinism
 
     set_determinism(seed, mode)  # the same switch as training's (eval.determinism)
-
-
-def _load_model(source, revision, processor, adapter: Path | None, speech_lora: bool = False,
-                attn_implementation: str | None = None):
-    """The base model with `adapter` (a trained adapter folder; with `speech_lora`, the base
-    model's own speech LoRA), in inference mode."""
-    import torch
-
-    from .guards import check_audio_token
-    from .model import check_vocab, load_base_model, load_speech_lora
-
-    attn = {"attn_implementation": attn_implementation} if attn_implementation else {}  # else the loader's default
-    model = load_base_model(source, revision, **attn)
-    check_audio_token(model, processor)
-    check_vocab(model, processor)
-    if speech_lora:
-        model = load_speech_lora(model, source, revision)
-    elif adapter is not None:
-        from peft import PeftModel
-
-        # restores the LoRA, any modules_to_save and the control tokens' trainable rows
-        model = PeftModel.from_pretrained(model, str(adapter), is_trainable=False)
-    if torch.cuda.is_available():
-        model = model.to("cuda")
-    return model.eval()
 
 
 def gen_params(job: EvalJob) -> dict:
@@ -132,8 +108,8 @@ def run_evaluate(job: EvalJob, base_dir, decoded_dir, materialized_dir, model_di
             else:
                 if processor is None:
                     processor = load_processor(source, revision)
-                model = _load_model(source, revision, processor, ckpt.folder, ckpt.speech_lora,
-                                     base_attn_implementation(base_dir))
+                model = load_model(source, revision, processor, ckpt.folder, ckpt.speech_lora,
+                                   base_attn_implementation(base_dir))
                 generate = Generator(model, processor, lambda row: store[row["audio_row"]], gp["max_new_tokens"])
                 rows = generate_checkpoint(generate, batches, cache, ckpt.key, f"evaluate {name} {ckpt.name}",
                                            progress)

@@ -6,11 +6,15 @@ eos (`<|end|>`, `<|endoftext|>`) or after `eval.max_new_tokens`; the audio/image
 are suppressed. The audio encoder's padding mask is weak, so a clip's output may depend on its
 batch-mates: batch size 1 is exact, and the batch size is part of every cache key. On a CPU the
 key/value cache is preallocated for prompt + max_new_tokens (pronounce.kvcache): the same
-values as transformers' default cache, without copying the whole cache at every step.
+values as transformers' default cache, without copying the whole cache at every step. A trained
+adapter's token rows are merged into the embedding once when it loads (merge_token_rows), not
+rebuilt into a copy of the whole matrix at every step: the same logits.
 
 Cache: generations are kept in runs/eval-cache/ (not a DVC output: DVC deletes a stage's outs
 before rerunning it), keyed by the hash of (adapter files, base model folder, eval params that
-shape generation, test set, library versions, GENERATION_VERSION). A finished checkpoint is one
+shape generation, test set, library versions, GENERATION_VERSION, and the source of every project
+module generating runs: GENERATION_MODULES and what they import, pronounce.code_deps, so a fix
+in e.g. audio_mask.py or collator.py misses the cache, while one in parse.py does not). A finished checkpoint is one
 file written atomically; a checkpoint interrupted midway resumes from its last finished batch
 (`<key>.partial.jsonl`, one line per batch; the batches are a deterministic split, so the rest
 is generated exactly as it would have been).
@@ -31,6 +35,10 @@ from .predictions import sort_rows
 # Bump when the meaning of a cached generation changes (decoding, stop rule, batching order):
 # old cache entries then stop matching.
 GENERATION_VERSION = 3  # 2: batches grouped by task (a prompt length per batch); 3: never mixed at the border
+# What a generation runs, as modules: this one (batching, loading, the generator) with what it
+# imports (collator, model, audio_mask, kvcache, ...), and the seeding the evaluate stage does
+# first. Not the parsing or scoring of the answers, which never reach the cache.
+GENERATION_MODULES = ("pronounce.generation", "pronounce.determinism")
 
 
 # --------------------------------------------------------------------------- instances
@@ -66,13 +74,24 @@ def make_batches(rows: list[dict], batch_size: int) -> list[list[dict]]:
 # --------------------------------------------------------------------------- cache
 
 
-def cache_key(adapter: str, base: str, gen_params: dict, test: str) -> tuple[str, dict]:
-    """(key, what it hashes): everything a cached generation depends on."""
+def generation_code(src=None) -> dict:
+    """The sha256 of the source of GENERATION_MODULES and every project module they import
+    (under `src`, default: the installed package's folder), and those modules' files."""
+    from .code_deps import SRC, source_digest
+
+    digest, files = source_digest(list(GENERATION_MODULES), SRC if src is None else src)
+    return {"sha256": digest, "modules": files}
+
+
+def cache_key(adapter: str, base: str, gen_params: dict, test: str, code: dict | None = None) -> tuple[str, dict]:
+    """(key, what it hashes): everything a cached generation depends on. `code`: generation_code()
+    unless given."""
     import peft
     import torch
     import transformers
 
     parts = {
+        "code": generation_code() if code is None else code,
         "adapter": adapter,
         "base": base,
         "eval": gen_params,
@@ -138,6 +157,50 @@ class GenerationCache:
 
 
 # --------------------------------------------------------------------------- generation
+
+
+def merge_token_rows(model) -> int:
+    """Write the adapter's trained token rows (PEFT trainable tokens: the control tokens) into the
+    embedding, and into a tied lm_head, once; returns how many layers were merged.
+
+    Unmerged, every forward rebuilds the whole embedding matrix with the rows swapped in
+    (TrainableTokensLayer.get_merged_weights: an index_copy of 200,064 x 3,072 on the real
+    model, for the input embedding and again for the tied lm_head, at every decode step).
+    Merged, the layers read the same values from the base weight: the same lookups and the same
+    matmul, so the same logits, bit for bit (tested, tied and untied). The LoRA stays unmerged:
+    folding it into the weights would round differently."""
+    from peft.tuners.trainable_tokens.layer import TrainableTokensLayer
+
+    layers = [m for m in model.modules() if isinstance(m, TrainableTokensLayer) and not m.merged]
+    for layer in layers:
+        layer.merge()
+    return len(layers)
+
+
+def load_model(source, revision, processor, adapter: Path | None, speech_lora: bool = False,
+               attn_implementation: str | None = None):
+    """The base model with `adapter` (a trained adapter folder; with `speech_lora`, the base
+    model's own speech LoRA), in inference mode, its token rows merged (merge_token_rows)."""
+    import torch
+
+    from .guards import check_audio_token
+    from .model import check_vocab, load_base_model, load_speech_lora
+
+    attn = {"attn_implementation": attn_implementation} if attn_implementation else {}  # else the loader's default
+    model = load_base_model(source, revision, **attn)
+    check_audio_token(model, processor)
+    check_vocab(model, processor)
+    if speech_lora:
+        model = load_speech_lora(model, source, revision)
+    elif adapter is not None:
+        from peft import PeftModel
+
+        # restores the LoRA, any modules_to_save and the control tokens' trainable rows
+        model = PeftModel.from_pretrained(model, str(adapter), is_trainable=False)
+        merge_token_rows(model)
+    if torch.cuda.is_available():
+        model = model.to("cuda")
+    return model.eval()
 
 
 class Generator:

@@ -1,6 +1,6 @@
 """Loading the base model, tiny or real: the model, its processor and its speech LoRA.
 
-(~360 lines, over the ~300 guide: the layout checks, the strict loader, the processor and the
+(~390 lines, over the ~300 guide: the layout checks, the strict loader, the processor and the
 speech LoRA all answer one question, what a native checkpoint is, and are read together.)
 
 Everything goes through transformers' NATIVE port (``Phi4MultimodalForCausalLM``,
@@ -17,7 +17,8 @@ Loading is strict (``load_base_model``): only the native layout (``check_native_
 every weight accounted for, the attention implementation ours, never the checkpoint's.
 
 Public API: load_base_model, load_processor, check_native_layout, default_revision, real_config,
-check_vocab, speech_lora_path, load_speech_lora, speech_lora_config, suppressed_token_ids.
+check_vocab, speech_lora_path, load_speech_lora, speech_lora_config, suppressed_token_ids,
+attn_implementations, check_audio_attention.
 """
 
 from __future__ import annotations
@@ -52,6 +53,10 @@ REMOTE_MODEL_TYPE = "phi4mm"  # the original remote-code checkpoint (the Hub rep
 # unmerged pull-request branch refs/pr/70 (what transformers' and vLLM's own tests load).
 NATIVE_REVISIONS = {"microsoft/Phi-4-multimodal-instruct": "refs/pr/70"}
 DEFAULT_ATTN_IMPLEMENTATION = "sdpa"
+# The audio encoder adds its padding mask and a relative-position bias to the attention logits (a
+# 4-D float mask), which FlashAttention-2 cannot take: under flash_attention_2 only the text
+# decoder uses it, and the encoders keep sdpa (attn_implementations).
+ENCODER_ATTN_IMPLEMENTATIONS = ("eager", "sdpa")
 # The real model's native configuration (microsoft/Phi-4-multimodal-instruct at refs/pr/70, as
 # transformers loads it; a copy of ../shared/reference/phi4-multimodal-instruct/config.json), for
 # structural checks and estimates without the weights.
@@ -180,6 +185,24 @@ def hub_config(repo_id: str, revision: str | None) -> dict:
     return json.loads(Path(hf_hub_download(repo_id, "config.json", revision=revision)).read_text(encoding="utf-8"))
 
 
+def attn_implementations(attn_implementation: str):
+    """What from_pretrained is asked for: `attn_implementation` throughout, except that under
+    flash_attention_2 the audio encoder (and the vision encoder, never run) keep sdpa."""
+    if attn_implementation in ENCODER_ATTN_IMPLEMENTATIONS:
+        return attn_implementation
+    return {"": attn_implementation, "audio_config": "sdpa", "vision_config": "sdpa"}
+
+
+def check_audio_attention(config) -> None:
+    """One line naming the fix if the audio encoder would run an attention that cannot take its
+    float mask and relative-position bias (e.g. flash_attention_2 set on the whole model)."""
+    got = getattr(config.audio_config, "_attn_implementation", None)
+    if got is not None and got not in ENCODER_ATTN_IMPLEMENTATIONS:
+        raise LayoutError(f"the audio encoder is set to attn_implementation {got!r}, which cannot take its float "
+                          f"attention mask and relative-position bias: load with pronounce.model.load_base_model "
+                          f"(it keeps the encoder on sdpa) or set model.attn_implementation to sdpa")
+
+
 def _check_loading_info(info: dict, tied: bool, source: str) -> None:
     missing = [k for k in info.get("missing_keys", ()) if not (tied and k == "lm_head.weight")]
     problems = {"missing": sorted(missing), "unexpected": sorted(info.get("unexpected_keys", ())),
@@ -203,7 +226,8 @@ def load_base_model(base, revision: str | None = None, dtype=None,
     lm_head), an unexpected or a mis-shaped one is an error naming the keys, never a warning
     over random weights. ``attn_implementation`` is ours (params ``model.attn_implementation``):
     a checkpoint config's ``_attn_implementation`` (flash_attention_2 on the Hub's main) is
-    not honoured. Extra keyword arguments go to ``from_pretrained`` (e.g. device_map).
+    not honoured; flash_attention_2 is the text decoder's only (``attn_implementations``).
+    Extra keyword arguments go to ``from_pretrained`` (e.g. device_map).
     """
     from transformers import Phi4MultimodalForCausalLM
 
@@ -221,9 +245,10 @@ def load_base_model(base, revision: str | None = None, dtype=None,
         config = check_native_layout(hub_config(base, revision))
     model, info = Phi4MultimodalForCausalLM.from_pretrained(
         source, revision=revision, dtype=_resolve_dtype(dtype), use_safetensors=True,
-        attn_implementation=attn_implementation, output_loading_info=True, **kwargs
+        attn_implementation=attn_implementations(attn_implementation), output_loading_info=True, **kwargs
     )
     _check_loading_info(info, bool(config.get("tie_word_embeddings")), source)
+    check_audio_attention(model.config)
     mask_audio_padding(model)  # transformers 5.24 adds the audio padding mask as +1/+0 (audio_mask.py)
     return model
 

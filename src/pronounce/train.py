@@ -92,9 +92,9 @@ def sft_config(recipe: Recipe, run_dir: Path, seed: int, num_processes: int = 1)
         dataset_kwargs={"skip_prepare_dataset": True},  # tokenisation is the collator's job
         report_to=["tensorboard"],  # event files under runs/<config>/<fingerprint>/runs/
         dataloader_num_workers=0,
-        # Batches of similar length: APA instances (a long prompt) apart from MDD ones, so short
-        # rows are not padded to long ones, and the audio encoder's weak padding mask sees
-        # batch-mates of like length (see README).
+        # Batches of like length (padding; the audio encoder's weak padding mask), in trainer_class's
+        # order (pronounce.sampler): micro-batches of one task and like lengths, shuffled, so an
+        # optimizer step mixes the tasks. The `length` column (with_lengths) feeds it.
         train_sampling_strategy="group_by_length",
         length_column_name="length",
         use_cpu=not torch.cuda.is_available(),
@@ -159,28 +159,30 @@ class EpochAdapters(TrainerCallback):
 
 
 def trainer_class():
-    """trl's SFTTrainer, its length-grouped sampler grouping by the recipe's effective batch.
-
-    transformers groups rows by the per-process batch x accumulation, a group that shrinks N
-    times under N processes: the micro-batches, and so their padding (which the audio encoder
-    does not fully mask), would differ from one process's. Grouped by the effective batch,
-    N processes train on exactly the micro-batches one process would (tested)."""
-    from transformers.trainer_pt_utils import LengthGroupedSampler
+    """trl's SFTTrainer whose "group_by_length" is pronounce.sampler's order: micro-batches of one
+    task and like lengths, shuffled, so an optimizer step mixes both tasks (transformers' own
+    grouping made most steps single-task). The order does not depend on the number of
+    processes, so N processes train exactly the micro-batches one process would (tested).
+    Another strategy (the preflight's "sequential") is transformers' own."""
     from trl import SFTTrainer
+
+    from .sampler import TaskLengthSampler
 
     class Trainer(SFTTrainer):
         def _get_train_sampler(self, train_dataset=None):
-            sampler = super()._get_train_sampler(train_dataset)
-            if isinstance(sampler, LengthGroupedSampler):
-                sampler.batch_size *= self.args.world_size
-            return sampler
+            if self.args.train_sampling_strategy != "group_by_length":
+                return super()._get_train_sampler(train_dataset)
+            dataset = self.train_dataset if train_dataset is None else train_dataset
+            return TaskLengthSampler(dataset[self.args.length_column_name], dataset["task"],
+                                     self.args.per_device_train_batch_size,
+                                     seed=self.args.data_seed if self.args.data_seed is not None else self.args.seed)
 
     return Trainer
 
 
 def with_lengths(dataset, tokenizer):
     """Adds the approximate token count of each row (text + audio placeholder tokens) as
-    `length`, for the length-grouped sampler (in memory: caching is off)."""
+    `length`, for the training sampler (pronounce.sampler) (in memory: caching is off)."""
     texts = list(dataset["text"])
     text_tokens = [len(ids) for ids in tokenizer(texts)["input_ids"]]
     # The feature extractor makes a frame per 10 ms; the encoder keeps one token per 8 frames.
