@@ -187,3 +187,13 @@ def test_plot_templates_are_valid_json_with_the_data_anchor():
     for name in ("apa_scatter", "per_vs_accuracy", "vs_paper", "train_loss"):
         spec = json.loads((ROOT / "plots" / f"{name}.json").read_text(encoding="utf-8"))
         assert spec["data"] == {"values": "<DVC_METRIC_DATA>"}, name
+
+
+def test_the_first_lines_name_what_depends_on_the_machine(tmp_path):
+    from pronounce.report import MACHINE_NOTE
+
+    text = report(tmp_path, scored(tmp_path))
+    assert text.startswith(TINY_WARNING + "\n" + MACHINE_NOTE)  # right under the smoke-run warning
+    real = tmp_path / "real"
+    text = report(real, scored(real, base="microsoft/Phi-4-multimodal-instruct"))
+    assert text.startswith(MACHINE_NOTE) and "repro_check" in text.splitlines()[3]
