@@ -143,3 +143,53 @@ def test_a_folder_of_another_model_is_a_params_error(tmp_path, capsys):
     assert exit_info.value.code == 2
     err = capsys.readouterr().err
     assert err.count("\n") == 1 and err.startswith("error: the checkpoint is Phi-4-multimodal's remote-code layout")
+
+
+# ----------------------------------------------- builtin:tiny: the same bytes on any CPU
+
+BUILD_AND_REPORT = """
+import sys, torch
+from pronounce.base import run_base
+run_base("builtin:tiny", None, 1234, sys.argv[1])
+print(torch.backends.cpu.get_cpu_capability().lower(), torch.get_num_threads())
+"""
+
+
+def best_cpu_capability() -> str:
+    """What torch picked for this CPU (avx512, avx2, ...): its own switch, ATEN_CPU_CAPABILITY,
+    takes the same names, and `default` runs the plain C++ kernels another CPU would."""
+    return torch.backends.cpu.get_cpu_capability().lower()
+
+
+def build_in_subprocess(out: Path, threads: int, capability: str) -> Path:
+    import os
+    import subprocess
+    import sys
+
+    env = {**os.environ, "OMP_NUM_THREADS": str(threads), "ATEN_CPU_CAPABILITY": capability}
+    if capability == "default":  # MKL's matrix products too (ATEN_CPU_CAPABILITY does not reach them)
+        env["MKL_CBWR"] = "COMPATIBLE"
+    run = subprocess.run([sys.executable, "-c", BUILD_AND_REPORT, str(out)], env=env, capture_output=True, text=True)
+    assert run.returncode == 0, run.stderr[-3000:]
+    # The switches took effect (torch ignores a capability the CPU lacks): else the test tests nothing.
+    assert run.stdout.split()[-2:] == [capability, str(threads)], run.stdout
+    return out
+
+
+@pytest.mark.slow  # three builds in fresh processes: ~30 s of CPU
+def test_tiny_base_is_the_same_bytes_at_any_thread_count_and_cpu_capability(tmp_path):
+    """Issue 18: the committed dvc.lock's `base` hash must be what any machine builds. Thread
+    counts change the order of a reduction's sums; ATEN_CPU_CAPABILITY=default runs the kernels
+    of a CPU without AVX, which round differently (random draws, reductions): both once moved
+    model.safetensors (tiny.calibrate_audio, transformers' initialisation, the speech LoRA)."""
+    best = best_cpu_capability()
+    builds = {(threads, cap): build_in_subprocess(tmp_path / f"{threads}-{cap}", threads, cap)
+              for threads, cap in ((1, best), (2, best), (2, "default"))}
+    files = {key: {str(p.relative_to(folder)): p.read_bytes() for p in sorted(folder.rglob("*")) if p.is_file()}
+             for key, folder in builds.items()}
+    reference = files[(1, best)]
+    assert {"model.safetensors", "tokenizer.json", "speech-lora/adapter_model.safetensors"} <= set(reference)
+    for key, built in files.items():
+        assert sorted(built) == sorted(reference), key
+        moved = [name for name in reference if built[name] != reference[name]]
+        assert not moved, f"built under OMP_NUM_THREADS={key[0]}, ATEN_CPU_CAPABILITY={key[1]}: {moved} differ"

@@ -227,3 +227,13 @@ def test_compare_two_runs_and_aggregate_seeds(tmp_path, capsys):
     RI.main(["--seeds", str(tmp_path / "a" / "scores"), str(tmp_path / "b" / "scores"), "--config", "cfg_a"])
     out = capsys.readouterr().out
     assert "over 2 runs (mean ± std over seeds)" in out and "| wer " in out
+
+
+def test_the_first_lines_name_what_depends_on_the_machine(tmp_path):
+    from pronounce.report import MACHINE_NOTE
+
+    text = report(tmp_path, scored(tmp_path))
+    assert text.startswith(TINY_WARNING + "\n" + MACHINE_NOTE)  # right under the smoke-run warning
+    real = tmp_path / "real"
+    text = report(real, scored(real, base="microsoft/Phi-4-multimodal-instruct"))
+    assert text.startswith(MACHINE_NOTE) and "repro_check" in text.splitlines()[3]

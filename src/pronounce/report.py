@@ -50,6 +50,14 @@ TINY_WARNING = (
     "> `data.corpus` to the full speechocean762 and `train.profile` to `paper`, and run on a GPU.\n"
 )
 
+MACHINE_NOTE = (  # issue 18: a user must tell kernel noise from a regression
+    "> **Machine-dependent:** the data and the base model are the same bytes on any machine (their\n"
+    "> `dvc.lock` hashes); training, and so every number below, depends on the CPU's (or GPU's)\n"
+    "> floating-point kernels. On another machine the loss curves agree over the first steps and\n"
+    "> the adapters, predictions and these numbers differ slightly: `python -m pronounce.repro_check`\n"
+    "> tells that from a regression (README, \"Reproducibility\").\n"
+)
+
 
 class ReportError(PipelineError):
     """An input of the report is missing (run the score stages first)."""
@@ -291,6 +299,7 @@ def render(job: ReportJob, details: dict[str, dict], n_test: int, tables: dict[s
     parts = []
     if base == BUILTIN_TINY:  # the very first line: nobody may take a smoke run for a reproduction
         parts += [TINY_WARNING]
+    parts += [MACHINE_NOTE]
     parts += [
         "# Results: Ahn & Nam (2025) reproduction",
         "",

@@ -19,6 +19,7 @@ from . import prompts
 from .audio_mask import mask_audio_padding
 from .model import SPEECH_LORA_DIR, SPEECH_LORA_R, SPEECH_LORA_TARGETS, speech_lora_config
 from .phones import ARPABET
+from .portable import log_mel_float64, portable_init, rounded_statistic
 
 # Names as in the real model (transformers' native port of Phi-4-multimodal-instruct).
 ENDOFTEXT = "<|endoftext|>"
@@ -175,7 +176,8 @@ def tiny_model(seed: int = 0, corpus_dir=DEFAULT_TOKENIZER_CORPUS):
     tokenizer = build_tiny_tokenizer(corpus_dir)
     config = tiny_config(tokenizer)
     torch.manual_seed(seed)
-    model = Phi4MultimodalForCausalLM(config).eval()
+    with portable_init():  # the same weights on any CPU
+        model = Phi4MultimodalForCausalLM(config).eval()
     calibrate_audio(model, seed)
     mask_audio_padding(model)  # as load_base_model does: the in-memory model behaves as the saved one
     model.generation_config = GenerationConfig(
@@ -216,29 +218,37 @@ def calibrate_audio(model, seed: int) -> None:
        variation around it matches the text embeddings' norm.
     The audio tokens then vary ~50% around their mean, and a frozen encoder lets the decoder
     learn phones, loudness and error marks in the smoke recipe's 600 steps.
+
+    The same bytes on any CPU and thread count (pronounce.portable): features, forward pass and
+    statistics in float64, each statistic rounded before it touches the float32 weights.
     """
+    import copy
+
     import torch
     from transformers import Phi4MultimodalFeatureExtractor
 
     embed = model.model.embed_tokens_extend.audio_embed
     encoder, up, down = embed.encoder, embed.up_proj_for_speech, embed.down_proj_for_speech
     extractor = Phi4MultimodalFeatureExtractor()
-    features = [extractor([x], sampling_rate=16000, return_tensors="pt")["audio_input_features"]
-                for x in reference_audio(seed)]
+    features = [log_mel_float64(extractor, x) for x in reference_audio(seed)]
     with torch.no_grad():
-        frames = torch.cat([f[0] for f in features])
-        encoder.encoder_embedding.global_mean.copy_(frames.mean(0))
-        encoder.encoder_embedding.global_invstd.copy_(1 / frames.std(0).clamp_min(1e-3))
+        frames = torch.cat(features)
+        encoder.encoder_embedding.global_mean.copy_(rounded_statistic(frames.mean(0)))
+        encoder.encoder_embedding.global_invstd.copy_(rounded_statistic(1 / frames.std(0).clamp_min(1e-3)))
         torch.manual_seed(seed + 2)
-        for module in encoder.modules():
-            if isinstance(module, (torch.nn.Linear, torch.nn.Conv1d, torch.nn.Conv2d)):
-                module.reset_parameters()
-                if module.bias is not None:
-                    module.bias.zero_()
-        out = torch.cat([down(torch.nn.functional.gelu(up(encoder(f, None))))[0] for f in features])
+        with portable_init():
+            for module in encoder.modules():
+                if isinstance(module, (torch.nn.Linear, torch.nn.Conv1d, torch.nn.Conv2d)):
+                    module.reset_parameters()
+                    if module.bias is not None:
+                        module.bias.zero_()
+        encoder64, up64, down64 = copy.deepcopy(torch.nn.ModuleList([encoder, up, down])).double()
+        out = torch.cat([down64(torch.nn.functional.gelu(up64(encoder64(f[None], None))))[0] for f in features])
         mean = out.mean(0)
-        scale = model.model.embed_tokens.weight.norm(dim=-1).mean() / (out - mean).norm(dim=-1).mean()
-        down.weight.mul_(scale)
+        text_norm = model.model.embed_tokens.weight.double().norm(dim=-1).mean()
+        scale = rounded_statistic(text_norm / (out - mean).norm(dim=-1).mean())
+        mean = rounded_statistic(mean)
+        down.weight.mul_(scale)  # elementwise float32 products: exactly rounded on any CPU
         down.bias.copy_((down.bias - mean) * scale)
 
 
@@ -280,10 +290,11 @@ def _write_tiny_speech_lora(model, folder: Path, seed: int) -> None:
     for name, module in model.named_modules():
         if not isinstance(module, torch.nn.Linear) or not pattern.fullmatch(name):
             continue
-        a = torch.empty(SPEECH_LORA_R, module.in_features)
-        bound = 1.0 / module.in_features**0.5
-        a.uniform_(-bound, bound, generator=gen)
-        b = torch.randn(module.out_features, SPEECH_LORA_R, generator=gen) * 1e-3
+        with portable_init():  # the same draws on any CPU
+            a = torch.empty(SPEECH_LORA_R, module.in_features)
+            bound = 1.0 / module.in_features**0.5
+            a.uniform_(-bound, bound, generator=gen)
+            b = torch.randn(module.out_features, SPEECH_LORA_R, generator=gen) * 1e-3
         tensors[f"{name}.lora_A.weight"] = a.contiguous()
         tensors[f"{name}.lora_B.weight"] = b.contiguous()
     if not tensors:
