@@ -187,6 +187,7 @@ def check_fullsize_report(report, configs, batch, new_tokens, layers):
     assert 0 < report["projected"]["eval_share_expected"] < 1
 
 
+@pytest.mark.slow  # minutes on 2 cores: the full 200,064-row vocabulary in training and generation
 @TIED_HEAD_FIX
 def test_the_command_runs_the_reduced_real_architecture(params):
     """python -m pronounce.fullsize end to end at full width and vocabulary, 1 layer deep."""
