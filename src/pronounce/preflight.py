@@ -1,7 +1,8 @@
 """Preflight: what the configured run will cost, measured before it costs it.
 
-(~390 lines, over the ~300 guide: the checks, the probe and the projection read as one
-procedure, and its table is what a user reads before spending GPU hours.)
+(~480 lines, over the ~300 guide: the checks, the probe and the projection read as one
+procedure, and its table is what a user reads before spending GPU hours; pronounce.fullsize
+runs the same procedure on a weightless stand-in of the real model.)
 
     python -m pronounce.preflight            # a table; exit 1 with one line per failed check
     python -m pronounce.preflight --json     # the same report for machines
