@@ -8,6 +8,19 @@ ROOT = Path(__file__).resolve().parents[1]
 BUNDLED = ROOT / "data" / "speechocean762-mini"
 
 
+def pytest_collection_modifyitems(config, items):
+    """`fullsize` tests (the real model's size: ~18 GiB and minutes) run only when selected by
+    name (`-m fullsize`) or with PRONOUNCE_FULLSIZE=1; `-m "not slow"` or no -m skips them."""
+    import os
+
+    if "fullsize" in (config.getoption("-m") or "").replace("not fullsize", "") or os.environ.get("PRONOUNCE_FULLSIZE") == "1":
+        return
+    skip = pytest.mark.skip(reason="full size: select with -m fullsize or PRONOUNCE_FULLSIZE=1")
+    for item in items:
+        if item.get_closest_marker("fullsize"):
+            item.add_marker(skip)
+
+
 @pytest.fixture
 def corpus_copy(tmp_path) -> Path:
     """A writable copy of the bundled corpus, to break in a test."""

@@ -77,12 +77,27 @@ def test_the_report_holds_every_check_and_figure(report):
         assert proj["eval_batches"] == 2 * math.ceil(40 / 8)
         assert proj["eval_seconds"] == pytest.approx(2 * proj["eval_batches"] * x["gen_batch_seconds"])
         assert x["fits"] is (proj["peak_bytes"] <= r["device_memory_bytes"])
+        # a step is its forward (compute_loss), backward and optimizer; a generation its prefill and new tokens
+        assert x["forward_seconds"] > 0 and x["optimizer_seconds"] > 0
+        assert x["forward_seconds"] + x["backward_seconds"] + x["optimizer_seconds"] == pytest.approx(x["step_seconds"])
+        assert x["gen_prefill_seconds"] > 0 and x["gen_token_seconds"] == pytest.approx(
+            (x["gen_batch_seconds"] - x["gen_prefill_seconds"]) / 7)
+        # answers stop at their task's longest training answer (<= max_new_tokens = 8 here)
+        assert set(proj["answer_tokens"]) == {"apa", "mdd"} and all(0 < n <= 8 for n in proj["answer_tokens"].values())
+        assert proj["eval_seconds_expected"] == pytest.approx(2 * sum(
+            math.ceil(40 / 8) * (x["gen_prefill_seconds"] + x["gen_token_seconds"] * n) for n in proj["answer_tokens"].values()))
+        assert x["eval_batch_fits"] is None  # measured on a GPU only
+        assert x["weights_bytes"] > 0
     assert r["configs"]["pretrained_r320"]["lora_params"] == 5 * r["configs"]["paper_r64"]["lora_params"]
     total = r["projected"]
     assert total["total_seconds"] == pytest.approx(total["base_eval_seconds"] + sum(
         x["projected"]["train_seconds"] + x["projected"]["eval_seconds"] for x in r["configs"].values()))
     assert total["total_seconds_expected"] == pytest.approx(total["base_eval_seconds"] + sum(
-        x["projected"]["train_seconds_expected"] + x["projected"]["eval_seconds"] for x in r["configs"].values()))
+        x["projected"]["train_seconds_expected"] + x["projected"]["eval_seconds_expected"] for x in r["configs"].values()))
+    assert total["eval_share_expected"] == pytest.approx(total["eval_seconds_expected"] / total["total_seconds_expected"])
+    assert total["generations"] == 40 * 2 * (1 + 2 + 2)  # 40 test utterances x 2 tasks x (base + 2 per config)
+    assert r["projected_for"] == {"train_utterances": 67, "test_utterances": 40,
+                                  "train_tokens_per_epoch": r["train_tokens_per_epoch"]}
     # every instance holds at least its clip's audio tokens and a prompt; the longest is the widest
     assert r["train_tokens_per_epoch"] > 2 * 67 * 10
     assert total["peak_bytes"] == max(x["projected"]["peak_bytes"] for x in r["configs"].values())

@@ -165,20 +165,28 @@ def upcast_trainable(model) -> int:
 
 
 def precision_flags(precision: str) -> dict:
+    """The trainer's precision flags for a recipe's `precision`: auto (bf16 where a bf16 GPU is,
+    else fp32), bf16 (a bf16 GPU or an error), bf16-any (bf16 on any device, a CPU included: CPU
+    autocast is slow, but the full-size model's fp32 weights alone are 19 GB; see pronounce.fullsize)."""
     has_bf16 = torch.cuda.is_available() and torch.cuda.is_bf16_supported()
     if precision == "bf16" and not has_bf16:
-        raise ParamsError("params.yaml: train.recipes.*.precision is bf16 but this machine has no bf16 GPU")
-    return {"bf16": precision == "bf16" or (precision == "auto" and has_bf16), "fp16": False}
+        raise ParamsError("params.yaml: train.recipes.*.precision is bf16 but this machine has no bf16 GPU "
+                          "(bf16-any allows a CPU)")
+    return {"bf16": precision in ("bf16", "bf16-any") or (precision == "auto" and has_bf16), "fp16": False}
 
 
-def training_model(job: TrainJob, source, revision, processor, attn_implementation: str):
+def training_model(job: TrainJob, source, revision, processor, attn_implementation: str, base_model=None):
     """The model config `job.name` trains: the base model, checked against the processor, in its
-    adapter. One set-up for the train stage and the preflight, so a preview is the real run."""
+    adapter. One set-up for the train stage and the preflight, so a preview is the real run.
+    `base_model`: a base model already built in the recipe's dtype (the full-size check's random
+    weights, pronounce.fullsize) instead of loading `source`'s weights."""
     # bf16 weights only where the trainer autocasts to bf16 (trainable ones then upcast to fp32
     # master weights by build_peft_model); without autocast, fp32 throughout.
-    bf16 = precision_flags(job.recipe.precision)["bf16"]
-    model = load_base_model(source, revision, dtype=torch.bfloat16 if bf16 else torch.float32,
-                            attn_implementation=attn_implementation)
+    model = base_model
+    if model is None:
+        bf16 = precision_flags(job.recipe.precision)["bf16"]
+        model = load_base_model(source, revision, dtype=torch.bfloat16 if bf16 else torch.float32,
+                                attn_implementation=attn_implementation)
     check_audio_token(model, processor)
     check_vocab(model, processor)
     return build_peft_model(model, job, source, revision, processor)

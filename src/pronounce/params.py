@@ -127,7 +127,7 @@ class Recipe:
     optim: str = field()
     max_length: int = _positive()
     logging_steps: int = _positive()
-    precision: str = _one_of("auto", "bf16", "fp32", meaning="auto, bf16 or fp32")
+    precision: str = _one_of("auto", "bf16", "bf16-any", "fp32", meaning="auto, bf16, bf16-any or fp32")
     gradient_checkpointing: bool = field()
     train_lm_head: bool = field()
     cpu_threads: int = _non_negative()

@@ -1,7 +1,8 @@
 """Preflight: what the configured run will cost, measured before it costs it.
 
-(~390 lines, over the ~300 guide: the checks, the probe and the projection read as one
-procedure, and its table is what a user reads before spending GPU hours.)
+(~480 lines, over the ~300 guide: the checks, the probe and the projection read as one
+procedure, and its table is what a user reads before spending GPU hours; pronounce.fullsize
+runs the same procedure on a weightless stand-in of the real model.)
 
     python -m pronounce.preflight            # a table; exit 1 with one line per failed check
     python -m pronounce.preflight --json     # the same report for machines
@@ -55,19 +56,24 @@ class PreflightError(Exception):
 # --------------------------------------------------------------------------- inputs
 
 
-def resolve_inputs(params: Params, base_dir, decoded_dir, work: Path) -> tuple[str, str | None, Path]:
-    """(model source, revision, decoded folder): the built ones when they match params."""
+def resolve_inputs(params: Params, base_dir, decoded_dir, work: Path, standin: bool = False
+                   ) -> tuple[str, str | None, Path]:
+    """(model source, revision, decoded folder): the built ones when they match params; with
+    `standin`, base_dir is a weightless stand-in folder (pronounce.fullsize), taken as it is."""
     from .base import run_base
     from .base_manifest import MANIFEST, resolve_base
     from .decode import run_decode
 
     manifest = Path(base_dir) / MANIFEST
     built = json.loads(manifest.read_text(encoding="utf-8")) if manifest.is_file() else {}
-    if built.get("base") != params.model.base:
-        base_dir = work / "base"
-        run_base(params.model.base, params.model.revision, params.seed, base_dir,
-                 attn_implementation=params.model.attn_implementation)  # as the base stage records it
-    source, revision = resolve_base(base_dir)
+    if standin:
+        source, revision = str(base_dir), None
+    else:
+        if built.get("base") != params.model.base:
+            base_dir = work / "base"
+            run_base(params.model.base, params.model.revision, params.seed, base_dir,
+                     attn_implementation=params.model.attn_implementation)  # as the base stage records it
+        source, revision = resolve_base(base_dir)
     decoded = Path(decoded_dir)
     if not all((decoded / f).is_file() for f in ("train.arrow", "test.arrow", "report.json")):
         decoded = work / "decoded"
@@ -89,17 +95,18 @@ def check_layout(source: str, revision: str | None) -> str:
     return config["model_type"]
 
 
-def scan_split(decoded: Path, split: str, processor, n: int) -> tuple[dict, int, int]:
-    """The instances of the n longest clips of a split, by task; its utterance count; and the
-    token count of all its instances (prompt, audio placeholders, answer, <|end|>)."""
+def scan_split(decoded: Path, split: str, processor, n: int) -> tuple[dict, int, int, dict]:
+    """The instances of the n longest clips of a split, by task; its utterance count; the
+    token count of all its instances (prompt, audio placeholders, answer, <|end|>); and the
+    longest answer of each task in tokens, <|end|> included."""
     from .artifacts import iter_batches
     from .materialize import LABEL_COLUMNS, instances
 
     tok = processor.tokenizer
     prompt_len: dict[str, int] = {}
-    heap, row, tokens = [], 0, 0
+    heap, row, tokens, longest = [], 0, 0, {}
     for batch in iter_batches(decoded / f"{split}.arrow", LABEL_COLUMNS):
-        answers = []
+        answers, tasks = [], []
         for utt in batch.to_pylist():
             item = (utt["duration"], -row, row, utt)  # ties: the earlier row
             (heapq.heappush if len(heap) < n else heapq.heappushpop)(heap, item)
@@ -109,13 +116,16 @@ def scan_split(decoded: Path, split: str, processor, n: int) -> tuple[dict, int,
                 # one audio token per 80 ms (as train.with_lengths), and <|end|> after the answer
                 tokens += prompt_len[inst["task"]] + math.ceil(utt["duration"] * 100 / 8) + 1
                 answers.append(inst["answer"])
+                tasks.append(inst["task"])
             row += 1
-        tokens += sum(len(ids) for ids in tok(answers)["input_ids"]) if answers else 0
+        for task, ids in zip(tasks, tok(answers)["input_ids"] if answers else []):
+            tokens += len(ids)
+            longest[task] = max(longest.get(task, 0), len(ids) + 1)
     by_task: dict[str, list] = {}
     for _, _, audio_row, utt in sorted(heap, reverse=True):
         for inst in instances(utt, audio_row, processor.audio_token):
             by_task.setdefault(inst["task"], []).append(inst)
-    return by_task, row, tokens
+    return by_task, row, tokens, longest
 
 
 # --------------------------------------------------------------------------- checks
@@ -198,8 +208,9 @@ def _memory(device) -> tuple[int, int, str]:
 
 
 def probe_config(params: Params, name: str, source, revision, processor, decoded: Path, train_rows, test_rows,
-                 steps: int, work: Path) -> dict:
-    """Training steps, then one generation, of one config; times and peaks."""
+                 steps: int, work: Path, standin=None) -> dict:
+    """Training steps, then one generation, of one config; times and peaks. `standin(job, source)`:
+    the base model to adapt instead of loading source's weights (pronounce.fullsize)."""
     import datasets
     import torch
     from transformers import TrainerCallback
@@ -218,12 +229,13 @@ def probe_config(params: Params, name: str, source, revision, processor, decoded
     set_determinism(job.seed, job.determinism)
     if recipe.cpu_threads and device.type == "cpu":
         torch.set_num_threads(recipe.cpu_threads)
-    model = training_model(job, source, revision, processor, params.model.attn_implementation)
+    model = training_model(job, source, revision, processor, params.model.attn_implementation,
+                           base_model=standin(job, source) if standin else None)
 
     tasks = sorted(train_rows, key=lambda t: -len(train_rows[t][0]["prompt"]))  # the longer prompt first
     order = [r for i in range(steps) for r in train_rows[tasks[i % len(tasks)]][:bs]]
     store = AudioStore(decoded / "train.arrow")
-    shapes, times = [], []
+    shapes, times, forward, optimizer = [], [], [], []
     collate = PronunciationCollator(processor, audio_lookup=lambda row: store[row["audio_row"]])
 
     def collator(rows):
@@ -231,14 +243,19 @@ def probe_config(params: Params, name: str, source, revision, processor, decoded
         shapes.append((*batch["input_ids"].shape, int(batch["attention_mask"].sum())))
         return batch
 
-    class StepTimer(TrainerCallback):
+    class StepTimer(TrainerCallback):  # a step: forward (compute_loss), backward, optimizer
         def on_step_begin(self, args, state, control, **kw):
             _sync_reset(device, False)
             self.t0 = time.perf_counter()
 
+        def on_pre_optimizer_step(self, args, state, control, **kw):
+            _sync_reset(device, False)
+            self.t_opt = time.perf_counter()
+
         def on_step_end(self, args, state, control, **kw):
             _sync_reset(device, False)
             times.append(time.perf_counter() - self.t0)
+            optimizer.append(time.perf_counter() - self.t_opt)
 
     # The run's SFTConfig; only what makes this a probe differs: a fixed number of optimizer
     # steps of one micro-batch each, in our order, nothing saved or logged.
@@ -247,6 +264,16 @@ def probe_config(params: Params, name: str, source, revision, processor, decoded
                                train_sampling_strategy="sequential", disable_tqdm=True)
     trainer = trainer_class()(model=model, args=args, train_dataset=datasets.Dataset.from_list(order),
                               data_collator=collator, processing_class=processor, callbacks=[StepTimer()])
+    compute_loss = trainer.compute_loss
+
+    def timed_loss(*a, **kw):  # the forward pass and the loss (trl's fused LM head)
+        t0 = time.perf_counter()
+        out = compute_loss(*a, **kw)
+        _sync_reset(device, False)
+        forward.append(time.perf_counter() - t0)
+        return out
+
+    trainer.compute_loss = timed_loss
     _sync_reset(device, True)
     trainer.train()
     train_peak = _memory(device)[0]
@@ -260,25 +287,38 @@ def probe_config(params: Params, name: str, source, revision, processor, decoded
     _sync_reset(device, True)  # the optimizer's state is gone, as in the evaluate stage
     test_store = AudioStore(decoded / "test.arrow")
     gen_rows = test_rows[tasks[0]][:params.eval.batch_size]
-    generate = Generator(model, processor, lambda row: test_store[row["audio_row"]], params.eval.max_new_tokens)
+    lookup = lambda row: test_store[row["audio_row"]]  # noqa: E731
+    t0 = time.perf_counter()  # the prompt alone (one new token): also warms the generation path
+    Generator(model, processor, lookup, 1)(gen_rows)
+    _sync_reset(device, False)
+    prefill_s = time.perf_counter() - t0
+    generate = Generator(model, processor, lookup, params.eval.max_new_tokens)
     model.generation_config.min_new_tokens = params.eval.max_new_tokens  # the worst case: no early stop
     t0 = time.perf_counter()
     out = generate(gen_rows)
     _sync_reset(device, False)
     gen_s = time.perf_counter() - t0
     gen_peak = _memory(device)[0]
+    new_tokens = max(r["n_tokens"] for r in out)
+    weights = sum(p.numel() * p.element_size() for p in model.parameters())
     del model, generate
     gc.collect()
-    return {"step_seconds": sum(times[i] for i in measured) / len(measured), "steps": len(times), "step_shapes": shapes,
+    mean = lambda xs: sum(xs[i] for i in measured) / len(measured)  # noqa: E731
+    return {"step_seconds": mean(times), "forward_seconds": mean(forward), "optimizer_seconds": mean(optimizer),
+            "backward_seconds": mean(times) - mean(forward) - mean(optimizer), "steps": len(times), "step_shapes": shapes,
             "padded_tokens_per_s": sum(shapes[i][0] * shapes[i][1] for i in measured) / sum(times[i] for i in measured),
             "tokens_per_step": max(s[2] for s in shapes), "train_peak_bytes": train_peak,
-            "gen_batch": len(gen_rows), "gen_new_tokens": max(r["n_tokens"] for r in out),
-            "gen_batch_seconds": gen_s, "gen_peak_bytes": gen_peak}
+            "gen_batch": len(gen_rows), "gen_new_tokens": new_tokens, "gen_batch_seconds": gen_s,
+            "gen_prefill_seconds": prefill_s, "gen_token_seconds": (gen_s - prefill_s) / max(1, new_tokens - 1),
+            "gen_peak_bytes": gen_peak, "weights_bytes": weights}
 
 
-def project(params: Params, probe: dict, n_train_utts: int, n_test_utts: int, train_tokens: int) -> dict:
-    """The whole `dvc repro` of one config from its probe: upper bounds (see the module doc), and
-    training at the probe's (padded) tokens/s over the corpus's own token count."""
+def project(params: Params, probe: dict, n_train_utts: int, n_test_utts: int, train_tokens: int,
+            answer_tokens: dict) -> dict:
+    """The whole `dvc repro` of one config from its probe: upper bounds (see the module doc);
+    training at the probe's (padded) tokens/s over the corpus's own token count; evaluation with
+    each batch stopping at its task's longest training answer (`answer_tokens`, <|end|> included;
+    a trained adapter's batch stops when its last row does) at the probe's prefill + per-token time."""
     from .checkpoints import select_epochs
 
     recipe, procs = params.train.recipe, params.train.num_processes
@@ -286,16 +326,34 @@ def project(params: Params, probe: dict, n_train_utts: int, n_test_utts: int, tr
     epochs = recipe.epochs
     chosen = select_epochs(params.eval.epochs_for(params.train.profile), range(1, epochs + 1))
     checkpoints = len(chosen) + (epochs not in chosen)  # the final adapter is the last epoch's
-    batches = math.ceil(n_test_utts / params.eval.batch_size) * 2  # one task per batch
+    per_task = math.ceil(n_test_utts / params.eval.batch_size)  # one task per batch
+    stop = {t: min(n, params.eval.max_new_tokens) for t, n in answer_tokens.items()}
+    expected_batches = sum(per_task * (probe["gen_prefill_seconds"] + probe["gen_token_seconds"] * n)
+                           for n in stop.values())
     return {"micro_batches_per_epoch": micro, "epochs": epochs, "train_seconds": micro * epochs * probe["step_seconds"],
             "train_seconds_expected": epochs * train_tokens / procs / probe["padded_tokens_per_s"],
-            "checkpoints_evaluated": checkpoints, "eval_batches": batches,
-            "eval_seconds": checkpoints * batches * probe["gen_batch_seconds"],
+            "checkpoints_evaluated": checkpoints, "eval_batches": 2 * per_task, "answer_tokens": stop,
+            "eval_seconds": checkpoints * 2 * per_task * probe["gen_batch_seconds"],
+            "eval_seconds_expected": checkpoints * expected_batches,
             "peak_bytes": max(probe["train_peak_bytes"], probe["gen_peak_bytes"])}
 
 
+def eval_batch_that_fits(probe: dict, device_bytes: int, cuda: bool, headroom: float = 0.9) -> int | None:
+    """The largest evaluation batch the device holds, from the probe's generation peak: the
+    weights plus a per-row share (key/value cache, activations) times the batch, within
+    `headroom` of the device. None on a CPU (its peak RSS is the whole process's, training's too)."""
+    per_row = (probe["gen_peak_bytes"] - probe["weights_bytes"]) / probe["gen_batch"]
+    if not cuda or per_row <= 0:
+        return None
+    return int((headroom * device_bytes - probe["weights_bytes"]) // per_row)
+
+
 def run_preflight(params: Params, base_dir="models/base", decoded_dir="data/decoded", steps: int = 4,
-                  configs: list[str] | None = None, log=print) -> dict:
+                  configs: list[str] | None = None, log=print, standin=None, utterances=None) -> dict:
+    """The checks, the probe of each config and the projection (see the module doc). `standin`:
+    base_dir is a weightless stand-in and standin(job, source) builds each config's base model
+    (pronounce.fullsize). `utterances`: (train, test) utterance counts to project for instead of
+    the corpus's own (its mean tokens per utterance scaled to them)."""
     from .model import load_processor
 
     names = configs or list(params.configs)
@@ -305,7 +363,7 @@ def run_preflight(params: Params, base_dir="models/base", decoded_dir="data/deco
     device = _device()
     with tempfile.TemporaryDirectory(prefix="pronounce-preflight-") as tmp:
         work = Path(tmp)
-        source, revision, decoded = resolve_inputs(params, base_dir, decoded_dir, work)
+        source, revision, decoded = resolve_inputs(params, base_dir, decoded_dir, work, standin=standin is not None)
         processor = load_processor(source, revision)
         report = {"base": params.model.base, "source": source, "revision": revision, "decoded": str(decoded),
                   "profile": params.train.profile, "device": _memory(device)[2],
@@ -313,23 +371,37 @@ def run_preflight(params: Params, base_dir="models/base", decoded_dir="data/deco
         report["checks"] = check_setup(params, names, source, revision, processor)
         log(f"preflight: checks passed ({', '.join(names)}); measuring on {report['device']} ...")
         bs = max(params.train.recipe.batch_size, params.eval.batch_size)
-        train_rows, n_train, train_tokens = scan_split(decoded, "train", processor, bs)
-        test_rows, n_test, _ = scan_split(decoded, "test", processor, bs)
+        train_rows, n_train, train_tokens, answer_tokens = scan_split(decoded, "train", processor, bs)
+        test_rows, n_test, _, _ = scan_split(decoded, "test", processor, bs)
         report.update(train_utterances=n_train, test_utterances=n_test, train_tokens_per_epoch=train_tokens,
                       longest_train_seconds=train_rows["apa"][0]["duration"])
+        if utterances is not None:
+            train_tokens = round(train_tokens * utterances[0] / n_train)
+            n_train, n_test = utterances
+        report["projected_for"] = {"train_utterances": n_train, "test_utterances": n_test,
+                                   "train_tokens_per_epoch": train_tokens}
         for name in names:
-            probe = probe_config(params, name, source, revision, processor, decoded, train_rows, test_rows, steps, work)
+            probe = probe_config(params, name, source, revision, processor, decoded, train_rows, test_rows, steps, work,
+                                 standin)
             report["configs"][name] = {**report["checks"]["configs"][name], **probe,
-                                       "projected": project(params, probe, n_train, n_test, train_tokens)}
+                                       "eval_batch_fits": eval_batch_that_fits(probe, report["device_memory_bytes"],
+                                                                               device.type == "cuda"),
+                                       "projected": project(params, probe, n_train, n_test, train_tokens,
+                                                            answer_tokens)}
     cfgs = report["configs"].values()
+    # The untrained base model generates to max_new_tokens (it has not learned to stop): the bound.
     base_eval = min(c["gen_batch_seconds"] for c in cfgs) * next(iter(cfgs))["projected"]["eval_batches"]
     evals = sum(c["projected"]["eval_seconds"] for c in cfgs) + base_eval
-    total = sum(c["projected"]["train_seconds"] for c in cfgs) + evals
-    expected = sum(c["projected"]["train_seconds_expected"] for c in cfgs) + evals
+    evals_expected = sum(c["projected"]["eval_seconds_expected"] for c in cfgs) + base_eval
+    train = sum(c["projected"]["train_seconds"] for c in cfgs)
+    train_expected = sum(c["projected"]["train_seconds_expected"] for c in cfgs)
     peak = max(c["projected"]["peak_bytes"] for c in cfgs)
-    report["projected"] = {"base_eval_seconds": base_eval, "total_seconds": total, "total_seconds_expected": expected,
-                           "peak_bytes": peak,
-                           "fits": peak <= report["device_memory_bytes"]}
+    report["projected"] = {"base_eval_seconds": base_eval, "total_seconds": train + evals,
+                           "total_seconds_expected": train_expected + evals_expected,
+                           "eval_seconds": evals, "eval_seconds_expected": evals_expected,
+                           "eval_share_expected": evals_expected / (train_expected + evals_expected),
+                           "generations": n_test * 2 * (1 + sum(c["projected"]["checkpoints_evaluated"] for c in cfgs)),
+                           "peak_bytes": peak, "fits": peak <= report["device_memory_bytes"]}
     for c in cfgs:
         c["fits"] = c["projected"]["peak_bytes"] <= report["device_memory_bytes"]
     return report
@@ -347,9 +419,10 @@ def _hours(s: float) -> str:
 
 
 def table(r: dict) -> str:
-    c, t = r["checks"], r["projected"]
+    c, t, f = r["checks"], r["projected"], r["projected_for"]
     lines = [f"preflight: {r['base']} ({r['source']}, revision {r['revision']}), recipe {r['profile']}, corpus "
-             f"{r['decoded']} ({r['train_utterances']} train / {r['test_utterances']} test utterances)",
+             f"{r['decoded']} ({r['train_utterances']} train / {r['test_utterances']} test utterances; projected "
+             f"for {f['train_utterances']} / {f['test_utterances']})",
              f"device: {r['device']}, {_gib(r['device_memory_bytes'])}",
              f"checks: layout {c['layout']} ok; audio_token_id {c['audio_token_id']} ok; LoRA targets ok", "",
              "| config | LoRA modules | trainable | step: batch x len, s | train peak | generation: batch x new, s "
@@ -361,10 +434,22 @@ def table(r: dict) -> str:
             f"{x['step_seconds']:.3f} | {_gib(x['train_peak_bytes'])} | {x['gen_batch']} x {x['gen_new_tokens']}, "
             f"{x['gen_batch_seconds']:.2f} | {_gib(x['gen_peak_bytes'])} | {_hours(p['train_seconds_expected'])} "
             f"(bound: {p['micro_batches_per_epoch']} x {p['epochs']} steps, {_hours(p['train_seconds'])}) | "
-            f"{_hours(p['eval_seconds'])} (bound: {p['checkpoints_evaluated']} x {p['eval_batches']} batches) | "
-            f"{'yes' if x['fits'] else '**no**'} |")
+            f"{_hours(p['eval_seconds_expected'])} (bound: {p['checkpoints_evaluated']} x {p['eval_batches']} "
+            f"batches, {_hours(p['eval_seconds'])}) | {'yes' if x['fits'] else '**no**'} |")
+    lines.append("")
+    for name, x in r["configs"].items():
+        fits = x["eval_batch_fits"]
+        lines.append(f"{name}: step {x['step_seconds']:.2f} s = forward {x['forward_seconds']:.2f} + backward "
+                     f"{x['backward_seconds']:.2f} + optimizer {x['optimizer_seconds']:.2f}; generation: prefill "
+                     f"{x['gen_prefill_seconds']:.2f} s + {x['gen_token_seconds']:.3f} s per new token; answers stop "
+                     f"at {x['projected']['answer_tokens']} tokens; weights {_gib(x['weights_bytes'])}; evaluation "
+                     f"batch that fits: {fits if fits is not None else 'measured on a GPU only'}")
+    if r.get("build_seconds"):
+        lines.append(f"model built in {', '.join(f'{s:.0f}' for s in r['build_seconds'])} s")
     lines += ["", f"whole dvc repro, projected: {_hours(t['total_seconds_expected'])} (upper bound "
-              f"{_hours(t['total_seconds'])}; the base model's evaluation {_hours(t['base_eval_seconds'])} included); "
+              f"{_hours(t['total_seconds'])}); evaluation {_hours(t['eval_seconds_expected'])} "
+              f"({100 * t['eval_share_expected']:.0f}%; {t['generations']:,} generations, the base model's "
+              f"{_hours(t['base_eval_seconds'])} to max_new_tokens); "
               f"peak {_gib(t['peak_bytes'])} of {_gib(r['device_memory_bytes'])}: "
               f"{'fits' if t['fits'] else 'DOES NOT FIT'} this device"]
     return "\n".join(lines)
