@@ -1,7 +1,7 @@
 """A run's numbers re-derived from its predictions alone, on any CPU (no model, no GPU):
 
-    dvc pull decode evaluate_base evaluate     # the test labels and every config's predictions
-    python -m pronounce.verify_pulled
+    python -m pronounce.verify_pulled --pull   # dvc pull decode evaluate_base evaluate, then the check
+    python -m pronounce.verify_pulled          # the check alone, on what is already pulled
 
 In a clone of a published run whose `dvc pull` brought its predictions, it runs the `score` and
 `report` stages' own functions (pronounce.score.run_score, pronounce.report.run_report; the
@@ -17,6 +17,7 @@ from __future__ import annotations
 import argparse
 import difflib
 import json
+import subprocess
 import sys
 import tempfile
 from pathlib import Path
@@ -125,7 +126,13 @@ def verify(work_dir, log=print) -> list[str]:
 
 def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.parse_args(argv)
+    ap.add_argument("--pull", action="store_true",
+                    help=f"first `{PULL_HINT}` from the default remote (the test labels and the predictions)")
+    args = ap.parse_args(argv)
+    if args.pull and subprocess.run(["dvc", "pull", *PULL_TARGETS]).returncode != 0:
+        print(f"error: `{PULL_HINT}` failed (is a default remote configured? README \"Share a run\")",
+              file=sys.stderr)
+        return 2
     try:
         with tempfile.TemporaryDirectory(prefix="verify-pulled-") as tmp:
             differences = verify(tmp)
