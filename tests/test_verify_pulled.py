@@ -17,7 +17,8 @@ from conftest import ROOT, sh
 from remotes import add_remote, clone, published_run, reproduced_workspace_or_skip
 
 from pronounce.parse import SUCCESS
-from pronounce.verify_pulled import PULL_HINT, PULL_TARGETS, flatten, main, metric_differences
+from pronounce.verify_pulled import (PULL_HINT, PULL_TARGETS, compare_metrics, compare_text, flatten, main,
+                                     metric_differences)
 
 
 def test_flatten_names_each_leaf_by_its_path():
@@ -31,6 +32,22 @@ def test_differences_name_the_metric_and_both_values():
     assert metric_differences(committed, recomputed) == [
         "epochs.1.accuracy_pcc: committed null, recomputed 0.12", "new: committed missing, recomputed 1"]
     assert metric_differences(committed, json.loads(json.dumps(committed))) == []
+
+
+def test_files_compare_by_bytes_and_report_by_metric_or_line(tmp_path):
+    a, b = tmp_path / "a.json", tmp_path / "b.json"
+    a.write_text('{"per": 0.5, "wer": 1.0}\n')
+    b.write_text('{"per": 0.5, "wer": 1.0}\n')
+    assert compare_metrics("cfg", a, b) == []
+    b.write_text('{"wer": 1.0, "per": 0.5}\n')
+    assert compare_metrics("cfg", a, b) == ["cfg: same values, different bytes (formatting)"]
+    b.write_text('{"per": 0.25, "wer": 1.0}\n')
+    assert compare_metrics("cfg", a, b) == ["cfg: per: committed 0.5, recomputed 0.25"]
+    assert compare_metrics("cfg", tmp_path / "none.json", b)[0].startswith("cfg: ")
+    a.write_text("# T\nrow 1\nrow 2\n")
+    b.write_text("# T\nrow 1\nrow 3\n")
+    (diff,) = compare_text("report.md", a, b)
+    assert "-row 2" in diff and "+row 3" in diff and "row 1" not in diff
 
 
 def test_missing_predictions_name_what_to_pull(tmp_path, monkeypatch, capsys):

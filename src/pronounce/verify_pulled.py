@@ -76,20 +76,23 @@ def compare_metrics(name: str, committed_path: Path, recomputed_path: Path) -> l
     committed, recomputed = committed_path.read_bytes(), recomputed_path.read_bytes()
     if committed == recomputed:
         return []
-    diffs = metric_differences(json.loads(committed), json.loads(recomputed))
+    try:
+        diffs = metric_differences(json.loads(committed), json.loads(recomputed))
+    except ValueError as e:
+        return [f"{name}: {committed_path} is not valid JSON ({e})"]
     return [f"{name}: {d}" for d in diffs] or [f"{name}: same values, different bytes (formatting)"]
 
 
 def compare_text(name: str, committed_path: Path, recomputed_path: Path, max_lines=40) -> list[str]:
     if not committed_path.is_file():
         return [f"{name}: {committed_path} is missing"]
-    a = committed_path.read_text(encoding="utf-8").splitlines()
-    b = recomputed_path.read_text(encoding="utf-8").splitlines()
     if committed_path.read_bytes() == recomputed_path.read_bytes():
         return []
+    a = committed_path.read_text(encoding="utf-8").splitlines()
+    b = recomputed_path.read_text(encoding="utf-8").splitlines()
     lines = list(difflib.unified_diff(a, b, "committed", "recomputed", lineterm="", n=0))
     shown = lines[:max_lines] + ([f"... {len(lines) - max_lines} more diff lines"] if len(lines) > max_lines else [])
-    return [f"{name}: differs:"] + [f"    {line}" for line in shown]
+    return [f"{name}: differs:\n" + "\n".join(f"    {line}" for line in shown)]
 
 
 def check_inputs(paths: dict, configs) -> None:
