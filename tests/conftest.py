@@ -44,10 +44,10 @@ def sh(*args, cwd) -> str:
     return run.stdout + run.stderr
 
 
-def repo_copy(dst: Path, edit_params=None) -> Path:
+def repo_copy(dst: Path, edit_params=None, keep_run=False) -> Path:
     """A git repository at `dst` holding the working tree (tracked and untracked, not ignored)
-    without the outputs of a previous run (dvc.lock, dvclive/, metrics/, scores/), params.yaml
-    first changed by `edit_params(params)` if given."""
+    without the outputs of a previous run (dvc.lock, dvclive/, metrics/, scores/) unless
+    `keep_run`, params.yaml first changed by `edit_params(params)` if given."""
     import yaml
 
     files = subprocess.run(["git", "ls-files", "--cached", "--others", "--exclude-standard", "-z"],
@@ -56,7 +56,7 @@ def repo_copy(dst: Path, edit_params=None) -> Path:
         if (ROOT / f).is_file():
             (dst / f).parent.mkdir(parents=True, exist_ok=True)
             shutil.copy2(ROOT / f, dst / f)
-    for output in ("dvc.lock", "dvclive", "metrics", "scores"):
+    for output in () if keep_run else ("dvc.lock", "dvclive", "metrics", "scores"):
         path = dst / output
         shutil.rmtree(path) if path.is_dir() else path.unlink(missing_ok=True)
     if edit_params is not None:
