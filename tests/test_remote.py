@@ -9,7 +9,7 @@ import yaml
 from conftest import sh
 from remotes import S3_BUCKET, add_remote, clone, moto_s3, published_run, reproduced_workspace_or_skip
 
-pytestmark = pytest.mark.pipeline_outputs
+pytestmark = [pytest.mark.pipeline_outputs, pytest.mark.slow]  # minutes: push, clone, pull
 
 
 @pytest.fixture

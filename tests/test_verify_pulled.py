@@ -87,6 +87,7 @@ def tamper_one_apa_answer(remote, run, config) -> str:
 
 
 @pytest.mark.pipeline_outputs
+@pytest.mark.slow  # a minute: push, two clones, two pulls
 def test_pulled_predictions_reproduce_the_run_and_a_tampered_answer_is_named(tmp_path):
     reproduced_workspace_or_skip()
     run = published_run(tmp_path / "run")
