@@ -208,7 +208,7 @@ def probe_config(params: Params, name: str, source, revision, processor, decoded
     from .collator import PronunciationCollator
     from .determinism import set_determinism
     from .generation import Generator
-    from .adapters import training_model
+    from .adapters import install_tied_token_head, training_model
     from .train import sft_config, trainer_class
 
     device, job = _device(), params.train_job(name)
@@ -247,6 +247,7 @@ def probe_config(params: Params, name: str, source, revision, processor, decoded
                                train_sampling_strategy="sequential", disable_tqdm=True)
     trainer = trainer_class()(model=model, args=args, train_dataset=datasets.Dataset.from_list(order),
                               data_collator=collator, processing_class=processor, callbacks=[StepTimer()])
+    install_tied_token_head(model)  # as run_train
     _sync_reset(device, True)
     trainer.train()
     train_peak = _memory(device)[0]
