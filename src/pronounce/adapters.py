@@ -145,17 +145,21 @@ def _tied_token_forward(self, *args, trl_forward, fused_lm_head=False, labels=No
     from trl.kernels import ChunkedLogProbFunction
     from trl.trainer.utils import FusedCausalLMOutput
 
-    if not fused_lm_head or kwargs.get("shift_labels") is not None:
-        return trl_forward(*args, fused_lm_head=fused_lm_head, labels=labels, num_items_in_batch=num_items_in_batch,
-                           **kwargs)
+    if not fused_lm_head:
+        return trl_forward(*args, labels=labels, num_items_in_batch=num_items_in_batch, **kwargs)
+    if kwargs.get("shift_labels") is not None:
+        raise NotImplementedError("pre-shifted labels (context or sequence parallelism) with a tied lm_head's token "
+                                  "rows: train on one sequence per process")
     kwargs["use_cache"] = False
     hidden = self.model(*args, **kwargs).last_hidden_state[:, :-1]
     labels = labels[:, 1:].to(hidden.device)
     mask = labels != -100
     layer = self.get_output_embeddings().token_adapter
     frozen = layer.base_layer.weight  # the input embedding's matrix, as loaded
-    rows = torch.tensor([i for name in layer.active_adapters for i in layer.token_indices[name]], device=frozen.device)
-    trained = torch.cat([layer.trainable_tokens_delta[name] for name in layer.active_adapters])
+    names = [] if layer.disable_adapters else list(layer.active_adapters)  # disabled: the base model's rows
+    rows = torch.tensor([i for name in names for i in layer.token_indices[name]], dtype=torch.long,
+                        device=frozen.device)
+    trained = torch.cat([layer.trainable_tokens_delta[name] for name in names] + [frozen.new_zeros(0, frozen.shape[1])])
     h = hidden[mask]
     columns = torch.zeros(frozen.shape[0], len(rows), dtype=frozen.dtype, device=frozen.device)
     columns[rows, torch.arange(len(rows), device=frozen.device)] = 1
