@@ -78,7 +78,9 @@ def main_config(native: dict) -> dict:
                   "AutoModelForCausalLM": "modeling_phi4mm.Phi4MMForCausalLM"},
         _attn_implementation="flash_attention_2",
         eos_token_id=native["eos_token_id"][0],  # <|end|> is the generation config's business on main
-        rope_theta=rope["rope_theta"], partial_rotary_factor=rope["partial_rotary_factor"], rope_scaling=None,
+        rope_theta=rope["rope_theta"], partial_rotary_factor=rope["partial_rotary_factor"],
+        rope_scaling=({"type": "longrope", **{k: rope[k] for k in ("short_factor", "long_factor")}}
+                      if rope["rope_type"] == "longrope" else None),  # as the real main config spells it
         torch_dtype="float32",
         speech_lora={"r": M.SPEECH_LORA_R, "lora_alpha": M.SPEECH_LORA_ALPHA, "dp": M.SPEECH_LORA_DROPOUT,
                      "layer": "((layers.*self_attn\\.(qkv|o)_proj)|(layers.*mlp\\.(gate_up|down)_proj))"},
@@ -220,10 +222,11 @@ def test_main_layout_converts_to_the_same_model(tmp_path, tied):
     for cfg in (config, want):
         cfg.pop("transformers_version")
     # Two keys the main layout spells its own way and the conversion keeps (as transformers' own
-    # does, see the shared real config): the top-level rotary factor and the misspelled channels.
-    assert config.pop("partial_rotary_factor") == want["rope_parameters"]["partial_rotary_factor"]
+    # does, see the shared real config, and so builtin:tiny): the top-level rotary factor and the
+    # misspelled channels.
+    assert config["partial_rotary_factor"] == want["rope_parameters"]["partial_rotary_factor"]
     a = config["audio_config"]
-    assert a.pop("depthwise_seperable_out_channel") == a["depthwise_separable_out_channel"]
+    assert a["depthwise_seperable_out_channel"] == a["depthwise_separable_out_channel"]
     assert config == want  # otherwise the config converts back exactly (token ids and sizes included)
     assert "_attn_implementation" not in config
 

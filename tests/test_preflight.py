@@ -9,7 +9,7 @@ from conftest import BUNDLED, raw_params
 
 from pronounce.base import run_base
 from pronounce.guards import AudioTokenMismatch
-from pronounce.tiny import TINY_BPE_VOCAB_SIZE, TINY_SPECIAL_TOKENS
+from pronounce.tiny import TINY_BPE_VOCAB_SIZE, TINY_HEADS, TINY_HIDDEN, TINY_KV_HEADS, TINY_MLP, TINY_SPECIAL_TOKENS
 from pronounce.params import parse_params
 from pronounce.preflight import PreflightError, main, run_preflight
 
@@ -50,15 +50,14 @@ def test_the_report_holds_every_check_and_figure(report):
     assert checks["layout"] == "phi4_multimodal"
     # <|audio|> is the 7th special token after the BPE vocabulary: 2048 + 6
     assert checks["audio_token_id"] == TINY_BPE_VOCAB_SIZE + TINY_SPECIAL_TOKENS.index("<|audio|>") == 2054
-    per_unit = lora_sizes(128, 256, 4, 2, 2)  # the tiny model's shapes (pronounce.tiny.tiny_config)
-    lm_head = 128 * (TINY_BPE_VOCAB_SIZE + len(TINY_SPECIAL_TOKENS))  # hidden x vocabulary
+    per_unit = lora_sizes(TINY_HIDDEN, TINY_MLP, TINY_HEADS, TINY_KV_HEADS, 2)  # the tiny model's shapes
     epochs = p.train.recipes["smoke"].epochs  # the projection scales with the recipe's epochs
     for name, x in r["configs"].items():
         assert x["lora_modules"] == 2 * 4  # 2 text layers x 4 projections
         assert x["lora_params"] == x["lora_r"] * per_unit
-        # besides the adapter: lm_head (hidden x vocab: the smoke recipe trains it) and the embedding
-        # rows of the two control tokens <|APA|>/<|MDD|> (2 x hidden), the same for both configs
-        assert x["trainable_params"] == x["lora_params"] + lm_head + 2 * 128
+        # besides the adapter: the embedding rows of the two control tokens <|APA|>/<|MDD|> (2 x
+        # hidden; lm_head is tied to them), the same for both configs
+        assert x["trainable_params"] == x["lora_params"] + 2 * TINY_HIDDEN
         assert x["steps"] == 3 and len(x["step_shapes"]) == 3
         rows, width, tokens = max(x["step_shapes"], key=lambda s: s[1])
         assert rows == 8 and 0 < tokens <= rows * width and x["tokens_per_step"] == tokens

@@ -1,22 +1,22 @@
-"""The control tokens' embedding rows train with the adapter (PEFT trainable tokens), and the
-trainable weights of a bf16 model are fp32 master weights."""
+"""The control tokens' embedding rows train with the adapter (PEFT trainable tokens), through
+trl's fused head on a tied lm_head as the real model's, and the trainable weights of a bf16
+model are fp32 master weights."""
 
 import copy
 from dataclasses import replace
 
 import pytest
 import torch
-from conftest import ROOT, raw_params, training_workspace
+from conftest import raw_params, training_workspace
 from safetensors.torch import load_file
 
 from pronounce import prompts
 from pronounce.errors import ParamsError
-from pronounce.model import load_base_model, load_processor
+from pronounce.model import load_base_model, load_processor, real_config
 from pronounce.params import ConfigParams, parse_params
-from pronounce.adapters import build_peft_model, control_token_ids, lora_config
-from pronounce.train import run_train
-
-REAL_CONFIG = ROOT.parent / "shared" / "reference" / "phi4-multimodal-instruct"
+from pronounce.adapters import build_peft_model, control_token_ids, install_tied_token_head, lora_config
+from pronounce.tiny import TINY_HIDDEN
+from pronounce.train import run_train, sft_config, trainer_class
 
 
 @pytest.fixture(scope="module", autouse=True)
@@ -54,9 +54,83 @@ def embedding_rows(model) -> torch.Tensor:
                                 else model.config.vocab_size)).float()
 
 
+def train_batch(workspace, processor, n=4):
+    from pronounce.artifacts import AudioStore
+    from pronounce.collator import PronunciationCollator
+    from pronounce.materialize import load_instances
+
+    store = AudioStore(workspace / "decoded" / "train.arrow")
+    collate = PronunciationCollator(processor, audio_lookup=lambda r: store[r["audio_row"]])
+    return collate(load_instances(workspace / "materialized", "train").select(range(n)).to_list())
+
+
+class AllocatedRows:
+    """Records the ops that allocate a (vocabulary x anything) tensor: a full-matrix gradient."""
+
+    def __init__(self, vocab: int):
+        from torch.utils._python_dispatch import TorchDispatchMode
+        from torch.utils._pytree import tree_leaves
+
+        seen = self.ops = []
+
+        class Mode(TorchDispatchMode):
+            def __torch_dispatch__(self, func, types, args=(), kwargs=None):
+                out = func(*args, **(kwargs or {}))
+                inputs = {t.untyped_storage().data_ptr() for t in tree_leaves((args, kwargs)) if isinstance(t, torch.Tensor)}
+                seen.extend(str(func) for t in tree_leaves(out) if isinstance(t, torch.Tensor) and t.dim() == 2
+                            and t.shape[0] == vocab and t.untyped_storage().data_ptr() not in inputs)  # not a view
+                return out
+
+        self.mode = Mode()
+
+
+def test_the_fused_loss_on_the_tied_model_is_the_plain_loss_without_a_full_matrix_gradient(workspace, params,
+                                                                                           tmp_path):
+    """builtin:tiny ties lm_head, as the real model: trl's fused head alone crashes on PEFT's
+    wrapper (no `bias`); with install_tied_token_head, as run_train sets up, the fused loss and
+    the gradients of the token rows and the LoRA equal the model's own (unfused) forward's, and
+    the backward allocates no vocabulary-sized matrix but PEFT's input embedding's gradient."""
+    import datasets
+
+    processor = load_processor(workspace / "base")
+    job = params.train_job("paper_r64")
+    model = build_peft_model(load_base_model(workspace / "base"), job, str(workspace / "base"), None, processor)
+    assert model.get_base_model().config.tie_word_embeddings
+    batch = train_batch(workspace, processor)
+    trainer_class()(model=model, args=sft_config(job.recipe, tmp_path, job.seed),
+                    train_dataset=datasets.Dataset.from_list([{"x": 0}]), processing_class=processor)
+    with pytest.raises(AttributeError, match="bias"):  # trl 1.16 as it is: if this passes, re-read its fused head
+        model(**batch, fused_lm_head=True)
+    assert install_tied_token_head(model)
+    model.train()
+    rows = AllocatedRows(model.get_base_model().config.vocab_size)
+
+    def loss_and_grads(**fused):
+        model.zero_grad()
+        torch.manual_seed(5)  # the same LoRA dropout masks
+        loss = model(**batch, **fused).loss
+        rows.ops.clear()
+        with rows.mode:
+            loss.backward()
+        grads = {n: p.grad.clone() for n, p in model.named_parameters() if p.requires_grad}
+        return loss.item(), grads, list(rows.ops)
+
+    fused_loss, fused, fused_ops = loss_and_grads(fused_lm_head=True)
+    plain_loss, plain, plain_ops = loss_and_grads()
+    # fp32 throughout; the kernel tiles the vocabulary and sums its exponentials in another order
+    assert fused_loss == pytest.approx(plain_loss, rel=1e-6)
+    assert fused.keys() == plain.keys() and any("trainable_tokens_delta" in n for n in fused)
+    for name in fused:
+        torch.testing.assert_close(fused[name], plain[name], rtol=1e-4, atol=1e-7, msg=name)
+    assert fused_ops == ["aten.embedding_dense_backward.default"], fused_ops  # the input side, PEFT's
+    assert any("mm" in op for op in plain_ops), plain_ops  # the unfused head's matrix gradient
+
+
 @pytest.mark.slow  # trains
 @pytest.mark.parametrize("name", ["paper_r64", "pretrained_r320"])
 def test_training_moves_exactly_the_control_token_rows_and_they_round_trip(workspace, params, tmp_path, name):
+    """Through run_train on the tied tiny model: the two rows train, are saved in the adapter,
+    reload (PeftModel and the evaluate stage's loader) and lm_head reads them (tied)."""
     from peft import PeftModel
 
     from pronounce.generation import load_model
@@ -69,11 +143,13 @@ def test_training_moves_exactly_the_control_token_rows_and_they_round_trip(works
     adapter = tmp_path / "model" / "adapter"
     saved = load_file(adapter / "adapter_model.safetensors")
     deltas = [k for k in saved if "trainable_tokens_delta" in k]
-    assert len(deltas) == 1 and saved[deltas[0]].shape == (2, 128), deltas
-    assert any(".lm_head." in k for k in saved), "smoke's train_lm_head: the untied lm_head trains in full"
+    assert len(deltas) == 1 and saved[deltas[0]].shape == (2, TINY_HIDDEN), deltas
+    assert not any("lm_head" in k for k in saved), "the tied lm_head is the embedding: nothing of its own saved"
     assert not any("embed_tokens.weight" in k for k in saved), "only the two rows, never the whole embedding"
 
-    before = embedding_rows(load_base_model(workspace / "base"))
+    base = load_base_model(workspace / "base")
+    assert base.config.tie_word_embeddings
+    before = embedding_rows(base)
     loaded = PeftModel.from_pretrained(load_base_model(workspace / "base"), str(adapter))
     after = embedding_rows(loaded)
     changed = (after != before).any(dim=1).nonzero().flatten().tolist()
@@ -83,17 +159,21 @@ def test_training_moves_exactly_the_control_token_rows_and_they_round_trip(works
     # the evaluate stage's loader restores them too (and passes the audio-token guard)
     evaluated = load_model(str(workspace / "base"), None, processor, adapter)
     torch.testing.assert_close(embedding_rows(evaluated), after, rtol=0, atol=0)
+    for model in (loaded, evaluated):  # and the tied lm_head scores with the trained rows
+        hidden = torch.randn(3, TINY_HIDDEN, generator=torch.Generator().manual_seed(0))
+        with torch.no_grad():
+            logits = model.get_output_embeddings()(hidden)
+        torch.testing.assert_close(logits, hidden @ after.T, rtol=1e-5, atol=1e-5)
     for epoch_dir in (tmp_path / "model").glob("epoch-*"):
         assert any("trainable_tokens_delta" in k for k in load_file(epoch_dir / "adapter_model.safetensors"))
 
 
 @pytest.fixture(scope="module")
 def real_meta():
-    from transformers import Phi4MultimodalConfig, Phi4MultimodalForCausalLM
+    from transformers import Phi4MultimodalForCausalLM
 
-    config = Phi4MultimodalConfig.from_pretrained(REAL_CONFIG)
     with torch.device("meta"):
-        return Phi4MultimodalForCausalLM(config)
+        return Phi4MultimodalForCausalLM(real_config())
 
 
 def test_real_model_ties_lm_head_to_the_same_token_rows(real_meta, params):
@@ -119,12 +199,11 @@ def test_train_lm_head_on_a_tied_model_is_refused(real_meta, params):
 
 
 def test_bf16_model_trains_fp32_master_weights(workspace, params):
-    """Unfreeze on a bf16 model: the audio modules' trainable copies, lm_head, LoRA and the token
-    rows are fp32; the frozen base stays bf16; a 2e-5 step moves them where bf16 would not."""
+    """Unfreeze on a bf16 model: the audio modules' trainable copies, LoRA and the token rows are
+    fp32; the frozen base stays bf16; a 2e-5 step moves them where bf16 would not."""
     processor = load_processor(workspace / "base")
     model = load_base_model(workspace / "base", dtype="bfloat16")
-    job = paper_job(params, config=ConfigParams(init="fresh", lora_params="lora", unfreeze_audio=True),
-                    train_lm_head=True)
+    job = paper_job(params, config=ConfigParams(init="fresh", lora_params="lora", unfreeze_audio=True))
     model = build_peft_model(model, job, str(workspace / "base"), None, processor)
     trainable = {n: t for n, t in model.named_parameters() if t.requires_grad}
     audio = {n: t for n, t in trainable.items() if "audio_embed.encoder" in n}

@@ -4,8 +4,10 @@ trainable tokens, the Unfreeze strategy's audio modules and lm_head as modules_t
 trainable weight in fp32. One set-up for the train stage and the preflight.
 """
 
+import functools
 import json
 import re
+import types
 from pathlib import Path
 
 import torch
@@ -148,6 +150,71 @@ def check_tied_tokens(model) -> None:
     if adapter is None or getattr(getattr(head, "token_adapter", None), "tied_adapter", None) is not adapter:
         raise RuntimeError("the base model ties lm_head to its input embedding but PEFT did not tie their trainable "
                            "token rows (check the installed peft version)")
+
+
+FUSED_OUTPUTS = ("log_probs", "entropy", "is_top1")  # what trl's SFTTrainer asks its fused head for
+FUSED_CHUNK = 32768  # vocabulary rows per tile, as trl's own fused head
+
+
+def install_tied_token_head(model) -> bool:
+    """Make trl's fused LM head train a tied model's task-token rows; True if installed.
+
+    trl's SFTTrainer trains through a fused head (trl.trainer.utils.add_fused_lm_head) that
+    reads `lm_head.weight` and `lm_head.bias`. On a tied model PEFT's TrainableTokensWrapper is
+    that lm_head: it has no `bias` (the first step fails), and its `weight` is the whole merged
+    matrix, whose gradient the kernel builds in full (vocab x hidden, fp32) to train 2 rows.
+    Installed on the base model after the trainer (its forward wraps trl's, which the trainer
+    sets), this forward computes the same log-probabilities from the frozen matrix with the
+    trainable rows zeroed and the rows' logits fed in as extra hidden features (one extra
+    weight column each, 1 on the row): the kernel's gradient then reaches the rows through the
+    hidden features, and no matrix gradient exists. A model without tied token rows is left
+    as it is. Tested: the loss and the rows' gradient equal the plain forward's."""
+    from peft.utils.other import TrainableTokensWrapper
+
+    base = model.get_base_model() if hasattr(model, "get_base_model") else model
+    if not isinstance(base.get_output_embeddings(), TrainableTokensWrapper):
+        return False
+    if "forward" not in vars(base):
+        raise RuntimeError("install_tied_token_head goes after the SFTTrainer is built (its fused head wraps trl's)")
+    base.forward = types.MethodType(functools.wraps(type(base).forward)(
+        functools.partial(_tied_token_forward, trl_forward=base.forward)), base)
+    return True
+
+
+def _tied_token_forward(self, *args, trl_forward, fused_lm_head=False, labels=None, num_items_in_batch=None,
+                        **kwargs):
+    """trl's fused forward for a tied lm_head with trainable token rows (install_tied_token_head)."""
+    from trl.kernels import ChunkedLogProbFunction
+    from trl.trainer.utils import FusedCausalLMOutput
+
+    if not fused_lm_head:
+        return trl_forward(*args, labels=labels, num_items_in_batch=num_items_in_batch, **kwargs)
+    if kwargs.get("shift_labels") is not None:
+        raise NotImplementedError("pre-shifted labels (context or sequence parallelism) with a tied lm_head's token "
+                                  "rows: train on one sequence per process")
+    kwargs["use_cache"] = False
+    hidden = self.model(*args, **kwargs).last_hidden_state[:, :-1]
+    labels = labels[:, 1:].to(hidden.device)
+    mask = labels != -100
+    layer = self.get_output_embeddings().token_adapter
+    frozen = layer.base_layer.weight  # the input embedding's matrix, as loaded
+    names = [] if layer.disable_adapters else list(layer.active_adapters)  # disabled: the base model's rows
+    rows = torch.tensor([i for name in names for i in layer.token_indices[name]], dtype=torch.long,
+                        device=frozen.device)
+    trained = torch.cat([layer.trainable_tokens_delta[name] for name in names] + [frozen.new_zeros(0, frozen.shape[1])])
+    h = hidden[mask]
+    columns = torch.zeros(frozen.shape[0], len(rows), dtype=frozen.dtype, device=frozen.device)
+    columns[rows, torch.arange(len(rows), device=frozen.device)] = 1
+    weight = torch.cat([frozen.detach(), columns], dim=1)
+    weight[rows, :frozen.shape[1]] = 0  # those rows' logits come from their extra column only
+    features = torch.cat([h, (h @ trained.to(h.dtype).T).to(h.dtype)], dim=1)
+    per_token = ChunkedLogProbFunction.apply(features, weight, None, labels[mask], 1.0, FUSED_CHUNK, None, 1.0,
+                                             FUSED_OUTPUTS)
+    log_probs, entropy, log_sum_sq_probs, mean_logits, is_top1 = (
+        None if x is None else x.new_zeros(mask.shape).masked_scatter(mask, x) for x in per_token)
+    loss = -log_probs.sum() / (mask.sum().clamp(min=1) if num_items_in_batch is None else num_items_in_batch)
+    return FusedCausalLMOutput(loss=loss, log_probs=log_probs, entropy=entropy, log_sum_sq_probs=log_sum_sq_probs,
+                               mean_logits=mean_logits, is_top1=is_top1, label_mask=mask, aux_loss=None)
 
 
 def upcast_trainable(model) -> int:

@@ -63,9 +63,16 @@ def _growing_layer():
 
 def growing_cache(config, capacity: int):
     """The DynamicCache generate would build for `config`, its full-attention layers GrowingLayers
-    of `capacity` tokens; other layer kinds (sliding-window, chunked) are kept as they are."""
-    from transformers.cache_utils import DynamicCache, DynamicLayer
+    of `capacity` tokens; other layer kinds (chunked, sliding windows shorter than `capacity`)
+    are kept as they are. A sliding window at least `capacity` long never slides here: such a
+    layer attends to every token, as a full-attention one (Phi-4-multimodal's window of 262,144
+    tokens, on every layer, is one)."""
+    from transformers.cache_utils import DynamicCache, DynamicLayer, DynamicSlidingWindowLayer
+
+    def full(layer) -> bool:
+        return type(layer) is DynamicLayer or (type(layer) is DynamicSlidingWindowLayer
+                                               and layer.sliding_window >= capacity)
 
     kv = DynamicCache(config=config)
-    kv.layers = [_growing_layer()(capacity) if type(layer) is DynamicLayer else layer for layer in kv.layers]
+    kv.layers = [_growing_layer()(capacity) if full(layer) else layer for layer in kv.layers]
     return kv

@@ -219,7 +219,7 @@ def probe_config(params: Params, name: str, source, revision, processor, decoded
     from .collator import PronunciationCollator
     from .determinism import set_determinism
     from .generation import Generator
-    from .adapters import training_model
+    from .adapters import install_tied_token_head, training_model
     from .train import sft_config, trainer_class
 
     device, job = _device(), params.train_job(name)
@@ -264,6 +264,7 @@ def probe_config(params: Params, name: str, source, revision, processor, decoded
                                train_sampling_strategy="sequential", disable_tqdm=True)
     trainer = trainer_class()(model=model, args=args, train_dataset=datasets.Dataset.from_list(order),
                               data_collator=collator, processing_class=processor, callbacks=[StepTimer()])
+    install_tied_token_head(model)  # as run_train
     compute_loss = trainer.compute_loss
 
     def timed_loss(*a, **kw):  # the forward pass and the loss (trl's fused LM head)

@@ -5,7 +5,11 @@ A randomly initialised, seeded miniature of microsoft/Phi-4-multimodal-instruct:
 model.safetensors, tokenizer files, preprocessor_config.json, generation_config.json and a
 ``speech-lora/`` PEFT adapter folder laid out like the real one), and a byte-level BPE
 tokenizer trained offline on this project's prompts and the corpus's words. It lets every
-stage run end to end on a CPU without a GPU or a download; the base stage builds it.
+stage run end to end on a CPU without a GPU or a download; the base stage builds it. It has
+the real model's structure; only sizes differ, each listed in ALLOWED_DIFFERENCES (tested).
+
+(~370 lines, over the ~300 guide: the tokenizer, the configuration with its table of allowed
+differences, the audio calibration and the speech LoRA are together what the stand-in is.)
 """
 
 from __future__ import annotations
@@ -26,7 +30,9 @@ ENDOFTEXT = "<|endoftext|>"
 SYSTEM = "<|system|>"
 AUDIO_TOKEN = "<|audio|>"  # the tiny model's placeholder; always read processor.audio_token
 IMAGE_TOKEN = "<|image|>"
-# Special tokens of the tiny tokenizer, in id order after the BPE vocabulary.
+# Special tokens of the tiny tokenizer, in id order after the BPE vocabulary. Not the task
+# tokens <|APA|>/<|MDD|>: as with the real tokenizer, model.load_processor adds them, and they
+# land in the embedding's padding rows past the tokenizer (TINY_VOCAB_SIZE).
 TINY_SPECIAL_TOKENS = (
     ENDOFTEXT,
     prompts.USER,
@@ -35,10 +41,13 @@ TINY_SPECIAL_TOKENS = (
     SYSTEM,
     IMAGE_TOKEN,
     AUDIO_TOKEN,
-    prompts.APA_TOKEN,
-    prompts.MDD_TOKEN,
 )
 TINY_BPE_VOCAB_SIZE = 2048  # BPE vocabulary (byte alphabet + merges), before the special tokens
+# The embedding's rows: the tokenizer's 2,055 padded to a multiple of 64, as the real model's
+# 200,064 rows pad its tokenizer; new tokens (the task tokens) get ids inside the padding.
+VOCAB_PADDING = 64
+TINY_VOCAB_SIZE = -(-(TINY_BPE_VOCAB_SIZE + len(TINY_SPECIAL_TOKENS) + len(prompts.CONTROL_TOKENS))
+                    // VOCAB_PADDING) * VOCAB_PADDING
 
 CHAT_TEMPLATE = (
     "{% for message in messages %}{{ '<|' + message['role'] + '|>' + message['content'] + '<|end|>' }}"
@@ -83,7 +92,8 @@ def _tokenizer_corpus(resource_dir: Path | None) -> list[str]:
 
 
 def build_tiny_tokenizer(corpus_dir: str | os.PathLike | None = DEFAULT_TOKENIZER_CORPUS):
-    """A byte-level BPE tokenizer (lossless on any text) with the real model's special tokens."""
+    """A byte-level BPE tokenizer (lossless on any text) with the real model's special tokens
+    (the task tokens are added by model.load_processor, as for the real one)."""
     from tokenizers import AddedToken, Regex, Tokenizer, decoders, models, pre_tokenizers, trainers
     from transformers import PreTrainedTokenizerFast
 
@@ -124,48 +134,117 @@ def build_tiny_tokenizer(corpus_dir: str | os.PathLike | None = DEFAULT_TOKENIZE
     return tok
 
 
+# Sizes of the tiny decoder. The real one: hidden 3072, 32 layers, 24 query and 8 key/value
+# heads (3:1) of head_dim 128 (hidden / heads), MLP 8192 (8/3 x hidden). The tiny one keeps
+# the ratios: 6 and 2 heads of 24, MLP 384; 144 wide is enough to learn the answer format in
+# minutes on a CPU.
+TINY_HIDDEN, TINY_LAYERS, TINY_HEADS, TINY_KV_HEADS, TINY_MLP = 144, 2, 6, 2, 384
+
+# Where the tiny configuration may differ from the real one (model.REAL_CONFIG), each with its
+# reason: tests/test_tiny.py walks both configurations field by field and fails on any other
+# difference; the README's "The tiny model vs the real one" lists this table.
+_SIZE = "a size: the tiny model is small enough to build and train on a CPU in minutes"
+_VOCAB = "the tiny tokenizer's vocabulary (2,055 tokens) padded to a multiple of 64, as the real 200,064 rows are"
+_TOKEN_ID = "a special token's id in the tiny vocabulary (the layout is checked: pad = bos = eos[0], eos[1] = <|end|>)"
+_VISION = "the vision tower is never run (the processor is audio-only): shrunk to the smallest that builds"
+ALLOWED_DIFFERENCES = {
+    "hidden_size": _SIZE,
+    "intermediate_size": _SIZE + " (8/3 x hidden, as the real one)",
+    "num_hidden_layers": _SIZE,
+    "num_attention_heads": _SIZE + " (3 query heads per key/value head, as the real one)",
+    "num_key_value_heads": _SIZE + " (see num_attention_heads)",
+    "rope_parameters.long_factor": "one factor per rotary frequency: head_dim x 0.75 / 2 of them (the real "
+                                   "factors resampled); used only past 4,096 tokens, which no prompt reaches",
+    "rope_parameters.short_factor": "one factor per rotary frequency (1.0 each, as the real ones)",
+    "vocab_size": _VOCAB,
+    "bos_token_id": _TOKEN_ID,
+    "eos_token_id": _TOKEN_ID,
+    "pad_token_id": _TOKEN_ID,
+    "architectures": "written by save_pretrained (Phi4MultimodalForCausalLM, the real model's class); "
+                     "the vendored real file has none",
+    "dtype": "float32 weights: the CPU trains and generates in float32 (the real checkpoint is bfloat16)",
+    "audio_config.hidden_size": _SIZE,
+    "audio_config.intermediate_size": _SIZE,
+    "audio_config.num_blocks": _SIZE,
+    "audio_config.num_attention_heads": _SIZE,
+    "audio_config.ext_pw_out_channel": _SIZE + " (= the audio hidden size, as the real one)",
+    "audio_config.depthwise_separable_out_channel": _SIZE + " (= the audio hidden size, as the real one)",
+    "audio_config.depthwise_seperable_out_channel": _SIZE + " (the real config.json's misspelt copy of the field above)",
+    "audio_config.nemo_conv_channels": _SIZE,
+    "audio_config.audio_token_id": _TOKEN_ID,
+    "vision_config.hidden_size": _VISION,
+    "vision_config.intermediate_size": _VISION,
+    "vision_config.num_hidden_layers": _VISION,
+    "vision_config.num_attention_heads": _VISION,
+    "vision_config.image_size": _VISION,
+    "vision_config.crop_size": _VISION,
+    "vision_config.image_token_id": _TOKEN_ID,
+}
+
+
+def _resampled(factors: list, n: int) -> list:
+    """`n` of `factors`, evenly spaced from the first to the last (the same curve, fewer points)."""
+    if n == 1:
+        return [factors[0]]
+    return [factors[round(i * (len(factors) - 1) / (n - 1))] for i in range(n)]
+
+
 def tiny_config(tokenizer):
-    """A Phi4MultimodalConfig of the real model's shape family, scaled down."""
+    """A Phi4MultimodalConfig with the real model's structure (model.REAL_CONFIG), scaled down:
+    every field not in ALLOWED_DIFFERENCES is the real one's."""
+    import copy
+
     from transformers import Phi4MultimodalConfig
 
+    from .model import real_config
+
+    real = real_config().to_dict()
     eot = tokenizer.convert_tokens_to_ids(ENDOFTEXT)
     end = tokenizer.convert_tokens_to_ids(prompts.END)
-    return Phi4MultimodalConfig(
-        vocab_size=len(tokenizer),
-        hidden_size=128,  # large enough to learn the answer format in minutes on a CPU
-        intermediate_size=256,
-        num_hidden_layers=2,
-        num_attention_heads=4,
-        num_key_value_heads=2,
-        max_position_embeddings=131072,
-        original_max_position_embeddings=4096,
-        rope_parameters={"rope_type": "default", "rope_theta": 10000.0, "partial_rotary_factor": 0.75},
-        tie_word_embeddings=False,  # as the real model: lm_head is its own module
+    if len(tokenizer) + len(prompts.CONTROL_TOKENS) > TINY_VOCAB_SIZE:
+        raise RuntimeError(f"the tiny tokenizer has {len(tokenizer)} tokens: TINY_VOCAB_SIZE {TINY_VOCAB_SIZE} "
+                           "leaves no padding rows for the task tokens")
+    rope = copy.deepcopy(real["rope_parameters"])
+    rotary_frequencies = int(TINY_HIDDEN // TINY_HEADS * rope["partial_rotary_factor"]) // 2
+    for key in ("short_factor", "long_factor"):
+        rope[key] = _resampled(rope[key], rotary_frequencies)
+    text = {k: v for k, v in real.items() if k not in ("audio_config", "vision_config", "transformers_version")}
+    text.update(
+        vocab_size=TINY_VOCAB_SIZE,
+        hidden_size=TINY_HIDDEN,
+        intermediate_size=TINY_MLP,
+        num_hidden_layers=TINY_LAYERS,
+        num_attention_heads=TINY_HEADS,
+        num_key_value_heads=TINY_KV_HEADS,
+        rope_parameters=rope,
         bos_token_id=eot,
         eos_token_id=[eot, end],
         pad_token_id=eot,
-        audio_config=dict(
-            hidden_size=32,
-            intermediate_size=64,
-            num_blocks=2,
-            num_attention_heads=4,
-            ext_pw_out_channel=32,
-            depthwise_separable_out_channel=32,
-            nemo_conv_channels=16,
-            time_reduction=8,  # the audio placeholder expands to ceil(frames / 8) tokens
-            audio_token_id=tokenizer.audio_token_id,
-        ),
-        vision_config=dict(
-            hidden_size=16,
-            intermediate_size=32,
-            num_hidden_layers=1,
-            num_attention_heads=2,
-            image_size=28,
-            crop_size=28,
-            patch_size=14,
-            image_token_id=tokenizer.image_token_id,
-        ),
+        dtype="float32",
     )
+    audio = dict(
+        real["audio_config"],
+        hidden_size=32,
+        intermediate_size=64,
+        num_blocks=2,
+        num_attention_heads=4,
+        ext_pw_out_channel=32,
+        depthwise_separable_out_channel=32,
+        nemo_conv_channels=16,
+        audio_token_id=tokenizer.audio_token_id,
+    )
+    audio["depthwise_seperable_out_channel"] = audio["depthwise_separable_out_channel"]  # the real file's misspelt copy
+    vision = dict(
+        real["vision_config"],
+        hidden_size=16,
+        intermediate_size=32,
+        num_hidden_layers=1,
+        num_attention_heads=2,
+        image_size=28,
+        crop_size=28,
+        image_token_id=tokenizer.image_token_id,
+    )
+    return Phi4MultimodalConfig(**text, audio_config=audio, vision_config=vision)
 
 
 def tiny_model(seed: int = 0, corpus_dir=DEFAULT_TOKENIZER_CORPUS):

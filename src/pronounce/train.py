@@ -25,7 +25,7 @@ from pathlib import Path
 import torch
 from transformers import TrainerCallback
 
-from .adapters import precision_flags, training_model
+from .adapters import install_tied_token_head, precision_flags, training_model
 from .artifacts import AudioStore, atomic_dir, dir_digest, write_json
 from .checkpoints import ADAPTER_FILES
 from .collator import PronunciationCollator
@@ -234,6 +234,7 @@ def run_train(job: TrainJob, base_dir, decoded_dir, materialized_dir, out_dir, l
         processing_class=processor,
         callbacks=[LiveLogger(Path(live_dir)), EpochAdapters(run_dir), *callbacks],
     )
+    install_tied_token_head(model)  # a tied lm_head's token rows in trl's fused head (adapters.py)
     resume = latest_checkpoint(run_dir)
     started = time.perf_counter()
     result = trainer.train(resume_from_checkpoint=str(resume) if resume else None)
