@@ -155,12 +155,6 @@ def test_collator_labels_are_the_answer_and_end_with_real_ids(real_processor):
 
 # --------------------------------------------------------------------------- the command (pronounce.fullsize)
 
-TIED_HEAD_FIX = pytest.mark.xfail(
-    raises=AttributeError, strict=True,
-    reason="trl's fused LM head reads lm_head.bias of PEFT's TrainableTokensWrapper (issue 17 section 1): remove "
-           "this mark once the tied-head fix is merged")
-
-
 def check_fullsize_report(report, configs, batch, new_tokens, layers):
     from transformers import Phi4MultimodalForCausalLM
 
@@ -188,7 +182,6 @@ def check_fullsize_report(report, configs, batch, new_tokens, layers):
 
 
 @pytest.mark.slow  # minutes on 2 cores: the full 200,064-row vocabulary in training and generation
-@TIED_HEAD_FIX
 def test_the_command_runs_the_reduced_real_architecture(params):
     """python -m pronounce.fullsize end to end at full width and vocabulary, 1 layer deep."""
     from pronounce.fullsize import run_fullsize
@@ -200,7 +193,6 @@ def test_the_command_runs_the_reduced_real_architecture(params):
 
 
 @pytest.mark.fullsize
-@TIED_HEAD_FIX
 def test_the_command_at_full_size(params):
     """Both configs at the real size on the two longest clips (~18 GiB of memory, minutes on a CPU)."""
     from pronounce.fullsize import run_fullsize
