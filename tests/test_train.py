@@ -47,7 +47,7 @@ def adapter_bytes(folder):
 # data, collator or masking moves these losses by much more (one step to the next differs by 1e-2-1e-1).
 # REGENERATE when the tiny model, the smoke recipe or the training code changes on purpose:
 # run this test; its failure message prints the new values to paste here.
-GOLDEN_LOSSES_PAPER_R64 = [7.713554, 7.722645, 7.364487, 7.349754, 6.912888, 6.931205, 7.157259, 6.819175]
+GOLDEN_LOSSES_PAPER_R64 = [7.774134, 7.771548, 7.674157, 7.507041, 7.172515, 7.384974, 6.794299, 7.285256]
 
 
 @pytest.mark.slow  # trains
