@@ -96,9 +96,9 @@ def write_standin(folder: Path, config, seed: int) -> Path:
     return folder
 
 
-def random_base_model(config, seed: int, attn_implementation: str):
-    """The base model with random weights, built directly in bf16, as load_base_model returns one
-    (the audio encoder's padding mask fixed)."""
+def random_base_model(config, seed: int, attn_implementation: str, precision: str = "bf16-any"):
+    """The base model with random weights, built directly in bf16 (fp32 for `precision` fp32), as
+    load_base_model returns one (the audio encoder's padding mask fixed)."""
     import torch
     from transformers import Phi4MultimodalForCausalLM
 
@@ -110,17 +110,18 @@ def random_base_model(config, seed: int, attn_implementation: str):
     # Built without torch's own per-layer initialisation, then given transformers' _init_weights
     # once (the same distributions, all finite, checked): the default draws every weight twice.
     with no_init_weights():
-        model = Phi4MultimodalForCausalLM._from_config(config, dtype=torch.bfloat16,
+        model = Phi4MultimodalForCausalLM._from_config(config, dtype=torch.float32 if precision == "fp32" else torch.bfloat16,
                                                        attn_implementation=attn_implementation)
     model.init_weights()
     mask_audio_padding(model)
     return model.eval()
 
 
-def fullsize_params(params, batch_size: int | None, new_tokens: int | None):
-    """params with the paper recipe at bf16-any; optionally another micro-batch (train and eval)
-    and eval.max_new_tokens (a CPU cannot afford the paper's shapes at full size)."""
-    recipe = dataclasses.replace(params.train.recipes["paper"], precision="bf16-any")
+def fullsize_params(params, batch_size: int | None, new_tokens: int | None, precision: str = "bf16-any"):
+    """params with the paper recipe at `precision` (bf16-any, or fp32 for a reduced model on a CPU
+    without bf16 matrix kernels); optionally another micro-batch (train and eval) and
+    eval.max_new_tokens (a CPU cannot afford the paper's shapes at full size)."""
+    recipe = dataclasses.replace(params.train.recipes["paper"], precision=precision)
     if batch_size:
         recipe = dataclasses.replace(recipe, batch_size=batch_size)
     train = dataclasses.replace(params.train, profile="paper", recipes={**params.train.recipes, "paper": recipe})
@@ -130,19 +131,23 @@ def fullsize_params(params, batch_size: int | None, new_tokens: int | None):
 
 
 def run_fullsize(params, layers: int | None = None, batch_size: int | None = None, new_tokens: int | None = None,
-                 steps: int = 1, configs: list[str] | None = None, decoded_dir="data/decoded", log=print) -> dict:
-    """The preflight's report (checks, probe, projection) of the stand-in at full size (or `layers`)."""
+                 steps: int = 1, configs: list[str] | None = None, decoded_dir="data/decoded", log=print,
+                 precision: str = "bf16-any") -> dict:
+    """The preflight's report (checks, probe, projection) of the stand-in at full size (or `layers`).
+
+    `precision` fp32 is for a reduced model on a CPU without bf16 matrix kernels (AVX2 only: torch's
+    bf16 matmul backward there falls back to a reference loop, measured > 20 min for one 1-layer step)."""
     import time
 
     from .preflight import run_preflight
 
-    params = fullsize_params(params, batch_size, new_tokens)
+    params = fullsize_params(params, batch_size, new_tokens, precision)
     config = fullsize_config(layers)
     build_seconds = []
 
     def build(job, source):
         t0 = time.perf_counter()
-        model = random_base_model(config, params.seed, params.model.attn_implementation)
+        model = random_base_model(config, params.seed, params.model.attn_implementation, precision)
         build_seconds.append(time.perf_counter() - t0)
         return model
 
@@ -168,13 +173,16 @@ def main(argv=None) -> int:
     p.add_argument("--batch-size", type=int, help="training and generation micro-batch (default: the paper's)")
     p.add_argument("--new-tokens", type=int, help="tokens generated (default: eval.max_new_tokens)")
     p.add_argument("--steps", type=int, default=1, help="optimizer steps per config (default 1)")
+    p.add_argument("--precision", choices=("bf16-any", "fp32"), default="bf16-any",
+                   help="bf16-any (default; the real run's weights) or fp32 (a reduced model on a CPU without bf16 "
+                        "matrix kernels, e.g. AVX2 only)")
     p.add_argument("--json", action="store_true", help="print the report as JSON")
     a = p.parse_args(argv)
     tune_malloc()
     try:  # the trainer's chatter to stderr: stdout is the report alone
         with contextlib.redirect_stdout(sys.stderr):
             report = run_fullsize(load_params(a.params), a.layers, a.batch_size, a.new_tokens, max(1, a.steps),
-                                  a.config, log=lambda m: print(m, file=sys.stderr))
+                                  a.config, log=lambda m: print(m, file=sys.stderr), precision=a.precision)
     except (PreflightError, PipelineError) as e:
         print(f"fullsize: FAILED {e}", file=sys.stderr)
         return 1
