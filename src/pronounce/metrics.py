@@ -1,5 +1,8 @@
 """Evaluation metrics of the paper (section 4.3): PCC for APA; WER, PER and MDD counts for MDD.
 
+(~330 lines, over the ~300 guide: the conventions, the aligner with Kaldi's tie rule and the
+counts it feeds are one definition of what a metric means; the bootstrap lives in bootstrap.py.)
+
 Pure functions over Python sequences. An undefined value (too few pairs, a zero
 denominator) is None with a reason, never a crash and never a made-up 0.
 
