@@ -176,7 +176,9 @@ def test_command_prints_a_table_and_writes_html_and_jsonl(model_dir, params, tmp
                       "--json", "--out", str(tmp_path / "r.txt")]) == 1  # the flag wins over the suffix
     rows = [json.loads(line) for line in (tmp_path / "r.txt").read_text().splitlines()]
     assert [r["error"] is None for r in rows] == [True, False, True]
-    assert rows[0]["apa"]["raw"] and rows[2]["text"] == text2
+    # the answer record (an undertrained model may answer with <|end|> at once: raw "")
+    assert isinstance(rows[0]["apa"]["raw"], str) and rows[0]["apa"]["stopped"] in ("eos", "max_new_tokens")
+    assert rows[2]["text"] == text2
 
 
 # --------------------------------------------------------------------------- golden per-word diff
@@ -252,7 +254,7 @@ def test_bad_recordings_each_get_one_line_and_the_others_run(assessor, tmp_path)
     for r, pattern in zip(got, patterns):
         assert re.search(pattern, r["error"]) and "\n" not in r["error"], (r["path"], r["error"])
         assert r["apa"] is None and r["words"] is None
-    assert got[-1]["error"] is None and got[-1]["apa"]["raw"]
+    assert got[-1]["error"] is None and isinstance(got[-1]["apa"]["raw"], str)  # assessed (its answer may be "")
     table = render_table(got)
     assert f"{tmp_path / 'empty.wav'}  error: empty_audio: zero-byte file\n" in table
     assert table.endswith("7 recording(s): 1 assessed, 6 failed\n")

@@ -181,7 +181,8 @@ def test_growing_cache_generates_byte_identical_tokens(world, monkeypatch):
 def _with_token_rows(model, processor, tied: bool):
     """`model` in an adapter like a trained one: a LoRA and the control tokens' rows as PEFT
     trainable tokens, the rows drawn far from the base ones (so they move the answers); with
-    `tied`, lm_head first tied to the input embedding, as in the real model."""
+    `tied`, lm_head tied to the input embedding, as in the real model (and builtin:tiny); without,
+    lm_head given its own copy of the matrix (a checkpoint with an untied head)."""
     import torch
     from peft import LoraConfig, get_peft_model
 
@@ -190,6 +191,9 @@ def _with_token_rows(model, processor, tied: bool):
     if tied:
         model.config.tie_word_embeddings = True
         model.lm_head.weight = model.model.embed_tokens.weight
+    else:
+        model.config.tie_word_embeddings = False
+        model.lm_head.weight = torch.nn.Parameter(model.model.embed_tokens.weight.detach().clone())
     torch.manual_seed(3)
     model = get_peft_model(model, LoraConfig(
         r=4, lora_alpha=8, target_modules=r"model\.layers\.\d+\.self_attn\.(qkv|o)_proj", init_lora_weights=False,
@@ -241,9 +245,9 @@ def test_merged_token_rows_give_the_unmerged_models_answers(world, tied, tmp_pat
     assert not torch.equal(logits[0][..., ids], plain[..., ids])  # the rows matter: the check can fail
     answers = [G.Generator(m, processor, lambda r: store[r["audio_row"]], 12)(rows) for m in (unmerged, merged)]
     assert answers[0] == answers[1]
-    if not tied:  # the evaluate stage's loader merges them (the tiny base model is untied)
+    if tied:  # the evaluate stage's loader merges them, both layers (builtin:tiny is tied, as the real model)
         unmerged.save_pretrained(str(tmp_path / "adapter"))
         loaded = G.load_model(str(base), None, processor, tmp_path / "adapter")
-        assert [m.merged for m in loaded.modules() if isinstance(m, TrainableTokensLayer)] == [True]
+        assert [m.merged for m in loaded.modules() if isinstance(m, TrainableTokensLayer)] == [True, True]
         with torch.inference_mode():
             assert torch.equal(loaded(**batch).logits, logits[0])
