@@ -181,23 +181,28 @@ def check_fullsize_report(report, configs, batch, new_tokens, layers, weight_byt
     assert 0 < report["projected"]["eval_share_expected"] < 1
 
 
-@pytest.mark.slow  # minutes on 2 cores: the full 200,064-row vocabulary in training and generation
-def test_the_command_runs_the_reduced_real_architecture(params):
-    """python -m pronounce.fullsize end to end at full width and vocabulary, 1 layer deep, in fp32:
-    on a CPU without bf16 matrix kernels (AVX2 only, as this project's machines) torch's bf16 matmul
-    backward falls back to a reference loop (one 1-layer step ran > 20 min), fp32 takes MKL's."""
+@pytest.mark.slow  # a minute each on 2 cores: the full 200,064-row vocabulary in training and generation
+@pytest.mark.parametrize("precision", ["bf16-any", "fp32"])
+def test_the_command_runs_the_reduced_real_architecture(params, precision):
+    """python -m pronounce.fullsize end to end at full width and vocabulary, 1 layer deep: bf16 (the
+    real run's weights; on a CPU without bf16 matrix kernels, such as this project's AVX2 machines,
+    their products run in float32 through pronounce.cpu_bf16, and the report says so) and fp32."""
+    from pronounce.cpu_bf16 import has_bf16_matmul_kernels
     from pronounce.fullsize import run_fullsize
 
     report = run_fullsize(params, layers=1, batch_size=1, new_tokens=2, configs=["paper_r64"], log=lambda m: None,
-                          precision="fp32")
-    check_fullsize_report(report, ["paper_r64"], 1, 2, 1, weight_bytes=4)
+                          precision=precision)
+    check_fullsize_report(report, ["paper_r64"], 1, 2, 1, weight_bytes=2 if precision == "bf16-any" else 4)
     assert report["configs"]["paper_r64"]["trainable_params"] == 64 * (3072 + 5120 + 3072 + 3072 + 3072 + 16384 +
                                                                       8192 + 3072) + 2 * 3072  # + the 2 token rows
+    emulated = precision == "bf16-any" and not torch.cuda.is_available() and not has_bf16_matmul_kernels()
+    assert ("matmul" in report) == emulated
 
 
 @pytest.mark.fullsize
 def test_the_command_at_full_size(params):
-    """Both configs at the real size on the two longest clips (~18 GiB of memory, minutes on a CPU)."""
+    """Both configs at the real size on the two longest clips (~20 GiB of memory; about 15 min on
+    this project's 2-core AVX2 CPU)."""
     from pronounce.fullsize import run_fullsize
 
     report = run_fullsize(params, batch_size=2, new_tokens=4, log=lambda m: None)

@@ -1,7 +1,7 @@
 """The real model's architecture at full size, with random weights: the preflight without a download.
 
     python -m pronounce.fullsize                      # both configs, the paper recipe's shapes
-    python -m pronounce.fullsize --batch-size 2 --new-tokens 8   # a CPU: the two longest clips
+    python -m pronounce.fullsize --batch-size 2 --new-tokens 8   # a CPU: the two longest clips (~20 GiB)
     python -m pronounce.fullsize --layers 2           # reduced depth, full widths (a few GB)
 
 A stand-in base model folder is written to a scratch folder: the vendored real configuration
@@ -126,7 +126,9 @@ def fullsize_params(params, batch_size: int | None, new_tokens: int | None, prec
         recipe = dataclasses.replace(recipe, batch_size=batch_size)
     train = dataclasses.replace(params.train, profile="paper", recipes={**params.train.recipes, "paper": recipe})
     ev = params.eval
-    ev = dataclasses.replace(ev, batch_size=batch_size or ev.batch_size, max_new_tokens=new_tokens or ev.max_new_tokens)
+    # cpu_threads 0: torch's default, every core (the embedded default's 1 is for its tiny matrices).
+    ev = dataclasses.replace(ev, batch_size=batch_size or ev.batch_size, max_new_tokens=new_tokens or ev.max_new_tokens,
+                             cpu_threads=0)
     return dataclasses.replace(params, train=train, eval=ev)
 
 
@@ -135,10 +137,15 @@ def run_fullsize(params, layers: int | None = None, batch_size: int | None = Non
                  precision: str = "bf16-any") -> dict:
     """The preflight's report (checks, probe, projection) of the stand-in at full size (or `layers`).
 
-    `precision` fp32 is for a reduced model on a CPU without bf16 matrix kernels (AVX2 only: torch's
-    bf16 matmul backward there falls back to a reference loop, measured > 20 min for one 1-layer step)."""
+    On a CPU without bf16 matrix kernels (AVX2 only: torch's bf16 matmul there is a reference loop,
+    ~300x slower than float32), bf16's matrix products run in float32 and round to bf16 once
+    (pronounce.cpu_bf16: a GPU's bf16 GEMM), and the report says so. `precision` fp32 builds fp32
+    weights instead (a reduced model: fp32 weights at full size need ~26 GiB)."""
     import time
 
+    import torch
+
+    from .cpu_bf16 import fp32_matmul_if_needed
     from .preflight import run_preflight
 
     params = fullsize_params(params, batch_size, new_tokens, precision)
@@ -151,12 +158,15 @@ def run_fullsize(params, layers: int | None = None, batch_size: int | None = Non
         build_seconds.append(time.perf_counter() - t0)
         return model
 
-    with tempfile.TemporaryDirectory(prefix="pronounce-fullsize-") as tmp:
+    matmul, matmul_note = fp32_matmul_if_needed(precision, "cuda" if torch.cuda.is_available() else "cpu")
+    with tempfile.TemporaryDirectory(prefix="pronounce-fullsize-") as tmp, matmul:
         folder = write_standin(Path(tmp) / "base", config, params.seed)
         report = run_preflight(params, base_dir=folder, decoded_dir=decoded_dir, steps=steps, configs=configs,
                                log=log, standin=build, utterances=FULL_CORPUS_UTTERANCES)
     report["base"] = f"random weights, {config.num_hidden_layers} layers ({'full size' if layers is None else 'reduced'})"
     report["build_seconds"] = build_seconds
+    if matmul_note:
+        report["matmul"] = matmul_note
     return report
 
 
@@ -174,8 +184,8 @@ def main(argv=None) -> int:
     p.add_argument("--new-tokens", type=int, help="tokens generated (default: eval.max_new_tokens)")
     p.add_argument("--steps", type=int, default=1, help="optimizer steps per config (default 1)")
     p.add_argument("--precision", choices=("bf16-any", "fp32"), default="bf16-any",
-                   help="bf16-any (default; the real run's weights) or fp32 (a reduced model on a CPU without bf16 "
-                        "matrix kernels, e.g. AVX2 only)")
+                   help="bf16-any (default; the real run's weights; on a CPU without bf16 matrix kernels their "
+                        "products run in float32) or fp32 (fp32 weights: a reduced model)")
     p.add_argument("--json", action="store_true", help="print the report as JSON")
     a = p.parse_args(argv)
     tune_malloc()
