@@ -147,3 +147,40 @@ def test_a_scratch_base_is_built_with_the_params_attention(tmp_path):
     source, _, got = resolve_inputs(parse_params(p), tmp_path / "no-base", decoded, tmp_path)
     assert got == decoded
     assert json.loads((tmp_path / "base" / MANIFEST).read_text())["attn_implementation"] == "eager"
+
+
+def test_the_probe_generates_as_the_evaluate_stage_does(params, monkeypatch, tmp_path):
+    """After its training steps, the probe generates with the task-token rows merged into the
+    embedding, as the evaluate stage's model does (generation.load_model): unmerged, every decode
+    step would copy the embedding matrix twice and the projected evaluation would not be the stage's."""
+    from peft.tuners.trainable_tokens.layer import TrainableTokensLayer
+
+    from pronounce import generation
+
+    seen = []
+    call = generation.Generator.__call__
+
+    def recording(self, rows):
+        seen.append([m.merged for m in self.model.modules() if isinstance(m, TrainableTokensLayer)])
+        return call(self, rows)
+
+    monkeypatch.setattr(generation.Generator, "__call__", recording)
+    run_preflight(parse_params(params), base_dir="/nonexistent/base", decoded_dir=tmp_path / "decoded", steps=1,
+                  configs=["paper_r64"], log=lambda m: None)
+    assert seen and all(layers == [True, True] for layers in seen)  # the input embedding and the tied lm_head
+
+
+def test_a_probe_that_computes_nan_stops_it(params, tmp_path):
+    """A step that runs but computes garbage (here a NaN final norm: every logit NaN) fails the
+    preflight by name, with the losses it saw, instead of printing a table of times."""
+    import torch
+    from safetensors.torch import load_file, save_file
+
+    base = _broken_base(tmp_path, lambda c: None)
+    path = base / "model.safetensors"
+    weights = load_file(path)
+    weights["model.norm.weight"] = torch.full_like(weights["model.norm.weight"], float("nan"))
+    save_file(weights, path, metadata={"format": "pt"})
+    with pytest.raises(PreflightError, match=r"paper_r64: the probe's training steps computed losses \[nan\]"):
+        run_preflight(parse_params(params), base_dir=base, decoded_dir=tmp_path / "none", steps=1,
+                      configs=["paper_r64"], log=lambda m: None)

@@ -218,7 +218,7 @@ def probe_config(params: Params, name: str, source, revision, processor, decoded
     from .artifacts import AudioStore
     from .collator import PronunciationCollator
     from .determinism import set_determinism
-    from .generation import Generator
+    from .generation import Generator, merge_token_rows
     from .adapters import install_tied_token_head, training_model
     from .train import sft_config, trainer_class
 
@@ -235,7 +235,7 @@ def probe_config(params: Params, name: str, source, revision, processor, decoded
     tasks = sorted(train_rows, key=lambda t: -len(train_rows[t][0]["prompt"]))  # the longer prompt first
     order = [r for i in range(steps) for r in train_rows[tasks[i % len(tasks)]][:bs]]
     store = AudioStore(decoded / "train.arrow")
-    shapes, times, forward, optimizer = [], [], [], []
+    shapes, times, forward, optimizer, losses = [], [], [], [], []
     collate = PronunciationCollator(processor, audio_lookup=lambda row: store[row["audio_row"]])
 
     def collator(rows):
@@ -272,16 +272,27 @@ def probe_config(params: Params, name: str, source, revision, processor, decoded
         out = compute_loss(*a, **kw)
         _sync_reset(device, False)
         forward.append(time.perf_counter() - t0)
+        losses.append(float((out[0] if isinstance(out, tuple) else out).detach()))
         return out
 
     trainer.compute_loss = timed_loss
     _sync_reset(device, True)
     trainer.train()
     train_peak = _memory(device)[0]
+    # A step that runs but computes garbage (a NaN, or a loss of exactly 0 on an untrained
+    # model) would otherwise pass: the probe's figures are only worth something if it learned.
+    norms = [h["grad_norm"] for h in trainer.state.log_history if "grad_norm" in h]
+    if not all(math.isfinite(x) and x > 0 for x in losses + norms):
+        raise PreflightError(f"{name}: the probe's training steps computed losses {losses} and gradient norms "
+                             f"{norms}: a finite, positive loss and gradient are expected (a numerics fault)")
     # The first step of each task warms kernels and the allocator. Batches come in `order`.
     measured = list(range(len(tasks), len(times))) or list(range(len(times)))
     del trainer
+    gc.collect()  # the trainer's reference cycles hold the optimizer's state (3.7 GB fp32 for r=320) until collected
     model.eval()
+    # As the evaluate stage's load_model: the token rows merged, or every decode step copies the
+    # embedding matrix twice (the generation projected is the stage's).
+    merge_token_rows(model)
 
     if params.eval.cpu_threads and device.type == "cpu":
         torch.set_num_threads(params.eval.cpu_threads)
@@ -447,6 +458,8 @@ def table(r: dict) -> str:
                      f"batch that fits: {fits if fits is not None else 'measured on a GPU only'}")
     if r.get("build_seconds"):
         lines.append(f"model built in {', '.join(f'{s:.0f}' for s in r['build_seconds'])} s")
+    if r.get("matmul"):
+        lines.append(f"matrix products: {r['matmul']}")
     lines += ["", f"whole dvc repro, projected: {_hours(t['total_seconds_expected'])} (upper bound "
               f"{_hours(t['total_seconds'])}); evaluation {_hours(t['eval_seconds_expected'])} "
               f"({100 * t['eval_share_expected']:.0f}%; {t['generations']:,} generations, the base model's "
