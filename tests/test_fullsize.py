@@ -201,8 +201,8 @@ def test_the_command_runs_the_reduced_real_architecture(params, precision):
 
 @pytest.mark.fullsize
 def test_the_command_at_full_size(params):
-    """Both configs at the real size on the two longest clips (~20 GiB of memory; about 15 min on
-    this project's 2-core AVX2 CPU)."""
+    """Both configs at the real size on the two longest clips (~23 GiB of memory; about half an hour
+    on this project's 2-core AVX2 CPU, README "The full-size check")."""
     from pronounce.fullsize import run_fullsize
 
     report = run_fullsize(params, batch_size=2, new_tokens=4, log=lambda m: None)

@@ -7,9 +7,8 @@ take hours. Convolutions fall to `_slow_conv2d_forward` the same way. Attention 
 vectorised bf16 kernel and is left alone.
 
 Within `fp32_matmul()`, every CPU matrix product or convolution with a bf16 operand upcasts its
-operands (exact),
-multiplies in float32 and rounds the result to bf16 once: what a GPU's bf16 GEMM does (float32
-accumulation, one rounding), so the recipe stays the bf16 one. Weights stay bf16 in memory; the
+operands (exact), multiplies in float32 and rounds the result to bf16 once: what a GPU's bf16
+GEMM does (float32 accumulation, one rounding), so the recipe stays the bf16 one. Weights stay bf16 in memory; the
 float32 copy of an operand lives only for its own product. It covers the backward pass too (the mode
 is thread-local state that autograd carries into the backward).
 """

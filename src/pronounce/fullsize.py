@@ -1,7 +1,7 @@
 """The real model's architecture at full size, with random weights: the preflight without a download.
 
     python -m pronounce.fullsize                      # both configs, the paper recipe's shapes
-    python -m pronounce.fullsize --batch-size 2 --new-tokens 8   # a CPU: the two longest clips (~20 GiB)
+    python -m pronounce.fullsize --batch-size 2 --new-tokens 8   # a CPU: the two longest clips (~23 GiB)
     python -m pronounce.fullsize --layers 2           # reduced depth, full widths (a few GB)
 
 A stand-in base model folder is written to a scratch folder: the vendored real configuration
@@ -143,10 +143,8 @@ def run_fullsize(params, layers: int | None = None, batch_size: int | None = Non
     weights instead (a reduced model: fp32 weights at full size need ~26 GiB)."""
     import time
 
-    import torch
-
     from .cpu_bf16 import fp32_matmul_if_needed
-    from .preflight import run_preflight
+    from .preflight import _device, run_preflight
 
     params = fullsize_params(params, batch_size, new_tokens, precision)
     config = fullsize_config(layers)
@@ -158,7 +156,7 @@ def run_fullsize(params, layers: int | None = None, batch_size: int | None = Non
         build_seconds.append(time.perf_counter() - t0)
         return model
 
-    matmul, matmul_note = fp32_matmul_if_needed(precision, "cuda" if torch.cuda.is_available() else "cpu")
+    matmul, matmul_note = fp32_matmul_if_needed(precision, _device().type)
     with tempfile.TemporaryDirectory(prefix="pronounce-fullsize-") as tmp, matmul:
         folder = write_standin(Path(tmp) / "base", config, params.seed)
         report = run_preflight(params, base_dir=folder, decoded_dir=decoded_dir, steps=steps, configs=configs,
