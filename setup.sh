@@ -14,5 +14,5 @@ PYTHON=${PYTHON:-python3}
 .venv/bin/python -m pip install --quiet "${TORCH_SPEC:-torch==2.13.0}"
 .venv/bin/python -m pip install --quiet -e ".[dev]"
 # dvc plots show renders offline: a page template with the vendored vega libraries inlined.
-.venv/bin/python -m pronounce.plots write
+.venv/bin/python -m pronounce.scoring.plots write
 echo "ready: source .venv/bin/activate"

@@ -14,7 +14,7 @@ median of the per-repeat ratios), the bar and whether it is met. A missed bar ne
 
 Where things are: __main__ (command line), groups (what each figure compares), child (the
 workloads, one fresh process each), workspace (scaled corpora, the small prepared workspace, DVC
-copies), report (figures and the markdown), gpu (the GPU figures).
+copies), profiles (cProfile read back), report (figures and the markdown), gpu (the GPU figures).
 """
 
 from pathlib import Path

@@ -22,6 +22,7 @@ import time
 import tracemalloc
 
 from . import BUNDLED
+from .profiles import short_name, top_entries
 
 MARK = "BENCH_RESULT "
 
@@ -37,7 +38,7 @@ def _warm(a, fn) -> None:
 
 
 def w_decode(a):
-    from pronounce.decode import run_decode
+    from pronounce.data.decode import run_decode
 
     _warm(a, lambda out: run_decode(str(BUNDLED), out, 30.0, 1.0, progress=False))
 
@@ -58,7 +59,8 @@ def w_floor(a):
     (background thread, as decode uses it): the bytes decode must write in any case."""
     import pyarrow as pa
     import soundfile as sf
-    from pronounce.artifacts import ArrowWriter
+
+    from pronounce.core.artifacts import ArrowWriter
 
     paths, dtype = _paths(a), a.get("dtype", "float32")
     sf.read(paths[0], dtype=dtype)
@@ -92,7 +94,7 @@ def w_naive(a):
 
 
 def w_materialize(a):
-    from pronounce.materialize import run_materialize
+    from pronounce.task.materialize import run_materialize
 
     _warm(a, lambda out: run_materialize(a["decoded"], out, a["audio_token"], progress=False))
 
@@ -104,9 +106,9 @@ def w_materialize(a):
 
 def w_materialize_floor(a):
     """Reading the label columns materialize reads into Python, nothing else."""
-    from pronounce.artifacts import read_arrow
-    from pronounce.corpus import SPLITS
-    from pronounce.materialize import LABEL_COLUMNS
+    from pronounce.core.artifacts import read_arrow
+    from pronounce.data.corpus import SPLITS
+    from pronounce.task.materialize import LABEL_COLUMNS
 
     read_arrow(f"{a['decoded']}/train.arrow").select(LABEL_COLUMNS).slice(0, 8).to_pylist()
 
@@ -120,9 +122,10 @@ def collator_inputs(a):
     """Batches of 8 rows with real speech of 2-10 s (bundled clips joined and cut), alternating
     APA/MDD prompts with their real answers, shuffled as training sees them."""
     import numpy as np
-    from pronounce.artifacts import read_arrow
-    from pronounce.model import load_processor
-    from pronounce.prompts import TASKS, apa_answer, mdd_answer, user_turn
+
+    from pronounce.core.artifacts import read_arrow
+    from pronounce.model.processor import load_processor
+    from pronounce.task.prompts import TASKS, apa_answer, mdd_answer, user_turn
 
     processor = load_processor(a["base"])
     table = read_arrow(f"{a['decoded']}/train.arrow").select(
@@ -144,8 +147,9 @@ def collator_inputs(a):
 
 def w_collator(a):
     import torch
-    from pronounce.collator import PronunciationCollator
-    from pronounce.prompts import answer_turn
+
+    from pronounce.task.prompts import answer_turn
+    from pronounce.training.collator import PronunciationCollator
 
     torch.set_num_threads(1)
     processor, batches = collator_inputs(a)
@@ -167,9 +171,11 @@ def w_collator(a):
 
 def w_evaluate(a):
     import torch
-    from pronounce.artifacts import AudioStore
-    from pronounce.generation import Generator, make_batches, test_instances
-    from pronounce.model import load_base_model, load_processor
+
+    from pronounce.data.audio import AudioStore
+    from pronounce.evaluation.generation import Generator, make_batches, test_instances
+    from pronounce.model.loader import load_base_model
+    from pronounce.model.processor import load_processor
 
     torch.set_num_threads(1)
     torch.manual_seed(0)
@@ -188,7 +194,7 @@ def w_evaluate(a):
 
 def w_prepare(a):
     """The tiny model and the bundled corpus decoded and materialized (for collator and evaluate)."""
-    from pronounce.model import load_processor
+    from pronounce.model.processor import load_processor
 
     from .workspace import prepare_small
 
@@ -210,8 +216,8 @@ def score_inputs(n_utts: int, n_checkpoints: int, seed: int = 0):
     (noisy scores and transcripts), as the score stage reads them."""
     import random
 
-    from pronounce.parse import parse_output
-    from pronounce.score import with_pairs
+    from pronounce.scoring.score import with_pairs
+    from pronounce.task.parse import parse_output
 
     rng = random.Random(seed)
     phones = "AA AE AH AO B D EH IH IY K L M N P S T UW Z".split()
@@ -252,15 +258,15 @@ def w_score(a):
     checkpoint (score_rows), and with `intervals` also the bootstrap of them all (per-utterance
     table, every interval, the paired comparisons of consecutive checkpoints) and their JSON. The
     same inputs and the same untimed imports on both sides, so the baseline is this minus intervals."""
-    from pronounce.intervals import Settings, checkpoint_intervals, utterance_table
-    from pronounce.metrics import _kaldi_align
-    from pronounce.score import score_rows
+    from pronounce.scoring.intervals import Settings, checkpoint_intervals, utterance_table
+    from pronounce.scoring.metrics import kaldi_align
+    from pronounce.scoring.score import score_rows
 
     labels, checkpoints = score_inputs(a["utterances"], a["checkpoints"])
     settings = Settings(0, a["n_resamples"], "speaker", 10)
 
     def work():
-        _kaldi_align.cache_clear()  # no alignment is reused from the warm-up
+        kaldi_align.cache_clear()  # no alignment is reused from the warm-up
         scored = {name: score_rows(rows, labels) for name, _, rows in checkpoints}
         if a["intervals"]:
             table = utterance_table(sorted(labels), labels, scored)
@@ -326,27 +332,11 @@ class Memory:
         return out
 
 
-def _short(filename: str) -> str:
-    return filename.split("site-packages/")[-1].split("src/")[-1].split("lib/python3")[-1]
-
-
 def _site(tb) -> str:
     """Where an allocation happened: the innermost frame, and the innermost frame of pronounce's."""
-    frames = [f"{_short(f.filename)}:{f.lineno}" for f in tb]  # oldest first
+    frames = [f"{short_name(f.filename)}:{f.lineno}" for f in tb]  # oldest first
     ours = [f for f in frames if f.startswith("pronounce/")]
     return frames[-1] if not ours or ours[-1] == frames[-1] else f"{frames[-1]} via {ours[-1]}"
-
-
-def top_entries(prof, n: int = 12) -> list[dict]:
-    """cProfile's entries with the most own time (a Profile or a saved file's path)."""
-    import pstats
-
-    rows = sorted(({"function": f"{_short(file)}:{line}({fn})", "tottime_s": round(tottime, 4),
-                    "cumtime_s": round(cumtime, 4), "calls": calls}
-                   for (file, line, fn), (_, calls, tottime, cumtime, _) in pstats.Stats(prof).stats.items()),
-                  key=lambda r: -r["tottime_s"])
-    total = sum(r["tottime_s"] for r in rows) or 1.0
-    return [{**r, "share": round(r["tottime_s"] / total, 3)} for r in rows[:n]]
 
 
 def main(argv: list[str]) -> int:

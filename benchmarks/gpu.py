@@ -44,7 +44,7 @@ DEFAULTS = {
 def real_config():
     """Phi-4-multimodal-instruct's own configuration (the project's vendored copy of the real
     config.json, pronounce/reference/), not the class defaults."""
-    from pronounce.model import real_config as vendored
+    from pronounce.model.loader import real_config as vendored
 
     return vendored()
 
@@ -200,7 +200,7 @@ def gpu_figures(a: dict) -> dict:
     if "lora" not in a:  # the pipeline's own fresh adapter (params.yaml lora), never a copy of it
         from dataclasses import asdict
 
-        from pronounce.params import load_params
+        from pronounce.core.params import load_params
 
         from . import ROOT
 

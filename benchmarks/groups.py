@@ -128,7 +128,7 @@ def g_decode(b: Bench) -> dict:
     setup = {"utterances": n1, "utterances_4x": n4, "wav_files": "hardlink", "wav_mib": round(c1["wav_bytes"] / MiB, 1)}
     figs = {
         "decode.throughput_vs_floor": figure(
-            f"pronounce.decode.run_decode, {n1} utterances (release layout) -> Arrow", "clips/s", _rates(dec1),
+            f"pronounce.data.decode.run_decode, {n1} utterances (release layout) -> Arrow", "clips/s", _rates(dec1),
             "the floor: sf.read(path, dtype='float32') of the same files, nothing else", _rates(floor),
             bar("ratio", ">=", 0.5, "within 2x of the floor (ratio >= 0.5)"), **setup,
             floor_int16=round(statistics.median(_rates(floor16))), ratio_vs_floor_int16=ratio(floor16),
@@ -139,7 +139,7 @@ def g_decode(b: Bench) -> dict:
             floor_with_write_note="sf.read as int16 plus ArrowWriter (background) of the 16-bit audio column alone "
                                   "(the output decode writes whatever it does): clips/s, and decode's ratio to it"),
         "decode.throughput_vs_naive": figure(
-            f"pronounce.decode.run_decode, {n1} utterances", "clips/s", _rates(dec1),
+            f"pronounce.data.decode.run_decode, {n1} utterances", "clips/s", _rates(dec1),
             "naive: datasets.Dataset.from_dict(paths).map(librosa.load(path, sr=16000), keep_in_memory=True)",
             _rates(naive), bar("ratio", ">=", 5.0, "at least 5x faster than naive (ratio >= 5)"), **setup,
             ceiling=round(statistics.median(f / n for f, n in zip(_rates(floor), _rates(naive))), 2),
@@ -185,7 +185,7 @@ def g_materialize(b: Bench) -> dict:
         lambda: b.child("materialize", {"decoded": d4, "out": fresh(b.ws / "materialized-4x"), "audio_token": token}),
     ])
     return {"materialize.throughput_vs_floor": figure(
-        f"pronounce.materialize.run_materialize, {n1} decoded utterances (2 instances each)", "utterances/s",
+        f"pronounce.task.materialize.run_materialize, {n1} decoded utterances (2 instances each)", "utterances/s",
         _rates(mat1), "reading the same label columns into Python (read_arrow.select.to_batches.to_pylist), nothing "
         "else", _rates(floor), None, note="the issue sets no throughput bar for materialize"),
         **rss_figures("materialize", "run_materialize", mat1, mat4, n1, n4)}
@@ -213,7 +213,7 @@ def g_evaluate(b: Bench) -> dict:
                                 lambda: b.child("evaluate", {**a, "batch_size": 1})])
     same = [sum(x["outputs"][k] == y["outputs"].get(k) for k in x["outputs"]) for x, y in zip(batched, single)]
     figs = {"evaluate.batched_vs_one_at_a_time": figure(
-        f"pronounce.generation.Generator, test instances sorted by clip duration, batches of 8, greedy, "
+        f"pronounce.evaluation.generation.Generator, test instances sorted by clip duration, batches of 8, greedy, "
         f"max_new_tokens={max_new}, tiny model, one CPU thread", "instances/s", _rates(batched),
         "the same Generator one instance at a time (batch 1)", _rates(single),
         bar("ratio", ">=", 4.0, ">= 4x the throughput of one at a time"), digits=2, instances=batched[0]["n"],

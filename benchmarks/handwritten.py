@@ -5,16 +5,16 @@
 Prints one markdown row per figure: ratios against a baseline measured in the same run (each
 measurement a fresh process, value and baseline interleaved repeat by repeat, torch at 1 thread).
 
-  jsonindex  pronounce.jsonindex (one streaming pass records where each entry lies; each entry is
+  jsonindex  pronounce.data.jsonindex (one streaming pass records where each entry lies; each entry is
              parsed when asked for) vs ijson.kvitems (the C backend: every entry streamed into a
              dict) vs json.load, on scores.json of `scale` and 4x `scale` utterances, every entry
              fetched in a shuffled order (decode joins it to the Kaldi tables by id).
-  arrow      pronounce.artifacts.ArrowWriter (background thread, as decode uses it) vs
+  arrow      pronounce.core.artifacts.ArrowWriter (background thread, as decode uses it) vs
              datasets.Dataset.from_generator with the same schema, writing decode's records.
-  gencache   the generation cache (pronounce.generation): what evaluate costs when DVC's run cache
+  gencache   the generation cache (pronounce.evaluation.generation): what evaluate costs when DVC's run cache
              misses (any edit to a module the stage lists) but the generations' inputs are the same:
              read from the cache, or resumed from the middle, vs generating afresh.
-  kvcache    pronounce.kvcache's preallocated cache vs transformers' DynamicCache: the test split's
+  kvcache    pronounce.evaluation.kvcache's preallocated cache vs transformers' DynamicCache: the test split's
              batched greedy generation on a CPU (the tiny model, eval params from params.yaml).
 """
 
@@ -64,7 +64,7 @@ def w_jsonindex(a):
 
     def work():
         if a["how"] == "index":
-            from pronounce.jsonindex import index_scores, load_score
+            from pronounce.data.jsonindex import index_scores, load_score
 
             spans = index_scores(path)
             f = open(path, "rb")
@@ -89,8 +89,8 @@ def w_arrow(a):
     import numpy as np
     import pyarrow as pa
 
-    from pronounce.artifacts import ArrowWriter, read_arrow
-    from pronounce.decode import SCHEMA
+    from pronounce.core.artifacts import ArrowWriter, read_arrow
+    from pronounce.data.decode import SCHEMA
 
     rows = read_arrow(Path(a["decoded"]) / "train.arrow").to_pylist()
     for r in rows:
@@ -128,9 +128,10 @@ def w_arrow(a):
 def _generator(a, growing: bool):
     import torch
 
-    from pronounce.artifacts import AudioStore
-    from pronounce.generation import Generator, make_batches, test_instances
-    from pronounce.model import load_base_model, load_processor
+    from pronounce.data.audio import AudioStore
+    from pronounce.evaluation.generation import Generator, make_batches, test_instances
+    from pronounce.model.loader import load_base_model
+    from pronounce.model.processor import load_processor
 
     torch.set_num_threads(1)
     torch.manual_seed(0)
@@ -155,7 +156,7 @@ def w_kvcache(a):
 def w_gencache(a):
     """cold: load the model and generate every batch (what a run-cache miss costs without this cache);
     warm: the finished entry read back; resume: the first half of the batches already done."""
-    from pronounce.generation import GenerationCache, generate_checkpoint, make_batches, test_instances
+    from pronounce.evaluation.generation import GenerationCache, generate_checkpoint, make_batches, test_instances
 
     cache = GenerationCache(a["cache"])
     batches = make_batches(test_instances(a["materialized"]), a["batch_size"])

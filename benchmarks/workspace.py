@@ -14,9 +14,10 @@ import sys
 import time
 from pathlib import Path
 
-from pronounce.corpus import KALDI_FILES, SPLITS, _kaldi_map
+from pronounce.data.corpus import KALDI_FILES, SPLITS, kaldi_map
 
 from . import BUNDLED, ROOT
+from .profiles import top_entries
 
 
 def build_scaled_corpus(dst: Path, n_utts: int) -> dict:
@@ -27,7 +28,7 @@ def build_scaled_corpus(dst: Path, n_utts: int) -> dict:
     shutil.rmtree(dst, ignore_errors=True)
     originals = []  # (split, utt, tables of its split), in split then id order
     for split in SPLITS:
-        tables = {f: _kaldi_map(BUNDLED / split / f) for f in KALDI_FILES}
+        tables = {f: kaldi_map(BUNDLED / split / f) for f in KALDI_FILES}
         originals += [(split, utt, tables) for utt in sorted(tables["wav.scp"])]
     scores = json.loads((BUNDLED / "resource" / "scores.json").read_text(encoding="utf-8"))
     (dst / ".clips").mkdir(parents=True)
@@ -66,10 +67,10 @@ def build_scaled_corpus(dst: Path, n_utts: int) -> dict:
 
 def prepare_small(ws) -> dict:
     """The tiny model, and the bundled corpus decoded and materialized, under `ws` (built once)."""
-    from pronounce.base import run_base
-    from pronounce.decode import run_decode
-    from pronounce.materialize import run_materialize
-    from pronounce.model import load_processor
+    from pronounce.data.decode import run_decode
+    from pronounce.model.base import run_base
+    from pronounce.model.processor import load_processor
+    from pronounce.task.materialize import run_materialize
 
     base, decoded, materialized = Path(ws) / "base", Path(ws) / "decoded", Path(ws) / "materialized"
     if not (materialized / "summary.json").is_file():
@@ -108,8 +109,6 @@ def noop_repro(repo, target: str) -> tuple[float, bool]:
 
 
 def profile_noop_repro(repo, target: str, out) -> list[dict]:
-    from .child import top_entries
-
     dvc = shutil.which("dvc", path=dvc_env(repo)["PATH"])
     run([sys.executable, "-m", "cProfile", "-o", str(out), dvc, "repro", target], repo)
     return top_entries(str(out))

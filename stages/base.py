@@ -7,9 +7,9 @@ converted, or a native folder referenced).
 
 import argparse
 
-from pronounce.base import run_base
-from pronounce.cli import run_stage
-from pronounce.params import load_params
+from pronounce.core.cli import run_stage
+from pronounce.core.params import load_params
+from pronounce.model.base import run_base
 
 
 def main(out: str, tokenizer_corpus: str):

@@ -5,9 +5,9 @@
 
 import argparse
 
-from pronounce.cli import run_stage
-from pronounce.decode import run_decode, warning_lines
-from pronounce.params import load_params
+from pronounce.core.cli import run_stage
+from pronounce.core.params import load_params
+from pronounce.data.decode import run_decode, warning_lines
 
 
 def main(out: str):

@@ -8,9 +8,9 @@ in runs/eval-cache/.
 
 import argparse
 
-from pronounce.cli import run_stage
-from pronounce.evaluate import run_evaluate
-from pronounce.params import load_params
+from pronounce.core.cli import run_stage
+from pronounce.core.params import load_params
+from pronounce.evaluation.evaluate import run_evaluate
 
 
 def main(a):

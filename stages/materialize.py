@@ -6,11 +6,11 @@ placeholder of the base model in BASE.
 
 import argparse
 
-from pronounce.base_manifest import resolve_base
-from pronounce.cli import run_stage
-from pronounce.materialize import run_materialize
-from pronounce.model import load_processor
-from pronounce.params import load_params
+from pronounce.core.cli import run_stage
+from pronounce.core.params import load_params
+from pronounce.model.manifest import resolve_base
+from pronounce.model.processor import load_processor
+from pronounce.task.materialize import run_materialize
 
 
 def main(decoded: str, base: str, out: str):

@@ -6,9 +6,9 @@ Table 3 layout, ours beside the paper's) and PLOTS/ (cross-config plot data).
 
 import argparse
 
-from pronounce.cli import run_stage
-from pronounce.params import load_params
-from pronounce.report import run_report
+from pronounce.core.cli import run_stage
+from pronounce.core.params import load_params
+from pronounce.scoring.report import run_report
 
 
 def main(a):

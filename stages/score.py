@@ -6,9 +6,9 @@
 
 import argparse
 
-from pronounce.cli import run_stage
-from pronounce.params import load_params
-from pronounce.score import run_score
+from pronounce.core.cli import run_stage
+from pronounce.core.params import load_params
+from pronounce.scoring.score import run_score
 
 
 def main(a):

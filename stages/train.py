@@ -9,10 +9,10 @@ import argparse
 import subprocess
 import sys
 
-from pronounce.cli import run_stage
-from pronounce.launch import relaunch_command
-from pronounce.params import load_params
-from pronounce.train import run_train
+from pronounce.core.cli import run_stage
+from pronounce.core.params import load_params
+from pronounce.training.launch import relaunch_command
+from pronounce.training.train import run_train
 
 
 def main(a):

@@ -31,7 +31,7 @@ def corpus_copy(tmp_path) -> Path:
 
 def raw_params() -> dict:
     """params.yaml as YAML gives it: a test edits this dict, then builds the typed params with
-    pronounce.params.parse_params, which validates the edit as load_params would."""
+    pronounce.core.params.parse_params, which validates the edit as load_params would."""
     import yaml
 
     return yaml.safe_load((ROOT / "params.yaml").read_text(encoding="utf-8"))
@@ -75,11 +75,11 @@ def training_workspace(ws: Path, n_instances: int = 16) -> Path:
     utterances x 2 tasks by default), so a training run takes seconds."""
     import pyarrow as pa
 
-    from pronounce.artifacts import read_arrow
-    from pronounce.base import run_base
-    from pronounce.decode import run_decode
-    from pronounce.materialize import run_materialize
-    from pronounce.model import load_processor
+    from pronounce.core.artifacts import read_arrow
+    from pronounce.data.decode import run_decode
+    from pronounce.model.base import run_base
+    from pronounce.model.processor import load_processor
+    from pronounce.task.materialize import run_materialize
 
     run_decode(str(BUNDLED), ws / "decoded", 30.0, 0.0, progress=False)
     run_base("builtin:tiny", None, 1234, ws / "base")

@@ -7,11 +7,11 @@ import numpy as np
 import pyarrow as pa
 import pytest
 
-from pronounce import prompts
-from pronounce.artifacts import ArrowWriter
-from pronounce.base import run_base
-from pronounce.materialize import SCHEMA as INSTANCE_SCHEMA
-from pronounce.tiny import AUDIO_TOKEN
+from pronounce.core.artifacts import ArrowWriter
+from pronounce.model.base import run_base
+from pronounce.model.tiny import AUDIO_TOKEN
+from pronounce.task import prompts
+from pronounce.task.materialize import SCHEMA as INSTANCE_SCHEMA
 
 UTTS = [("u1", 1.2), ("u2", 0.6), ("u3", 0.9)]  # (utt_id, seconds): generation order is u2, u3, u1 per task
 
@@ -51,7 +51,7 @@ def world(one_thread, tmp_path_factory):
 
     from peft import LoraConfig, get_peft_model
 
-    from pronounce.model import load_base_model
+    from pronounce.model.loader import load_base_model
 
     for folder, seed in (("adapter", 1), ("epoch-1", 2)):
         import torch

@@ -6,14 +6,14 @@ stage imports, so the command's modules stay out of every stage's dependencies.
 
 import sys
 
-from .errors import PipelineError
+from .core.errors import PipelineError
 
 
 def main(argv=None) -> int:
     """Parse the subcommand (each lives in its own module) and run it; a PipelineError is one line."""
     import argparse
 
-    from . import assess_cli
+    from .assess import cli as assess_cli
 
     top = argparse.ArgumentParser(prog="pronounce", description="LLM-based English pronunciation assessment")
     sub = top.add_subparsers(dest="command", required=True, metavar="command")

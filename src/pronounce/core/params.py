@@ -1,0 +1,389 @@
+"""params.yaml, loaded once into typed, frozen objects: one dataclass per section.
+
+(~350 lines, over the ~300 guide: the one place that lists every tunable value, its type and
+range, and what each stage receives; split, a reader would chase the schema across files.)
+
+The dataclasses below are the schema. A field's annotation is the type its value must have (a
+float field takes an int too; a bool is never a number), its `check` the range, a nested
+dataclass a nested section, and `Mapping[str, X]` a section of names the user chooses (configs,
+train.recipes). `load_params` checks the YAML against them and builds them in one pass, so a
+mistake names its key: unknown keys, missing keys, wrong types and out-of-range values are
+errors, never silent defaults. Values are kept as YAML gave them (lists become tuples, mappings
+read-only), so a hash of `dataclasses.asdict(...)` equals the hash of the YAML's own section.
+
+How params reach a stage: a stage script (stages/<stage>.py) loads `Params` and hands its
+`run_<stage>` only what that stage reads, which is what dvc.yaml's `params` tracks for it:
+  decode       data.corpus, max_seconds, max_reject_fraction (as arguments)
+  base         model.base, revision, attn_implementation and seed (as arguments)
+  materialize  nothing
+  train        a TrainJob (Params.train_job): the config, its fresh LoRA (None for a speech-lora
+               config), the active recipe, seed, train.num_processes, train.determinism
+  evaluate     an EvalJob (Params.eval_job): seed, model.base, eval, the epochs for train.profile
+  score        a ScoreJob (Params.score_job): the config, model.base, data.corpus, score (its
+               min_parse_rate for train.profile, its intervals)
+  report       a ReportJob (Params.report_job): the config names, model, data.corpus, train.profile
+Jobs are frozen dataclasses too: a test varies one with dataclasses.replace, or edits the YAML's
+dict and builds it again with `parse_params` (which validates the edit).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass, field, fields, is_dataclass
+from pathlib import Path
+from types import MappingProxyType, NoneType, UnionType
+from typing import get_args, get_origin, get_type_hints
+
+import yaml
+
+from .errors import ParamsError
+
+# model.base's built-in value: the tiny model the base stage builds (here, not in model.py, so the
+# report can name it without importing the model code).
+BUILTIN_TINY = "builtin:tiny"
+# model.attn_implementation: the attention kernels the loader may be asked for.
+ATTN_IMPLEMENTATIONS = ("eager", "sdpa", "flash_attention_2")
+# No config may take this name: predictions/base/ and score's "base/..." rows are the untrained
+# base model's (pronounce.task.predictions.BASE_NAME, not imported: every stage reads params).
+RESERVED_CONFIG = "base"
+
+
+def _check(test, meaning: str, types: tuple | None = None):
+    """A field's range check (`meaning` completes "must be ..."), and its types where the
+    annotation cannot say them."""
+    return field(metadata={"check": (test, meaning), "types": types})
+
+
+def _one_of(*values: str, meaning: str | None = None):
+    return _check(lambda v: v in values, meaning or " or ".join(values))
+
+
+def _positive():
+    return _check(lambda v: v > 0, "> 0")
+
+
+def _non_negative():
+    return _check(lambda v: v >= 0, ">= 0")
+
+
+def _fraction():
+    return _check(lambda v: 0 <= v <= 1, "between 0 and 1")
+
+
+def _determinism():  # pronounce.core.determinism.MODES, not imported: few stages need determinism.py
+    return _one_of("seeded", "full")
+
+
+def _epochs_ok(v) -> bool:
+    """An eval.epochs selection: all, none, last:<n> or a list of epoch numbers."""
+    if isinstance(v, str):
+        return v in ("all", "none") or (v.startswith("last:") and v[5:].isdigit() and int(v[5:]) >= 1)
+    return isinstance(v, list) and all(isinstance(e, int) and not isinstance(e, bool) and e >= 1 for e in v)
+
+
+# --------------------------------------------------------------------------- the sections
+
+
+@dataclass(frozen=True)
+class DataParams:
+    corpus: str
+    max_seconds: float = _positive()
+    max_reject_fraction: float = _fraction()
+
+
+@dataclass(frozen=True)
+class ModelParams:
+    base: str
+    revision: str | None
+    attn_implementation: str = _one_of(*ATTN_IMPLEMENTATIONS)
+
+
+@dataclass(frozen=True)
+class LoraParams:
+    """The fresh adapter of configs whose init is `fresh`."""
+    r: int = _positive()
+    alpha: float = _positive()
+    dropout: float = _fraction()
+    target_modules: str = field()
+
+
+@dataclass(frozen=True)
+class ConfigParams:
+    init: str = _one_of("fresh", "speech-lora")
+    # the section the adapter is built from, for dvc.yaml to track: `lora` for a fresh adapter,
+    # `model` for the base model's own speech LoRA (nothing in this file but which model)
+    lora_params: str = _one_of("lora", "model")
+    unfreeze_audio: bool = field()
+
+
+@dataclass(frozen=True)
+class Recipe:
+    epochs: int = _positive()
+    batch_size: int = _positive()
+    grad_accum: int = _positive()
+    learning_rate: float = _positive()
+    lr_scheduler: str = field()
+    warmup_ratio: float = _fraction()
+    optim: str = field()
+    max_length: int = _positive()
+    logging_steps: int = _positive()
+    precision: str = _one_of("auto", "bf16", "bf16-any", "fp32", meaning="auto, bf16, bf16-any or fp32")
+    gradient_checkpointing: bool = field()
+    train_lm_head: bool = field()
+    cpu_threads: int = _non_negative()
+
+
+@dataclass(frozen=True)
+class TrainParams:
+    profile: str
+    num_processes: int = _positive()
+    determinism: str = _determinism()
+    recipes: Mapping[str, Recipe] = field()
+
+    @property
+    def recipe(self) -> Recipe:
+        """The recipe of train.profile (load_params checked that it exists)."""
+        return self.recipes[self.profile]
+
+
+@dataclass(frozen=True)
+class EvalParams:
+    batch_size: int = _positive()
+    max_new_tokens: int = _positive()
+    # one selection for every training profile, or {profile: selection} (epochs_for)
+    epochs: str | tuple | Mapping = _check(
+        lambda v: _epochs_ok(v) or (isinstance(v, dict) and bool(v) and all(map(_epochs_ok, v.values()))),
+        "all, none, last:<n> (n >= 1), a list of epoch numbers >= 1, or a mapping from training "
+        "profile to one of these", types=(str, list, dict))
+    cpu_threads: int = _non_negative()
+    determinism: str = _determinism()
+
+    def epochs_for(self, profile: str):
+        """The epochs to evaluate under a training profile: eval.epochs itself, or its entry for
+        the profile when it is a mapping (the paper profile reports every epoch, as the paper's
+        Table 3 does; the smoke profile its last two)."""
+        if not isinstance(self.epochs, Mapping):
+            return self.epochs
+        if profile not in self.epochs:
+            raise ParamsError(f"params.yaml: eval.epochs has no entry for train.profile {profile!r} "
+                              f"(it has {', '.join(self.epochs)}): add one, e.g. eval.epochs.{profile}: all")
+        return self.epochs[profile]
+
+
+def _parse_floor_ok(v) -> bool:
+    return not isinstance(v, bool) and isinstance(v, (int, float)) and 0 <= v <= 1
+
+
+@dataclass(frozen=True)
+class IntervalParams:
+    """score.intervals: the bootstrap of pronounce.scoring.bootstrap."""
+    seed: int = _non_negative()
+    n_resamples: int = _positive()
+    level: str = _one_of("speaker", "utterance")
+    min_speakers: int = _check(lambda v: v >= 2, ">= 2")
+    confidence: float = _check(lambda v: 0 < v < 1, "between 0 and 1, exclusive")
+
+
+@dataclass(frozen=True)
+class ScoreParams:
+    # one floor for every training profile, or {profile: floor} (min_parse_rate_for)
+    min_parse_rate: float | Mapping = _check(
+        lambda v: _parse_floor_ok(v) or (isinstance(v, dict) and bool(v) and all(map(_parse_floor_ok, v.values()))),
+        "a number between 0 and 1, or a mapping from training profile to one", types=(int, float, dict))
+    intervals: IntervalParams = field()
+
+    def min_parse_rate_for(self, profile: str) -> float:
+        """The parse-rate floor under a training profile (the paper profile's is a real run's)."""
+        if not isinstance(self.min_parse_rate, Mapping):
+            return self.min_parse_rate
+        if profile not in self.min_parse_rate:
+            raise ParamsError(f"params.yaml: score.min_parse_rate has no entry for train.profile {profile!r} "
+                              f"(it has {', '.join(self.min_parse_rate)}): add one")
+        return self.min_parse_rate[profile]
+
+
+# --------------------------------------------------------------------------- what each stage reads
+
+
+@dataclass(frozen=True)
+class TrainJob:
+    """Stage train@<name>: dvc.yaml tracks seed, configs.<name>, its lora_params section and train's
+    profile, num_processes, determinism and active recipe."""
+    name: str
+    config: ConfigParams
+    lora: LoraParams | None  # a fresh adapter's settings; None: the speech LoRA brings its own
+    recipe: Recipe
+    seed: int
+    num_processes: int
+    determinism: str
+
+
+@dataclass(frozen=True)
+class EvalJob:
+    """Stage evaluate@<name> (or evaluate_base, name `base`)."""
+    name: str
+    seed: int
+    model_base: str  # recorded in summary.json
+    batch_size: int
+    max_new_tokens: int
+    cpu_threads: int
+    determinism: str
+    epochs: str | tuple | None  # eval.epochs for train.profile; None for the base model
+
+
+@dataclass(frozen=True)
+class ScoreJob:
+    """Stage score@<name>."""
+    name: str
+    config: ConfigParams
+    model_base: str  # recorded in details.json, with the corpus
+    corpus: str
+    min_parse_rate: float  # score.min_parse_rate for train.profile
+    intervals: IntervalParams
+
+
+@dataclass(frozen=True)
+class ReportJob:
+    """Stage report."""
+    configs: tuple[str, ...]
+    model: ModelParams
+    corpus: str
+    profile: str
+
+
+@dataclass(frozen=True)
+class Params:
+    seed: int = _non_negative()
+    data: DataParams = field()
+    model: ModelParams = field()
+    lora: LoraParams = field()
+    configs: Mapping[str, ConfigParams] = field()
+    train: TrainParams = field()
+    eval: EvalParams = field()
+    score: ScoreParams = field()
+
+    def config(self, name: str) -> ConfigParams:
+        """One config's settings, or a ParamsError naming the configs that exist."""
+        if name not in self.configs:
+            raise ParamsError(f"params.yaml: no config {name!r} under configs (have: {', '.join(self.configs)})")
+        return self.configs[name]
+
+    def train_job(self, name: str) -> TrainJob:
+        cfg = self.config(name)
+        return TrainJob(name, cfg, self.lora if cfg.init == "fresh" else None, self.train.recipe, self.seed,
+                        self.train.num_processes, self.train.determinism)
+
+    def eval_job(self, name: str) -> EvalJob:
+        """A config's evaluation, or with name `base` the untrained base model's (no epochs)."""
+        e = self.eval
+        if name == RESERVED_CONFIG:
+            epochs = None
+        else:
+            self.config(name)
+            epochs = e.epochs_for(self.train.profile)
+        return EvalJob(name, self.seed, self.model.base, e.batch_size, e.max_new_tokens, e.cpu_threads, e.determinism,
+                       epochs)
+
+    def score_job(self, name: str) -> ScoreJob:
+        return ScoreJob(name, self.config(name), self.model.base, self.data.corpus,
+                        self.score.min_parse_rate_for(self.train.profile), self.score.intervals)
+
+    def report_job(self) -> ReportJob:
+        return ReportJob(tuple(self.configs), self.model, self.data.corpus, self.train.profile)
+
+
+# --------------------------------------------------------------------------- building and checking
+
+
+def _type_name(types) -> str:
+    return " or ".join("null" if t is NoneType else t.__name__ for t in types)
+
+
+def _types(annotation) -> tuple:
+    args = get_args(annotation) if isinstance(annotation, UnionType) else (annotation,)
+    return tuple(t for a in args for t in ((int, float) if a is float else (a,)))
+
+
+def _frozen(value):
+    if isinstance(value, list):
+        return tuple(_frozen(v) for v in value)
+    if isinstance(value, dict):
+        return MappingProxyType({k: _frozen(v) for k, v in value.items()})
+    return value
+
+
+def _mapping(value, path: str) -> dict:
+    if not isinstance(value, dict):
+        raise ParamsError(f"params.yaml: {path or 'the file'} must be a mapping")
+    return value
+
+
+def _build(cls, value, path: str = ""):
+    """A section's dataclass from its YAML mapping; errors name the key."""
+    prefix = f"{path}." if path else ""
+    value = _mapping(value, path)
+    specs, hints = fields(cls), get_type_hints(cls)
+    known = sorted(f.name for f in specs)
+    for key in value:
+        if key not in known:
+            raise ParamsError(f"params.yaml: unknown key {prefix}{key} (known: {', '.join(known)})")
+    kwargs = {}
+    for f in specs:
+        if f.name not in value:
+            raise ParamsError(f"params.yaml: missing key {prefix}{f.name}")
+        kwargs[f.name] = _field(hints[f.name], f.metadata, value[f.name], f"{prefix}{f.name}")
+    return cls(**kwargs)
+
+
+def _field(annotation, metadata, value, path: str):
+    if is_dataclass(annotation):
+        return _build(annotation, value, path)
+    if get_origin(annotation) is Mapping:  # names the user chooses, each value of one section type
+        item = get_args(annotation)[1]
+        return MappingProxyType({name: _field(item, {}, v, f"{path}.{name}")
+                                 for name, v in _mapping(value, path).items()})
+    types = metadata.get("types") or _types(annotation)
+    # bool is an int in Python; a YAML `true` where a number belongs is a mistake.
+    if (isinstance(value, bool) and bool not in types) or not isinstance(value, types):
+        raise ParamsError(f"params.yaml: {path} must be {_type_name(types)}, got {value!r}")
+    test, meaning = metadata.get("check") or (None, None)
+    if test is not None and value is not None and not test(value):
+        raise ParamsError(f"params.yaml: {path} must be {meaning}, got {value!r}")
+    return _frozen(value)
+
+
+def parse_params(raw) -> Params:
+    """Params from params.yaml's parsed content, validated (each section, then across sections)."""
+    params = _build(Params, raw)
+    train = params.train
+    if train.profile not in train.recipes:
+        raise ParamsError(f"params.yaml: train.profile {train.profile!r} names no recipe "
+                          f"(train.recipes has {', '.join(train.recipes)})")
+    params.eval.epochs_for(train.profile)  # a per-profile eval.epochs must cover the profile in use
+    params.score.min_parse_rate_for(train.profile)  # and so must a per-profile parse-rate floor
+    # N processes each accumulate grad_accum / N batches, so the recipe's effective batch
+    # (batch_size x grad_accum, as one process would train it) holds whatever N is.
+    if train.recipe.grad_accum % train.num_processes:
+        raise ParamsError(f"params.yaml: train.num_processes {train.num_processes} does not divide "
+                          f"train.recipes.{train.profile}.grad_accum {train.recipe.grad_accum}, so the "
+                          f"recipe's effective batch cannot be kept: use a divisor of it")
+    if RESERVED_CONFIG in params.configs:
+        raise ParamsError(f"params.yaml: a config may not be named {RESERVED_CONFIG!r} (predictions/"
+                          f"{RESERVED_CONFIG}/ holds the untrained base model's)")
+    for name, cfg in params.configs.items():  # dvc.yaml tracks the section lora_params names
+        want = "lora" if cfg.init == "fresh" else "model"
+        if cfg.lora_params != want:
+            raise ParamsError(f"params.yaml: configs.{name}.lora_params must be {want} for init {cfg.init} "
+                              f"(the section its adapter is built from), got {cfg.lora_params!r}")
+    return params
+
+
+def load_params(path="params.yaml") -> Params:
+    path = Path(path)
+    try:
+        raw = yaml.safe_load(path.read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        raise ParamsError(f"{path} not found: run stages from the repository root") from None
+    except yaml.YAMLError as e:
+        raise ParamsError(f"{path} is not valid YAML: {e}") from None
+    return parse_params(raw)

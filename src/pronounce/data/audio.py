@@ -1,0 +1,142 @@
+"""Audio decoding: any file soundfile reads -> 16 kHz mono 16-bit PCM, validated.
+
+Why 16-bit integers: speechocean762 is 16 kHz 16-bit PCM, so its own samples are stored as they
+are (lossless, and half the bytes of float32: writing float32 was two thirds of decode's time at
+corpus scale). Readers get float32 back as `pcm / 32768`, bit-identical to what soundfile
+returns for the file. Other sources (another rate, stereo, float or 24-bit files) are converted
+in float32 and rounded to 16 bits, which clips any sample beyond full scale: decode counts them.
+
+soundfile (libsndfile) decodes; `librosa.resample` resamples with its default backend, soxr HQ.
+Neither needs FFmpeg or torchcodec, so the Hugging Face form of the corpus is read as raw
+bytes (`Audio(decode=False)`) and decoded here, the same way as the release layout's files.
+"""
+
+import io
+import os
+import struct
+from typing import NamedTuple
+
+import numpy as np
+import soundfile as sf
+
+from ..core.artifacts import read_arrow
+
+SAMPLE_RATE = 16_000
+PCM_SCALE = np.float32(1 / 32768)  # a power of two: int16 -> float32 and back is exact
+
+
+class Decoded(NamedTuple):
+    samples: np.ndarray  # int16, 16 kHz mono
+    clipped: int  # samples that were beyond full scale before rounding to 16 bits
+
+
+def to_float(pcm: np.ndarray) -> np.ndarray:
+    """16-bit PCM -> float32 in [-1, 1), the values soundfile reads from a 16-bit file."""
+    return pcm.astype(np.float32) * PCM_SCALE
+
+
+def to_pcm16(x: np.ndarray) -> Decoded:
+    """float32 in [-1, 1] -> int16, rounding to nearest and clipping (and counting) the rest."""
+    scaled = np.rint(x * np.float32(32768))
+    # +1.0 itself becomes 32767 (one step short, as in every float -> 16-bit converter): not counted.
+    clipped = int(np.count_nonzero((scaled > 32768) | (scaled < -32768)))
+    return Decoded(np.clip(scaled, -32768, 32767).astype(np.int16), clipped)
+
+
+class AudioError(ValueError):
+    """A clip that cannot be used; `reason` is the reject code recorded in the report."""
+
+    def __init__(self, reason: str, detail: str):
+        super().__init__(f"{reason}: {detail}")
+        self.reason = reason
+        self.detail = detail
+
+
+def wav_truncation(head: bytes, size: int) -> str | None:
+    """libsndfile silently shortens a WAV whose data chunk is cut off; the RIFF header tells.
+    `head` is the file's first bytes, `size` its length. Returns a detail, or None if whole."""
+    if len(head) < 12 or head[:4] != b"RIFF" or head[8:12] != b"WAVE":
+        return None
+    pos = 12
+    while pos + 8 <= len(head):
+        chunk, length = head[pos:pos + 4], struct.unpack("<I", head[pos + 4:pos + 8])[0]
+        if chunk == b"data":
+            have = size - (pos + 8)
+            return f"data chunk declares {length} bytes, file has {have}" if have < length else None
+        pos += 8 + length + (length & 1)
+    return None
+
+
+def decode_audio(source, max_seconds: float | None = None) -> Decoded:
+    """Read a path or raw bytes into 16 kHz mono 16-bit samples, or raise AudioError."""
+    if isinstance(source, (bytes, bytearray)):
+        head, size = bytes(source[:4096]), len(source)
+    else:
+        try:
+            with open(source, "rb") as f:
+                head, size = f.read(4096), os.fstat(f.fileno()).st_size
+        except OSError as e:
+            raise AudioError("unreadable_audio", str(e)) from None
+    if size == 0:
+        raise AudioError("empty_audio", "zero-byte file")
+    truncated = wav_truncation(head, size)
+    if truncated:
+        raise AudioError("truncated_audio", truncated)
+    try:
+        with sf.SoundFile(io.BytesIO(source) if isinstance(source, (bytes, bytearray)) else source) as f:
+            rate = f.samplerate
+            # Reject before reading a huge file into memory.
+            if max_seconds is not None and f.frames > max_seconds * rate:
+                raise AudioError("too_long", f"{f.frames / rate:.2f} s > data.max_seconds={max_seconds}")
+            if rate == SAMPLE_RATE and f.channels == 1 and f.subtype == "PCM_16":
+                # The corpus's own format: the file's samples as they are, no conversion.
+                pcm = f.read(dtype="int16")
+                if pcm.size == 0:
+                    raise AudioError("empty_audio", "no samples")
+                return Decoded(pcm, 0)
+            samples = f.read(dtype="float32", always_2d=True)
+    except AudioError:
+        raise
+    except (sf.LibsndfileError, RuntimeError, TypeError, ValueError) as e:
+        raise AudioError("unreadable_audio", str(e).strip() or type(e).__name__) from None
+    if samples.size == 0:
+        raise AudioError("empty_audio", "no samples")
+    mono = samples.mean(axis=1, dtype=np.float32) if samples.shape[1] > 1 else samples[:, 0]
+    if not np.isfinite(mono).all():
+        raise AudioError("non_finite_audio", f"{int((~np.isfinite(mono)).sum())} NaN/inf samples")
+    if rate != SAMPLE_RATE:
+        # Imported here: librosa takes ~1.2 s to import (scipy.signal) and every stage imports this
+        # module, while only sources at another rate need it (the corpus is 16 kHz).
+        import librosa
+
+        # fix=False keeps soxr's own output length (rounded), as calling soxr directly gave; librosa's
+        # default pads to ceil(n * ratio), one zero sample more at some rates.
+        mono = librosa.resample(mono, orig_sr=rate, target_sr=SAMPLE_RATE, res_type="soxr_hq", fix=False)
+    return to_pcm16(mono)
+
+
+class AudioStore:
+    """Clips of one decoded split by row as float32, from the memory-mapped Arrow file
+    (16-bit PCM is scaled on access, exactly as soundfile scales it; float32 is zero-copy)."""
+
+    def __init__(self, path):
+        audio = read_arrow(path).column("audio")
+        self._chunks = audio.chunks
+        self._starts = []
+        start = 0
+        for chunk in self._chunks:
+            self._starts.append(start)
+            start += len(chunk)
+        self.num_rows = start
+
+    def __len__(self) -> int:
+        return self.num_rows
+
+    def __getitem__(self, row: int):
+        import bisect
+
+        if not 0 <= row < self.num_rows:
+            raise IndexError(f"audio row {row} out of range (0..{self.num_rows - 1})")
+        c = bisect.bisect_right(self._starts, row) - 1
+        clip = self._chunks[c][row - self._starts[c]].values.to_numpy(zero_copy_only=True)
+        return to_float(clip) if clip.dtype == np.int16 else clip

@@ -1,0 +1,23 @@
+"""The paper's metrics, their uncertainty and the report. Imports no torch and no model code, so a
+run's predictions are re-scored anywhere.
+
+- metrics      PCC, WER, PER and MDD counts (Kaldi-aligned TA/FR/FA/TR)
+- bootstrap    speaker-clustered bootstrap intervals
+- intervals    intervals, paired comparisons and verdicts of scored checkpoints
+- paper        the paper's Table 3 and how ours is set beside it
+- score        stage `score`: one config's predictions -> metrics
+- report       stage `report`: metrics/report.md in the layout of Table 3
+- uncertainty  the report's sections on intervals and comparisons
+- tables       the rows and pipe tables those sections share
+- plots        `dvc plots show` offline
+"""
+
+from .._face import lazy
+
+_FACE = {
+    "metrics": ["pcc", "wer", "per", "mdd_counts", "mdd_scores"],
+    "paper": ["PAPER_TABLE3", "HEADLINE"],
+    "score": ["run_score", "score_rows"],
+    "report": ["run_report"],
+}
+__all__, __getattr__, __dir__ = lazy(__name__, _FACE)

@@ -1,0 +1,324 @@
+"""Stage `report`: metrics/report.md, our results in the layout of the paper's Table 3, beside
+the paper's, plus the plot data of the cross-config plots (dvc plots show). (~315 lines: the
+report's sections in the order they print.)
+
+Reads scores/<config>/details.json of every config in params.yaml (pronounce.scoring.score) and the
+training loss DVCLive logged (dvclive/<config>/plots/metrics/train/loss.tsv).
+
+Outputs:
+  metrics/report.md                Table 3 layout (config x epoch rows, metric columns), ours
+                                   beside the paper's row of the same epoch and strategy (epoch 0:
+                                   the base model with its speech LoRA); every epoch's difference
+                                   from that row; the headline (final adapter vs the paper's row
+                                   of its epoch); undefined values with their reasons; PCC
+                                   p-values and n; parse rates. It names the base model and
+                                   corpus that produced our numbers, and warns loudly when the
+                                   base is `builtin:tiny` (a smoke run, not a reproduction);
+                                   then (pronounce.scoring.uncertainty) 95% intervals and a verdict
+                                   against the paper for each metric, SCC and RMSE beside each
+                                   PCC, and paired comparisons (configs, consecutive epochs).
+  metrics/plots/vs_paper.json      our headline metrics against the paper's targets
+  metrics/plots/train_loss.json    training loss per config
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pandas as pd
+
+from ..core.artifacts import atomic_write_text, write_json
+from ..core.errors import PipelineError
+from ..core.params import BUILTIN_TINY, ReportJob
+from ..task.predictions import BASE_LABEL, BASE_NAME, FINAL
+from .paper import HEADLINE, PAPER_SOURCE, PAPER_TABLE3, PAPER_TARGET_EPOCH, PAPER_TEST_UTTERANCES, fmt
+from .tables import config_rows, listed, markdown
+from .uncertainty import render_sections
+
+COLUMNS = [  # (metric key, header): the paper's Table 3 order
+    ("accuracy_pcc", "Acc. PCC"), ("fluency_pcc", "Flu. PCC"), ("prosodic_pcc", "Pros. PCC"),
+    ("total_pcc", "Total PCC"), ("wer", "WER"), ("per", "PER"), ("f1", "F1"), ("precision", "Precision"),
+    ("recall", "Recall"),
+]
+LOWER_IS_BETTER = {"wer", "per"}
+
+TINY_WARNING = (
+    "> **⚠️ SMOKE RUN: NOT A REPRODUCTION.** These numbers come from `builtin:tiny`, a tiny\n"
+    "> randomly initialised model of Phi-4-multimodal's architecture, trained for minutes on a\n"
+    "> CPU. They only show that the pipeline runs end to end; they say nothing about the paper's\n"
+    "> method. For a reproduction set `model.base` to `microsoft/Phi-4-multimodal-instruct`,\n"
+    "> `data.corpus` to the full speechocean762 and `train.profile` to `paper`, and run on a GPU.\n"
+)
+
+MACHINE_NOTE = (  # issue 18: a user must tell kernel noise from a regression
+    "> **Machine-dependent:** the data and the base model are the same bytes on any machine (their\n"
+    "> `dvc.lock` hashes); training, and so every number below, depends on the CPU's (or GPU's)\n"
+    "> floating-point kernels. On another machine the loss curves agree over the first steps and\n"
+    "> the adapters, predictions and these numbers differ slightly: `python -m pronounce.checks.repro_check`\n"
+    "> tells that from a regression (README, \"Reproducibility\").\n"
+)
+
+
+class ReportError(PipelineError):
+    """An input of the report is missing (run the score stages first)."""
+
+
+def _fmt_p(v) -> str:
+    return "n/a" if v is None else f"{v:.2g}"
+
+
+def load_utterance_tables(scores_dir, configs) -> dict[str, dict]:
+    """scores/<config>/utterances.json of every config: the per-utterance statistics the paired
+    comparisons between configs resample."""
+    out = {}
+    for name in configs:
+        path = Path(scores_dir) / name / "utterances.json"
+        if not path.is_file():
+            raise ReportError(f"{path} not found: run `dvc repro score@{name}` first")
+        out[name] = json.loads(path.read_text(encoding="utf-8"))
+    return out
+
+
+def load_details(scores_dir, configs) -> dict[str, dict]:
+    out = {}
+    for name in configs:
+        path = Path(scores_dir) / name / "details.json"
+        if not path.is_file():
+            raise ReportError(f"{path} not found: run `dvc repro score@{name}` first")
+        out[name] = json.loads(path.read_text(encoding="utf-8"))
+    return out
+
+
+def _tsv(path, column: str) -> pd.DataFrame:
+    """One DVCLive metric file: step -> value. The dtypes are fixed (a column of whole numbers
+    would read as int: JSON 1, not 1.0), and pandas 3's default parser reads floats as float()
+    does, bit for bit, so train_loss.json keeps the bytes of the csv-module reader before it."""
+    return pd.read_csv(path, sep="\t", usecols=["step", column], dtype={"step": "int64", column: "float64"})
+
+
+def read_loss(dvclive_dir, name) -> list[dict]:
+    """Training loss of one config from DVCLive's TSV files, each step with its epoch (None where
+    epoch.tsv lacks the step or is absent); [] when the config logged no loss."""
+    folder = Path(dvclive_dir) / name / "plots" / "metrics" / "train"
+    if not (folder / "loss.tsv").is_file():
+        return []
+    loss = _tsv(folder / "loss.tsv", "loss")
+    if (folder / "epoch.tsv").is_file():
+        loss = loss.merge(_tsv(folder / "epoch.tsv", "epoch").drop_duplicates("step", keep="last"), on="step", how="left")
+    else:
+        loss["epoch"] = float("nan")
+    # NaN (no epoch logged for the step) -> None: JSON null, not the invalid NaN
+    loss["epoch"] = loss["epoch"].astype(object).where(loss["epoch"].notna(), None)
+    return loss.assign(config=name)[["config", "step", "epoch", "loss"]].to_dict("records")
+
+
+# --------------------------------------------------------------------------- tables
+
+
+TABLE3_HEADER = ["Config", "Strategy", "Epoch", "Source", *[h for _, h in COLUMNS], "Parsed (APA/MDD)"]
+
+
+def _metric_cells(metrics: dict | None) -> list[str]:
+    return [fmt(None if metrics is None else metrics.get(k)) for k, _ in COLUMNS]
+
+
+def table3(details: dict[str, dict]) -> list[str]:
+    """The base model's row and the paper's epoch 0, then one block per strategy: the paper's
+    epochs of that strategy and every config of it, by epoch, ours before the paper's."""
+    first = next(iter(details.values()))
+    base = next((c for k, c in first["checkpoints"].items() if k.startswith(f"{BASE_NAME}/")), None)
+    paper0 = next(r for r in PAPER_TABLE3 if r["epoch"] == 0)
+    strategies = list(dict.fromkeys(d["strategy"] for d in details.values()))
+    # sort keys: block (-1: epoch 0, then each strategy in config order), epoch, ours (0) before
+    # the paper (1), config order
+    keys, cells = [], []
+    if base is not None:
+        keys.append((-1, 0, 0, 0))
+        cells.append([BASE_LABEL, "none", 0, "**ours**", *_metric_cells(base["metrics"]), _parsed(base)])
+    keys.append((-1, 0, 1, 0))
+    cells.append(["", "none", 0, "paper", *_metric_cells(paper0), ""])
+    for i, (name, d) in enumerate(details.items()):
+        for key, label, c in config_rows(d):
+            keys.append((strategies.index(d["strategy"]), key, 0, i))
+            cells.append([name, d["strategy"], label, "**ours**", *_metric_cells(c["metrics"]), _parsed(c)])
+    for r in PAPER_TABLE3:
+        if r["strategy"] in strategies:
+            keys.append((strategies.index(r["strategy"]), r["epoch"], 1, 0))
+            cells.append(["", r["strategy"], r["epoch"], "paper", *_metric_cells(r), ""])
+    order = ["block", "epoch", "source", "config"]
+    frame = pd.concat([pd.DataFrame(keys, columns=order), pd.DataFrame(cells, columns=TABLE3_HEADER, dtype=object)],
+                      axis=1).sort_values(order, kind="stable")
+    return markdown(frame[TABLE3_HEADER], TABLE3_HEADER, "llll" + "r" * (len(COLUMNS) + 1))
+
+
+def _parsed(c: dict) -> str:
+    return f"{fmt(c['parse']['apa']['parse_rate'], 2)} / {fmt(c['parse']['mdd']['parse_rate'], 2)}"
+
+
+def epoch_diffs(details: dict[str, dict]) -> list[str]:
+    """Every evaluated epoch of every config minus the paper's row of that epoch and strategy
+    (epoch 0: the paper's "no training" row); an epoch Table 3 lacks says so."""
+    rows = []
+    for i, (name, d) in enumerate(details.items()):
+        for epoch, e in sorted(d["metrics"].get("epochs", {}).items(), key=lambda kv: int(kv[0])):
+            if epoch == "0" and i:
+                continue  # the base model once, as in the table above
+            if e.get("paper") is None:
+                cells = ["(not in Table 3)"] + [""] * (len(COLUMNS) - 1)
+            else:
+                cells = [_signed(e["diff"].get(k)) for k, _ in COLUMNS]
+            rows.append([BASE_LABEL if epoch == "0" else name, "none" if epoch == "0" else d["strategy"], epoch, *cells])
+    return markdown(rows, ["Config", "Strategy", "Epoch", *[h for _, h in COLUMNS]], "llr" + "r" * len(COLUMNS))
+
+
+def headline(details: dict[str, dict]) -> list[str]:
+    rows = []
+    for name, d in details.items():
+        m = d["metrics"]
+        epoch = m.get("epoch")
+        rows.append([name, f"ours, final adapter (epoch {epoch if epoch is not None else '?'})",
+                     *[fmt(m[k]) for k, _ in COLUMNS]])
+        paper = m.get("paper") or {}
+        rows.append(["", f"paper, {d['strategy']} epoch {m.get('paper_epoch', PAPER_TARGET_EPOCH)}",
+                     *[fmt(paper.get(k)) for k, _ in COLUMNS]])
+        diff = m.get("diff") or {}
+        rows.append(["", "ours − paper", *[_signed(diff.get(k)) for k, _ in COLUMNS]])
+    return markdown(rows, ["Config", "Row", *[h for _, h in COLUMNS]], "ll" + "r" * len(COLUMNS))
+
+
+def _signed(v) -> str:
+    return "n/a" if v is None else f"{v:+.3f}"
+
+
+def undefined_notes(details: dict[str, dict]) -> list[str]:
+    """One line per (row, reason): which metrics are undefined and why."""
+    notes = []
+    for name, ckpt, c in listed(details):
+        by_reason: dict[str, list[str]] = {}
+        for aspect, r in c["apa"].items():
+            if r["reason"]:
+                by_reason.setdefault(r["reason"], []).append(f"{aspect} PCC")
+        for metric, why in c["mdd"]["reasons"].items():
+            if metric in HEADLINE:
+                by_reason.setdefault(why, []).append(metric)
+        for what in ("wer", "per"):
+            if c[what]["reason"]:
+                by_reason.setdefault(c[what]["reason"], []).append(what.upper())
+        for why, metrics in by_reason.items():
+            notes.append(f"- {name}, {ckpt}: {', '.join(metrics)}: {why}")
+    return notes
+
+
+def pcc_details(details: dict[str, dict]) -> list[str]:
+    aspects = list(next(iter(details.values()))["checkpoints"][FINAL]["apa"])
+    rows = [[name, ckpt, *[f"{fmt(r['value'])} (p={_fmt_p(r['p_value'])}, n={r['n']})" for r in c["apa"].values()],
+             next(iter(c["apa"].values()))["n_dropped"]] for name, ckpt, c in listed(details)]
+    header = ["Config", "Checkpoint", *[f"{a}: r (p, n)" for a in aspects], "Unparsed (dropped)"]
+    return markdown(rows, header, "ll" + "r" * (len(aspects) + 1))
+
+
+def mdd_details(details: dict[str, dict]) -> list[str]:
+    header = ["Config", "Checkpoint", "TA", "FR", "FA", "TR", "TR correct", "Diag. acc.", "FRR",
+              "WER errors / words", "PER errors / phones", "Cut at max_new_tokens"]
+    rows = []
+    for name, ckpt, c in listed(details):
+        n = c["mdd_counts"]
+        rows.append([name, ckpt, n["ta"], n["fr"], n["fa"], n["tr"], n["tr_correct"],
+                     fmt(c["mdd"]["diagnosis_accuracy"]), fmt(c["mdd"]["false_rejection_rate"]),
+                     f"{c['wer']['errors']} / {c['wer']['ref_length']}",
+                     f"{c['per']['errors']} / {c['per']['ref_length']}", c.get("truncated", 0)])
+    return markdown(rows, header, "ll" + "r" * 10)
+
+
+# --------------------------------------------------------------------------- plot data
+
+
+def vs_paper_rows(details: dict[str, dict]) -> list[dict]:
+    rows = []
+    for name, d in details.items():
+        m = d["metrics"]
+        epoch = m.get("epoch")
+        for key, _ in COLUMNS:
+            if m.get(key) is not None:
+                rows.append({"metric": key, "config": name, "source": "ours",
+                             "series": f"{name} (e{epoch if epoch is not None else '?'})",
+                             "value": m[key]})
+            if (m.get("paper") or {}).get(key) is not None:
+                rows.append({"metric": key, "config": name, "source": "paper",
+                             "series": f"paper {d['strategy']} (e{m.get('paper_epoch', PAPER_TARGET_EPOCH)})",
+                             "value": m["paper"][key]})
+    # one paper bar per (metric, series) even when two configs share a strategy
+    seen, out = set(), []
+    for r in rows:
+        k = (r["metric"], r["series"])
+        if k not in seen:
+            seen.add(k)
+            out.append(r)
+    return out
+
+
+# --------------------------------------------------------------------------- the stage
+
+
+def render(job: ReportJob, details: dict[str, dict], n_test: int, tables: dict[str, dict]) -> str:
+    base, corpus, revision = job.model.base, job.corpus, job.model.revision
+    parts = []
+    if base == BUILTIN_TINY:  # the very first line: nobody may take a smoke run for a reproduction
+        parts += [TINY_WARNING]
+    parts += [MACHINE_NOTE]
+    parts += [
+        "# Results: Ahn & Nam (2025) reproduction",
+        "",
+        f"Our rows were produced by base model **`{base}`**"
+        + (f" (revision `{revision}`)" if revision else "")
+        + f" on corpus **`{corpus}`** ({n_test} test utterances), training profile "
+        f"`{job.profile}`. The paper's rows are from {PAPER_SOURCE} "
+        f"(Phi-4-multimodal-instruct, speechocean762, {PAPER_TEST_UTTERANCES} test utterances).",
+        "",
+    ]
+    if n_test != PAPER_TEST_UTTERANCES:
+        parts += [f"> Note: our test set has {n_test} utterances, the paper's {PAPER_TEST_UTTERANCES}: "
+                  "the rows are not directly comparable.", ""]
+    parts += ["## Table 3 layout: ours beside the paper's", "",
+              f"Epoch 0 is the untrained base model with its speech LoRA ({BASE_LABEL}: the shipped model "
+              "switches that adapter on for every audio input; the paper's \"no training\" row). PCC: Pearson r "
+              "with the human sentence scores; WER/PER: lower is better; F1/precision/recall: "
+              "mispronunciation detection (TA/FR/FA/TR counting). Parsed: share of answers that parsed.", ""]
+    parts += table3(details) + [""]
+    parts += ["## Each epoch minus the paper's row of that epoch and strategy", "",
+              "Ours − paper (PCC, F1, precision, recall: positive is better; WER/PER: negative is better).", ""]
+    parts += epoch_diffs(details) + [""]
+    parts += ["## Headline: final adapter vs the paper's row of its epoch (Table 3; epoch "
+              f"{PAPER_TARGET_EPOCH}, the paper's headline, where Table 3 has no such epoch)", ""]
+    parts += headline(details) + [""]
+    notes = undefined_notes(details)
+    if notes:
+        parts += ["## Undefined values", ""] + notes + [""]
+    # the rule the scores were counted under, as the score stage recorded it
+    first = next(iter(details.values()))
+    parts += ["## How unparsed answers count", "", first["unparsed_rule"], ""]
+    parts += [first["unparsed_apa_worst"], ""] if "unparsed_apa_worst" in first else []
+    parts += render_sections(details, tables)
+    parts += ["## APA: PCC p-values and n", ""] + pcc_details(details) + [""]
+    parts += ["## MDD: counts", ""] + mdd_details(details) + [""]
+    parts += ["Plots: `dvc plots show` (predicted vs human scores, PER vs accuracy as in the paper's "
+              "Figure 5, ours vs the paper, training loss).", ""]
+    return "\n".join(parts)
+
+
+def run_report(job: ReportJob, scores_dir, dvclive_dir, out_md, plots_dir, log=print) -> str:
+    configs = list(job.configs)
+    details = load_details(scores_dir, configs)
+    n_test = next(iter(details.values()))["checkpoints"][FINAL]["n_utterances"]
+    text = render(job, details, n_test, load_utterance_tables(scores_dir, configs))
+    out_md = Path(out_md)
+    out_md.parent.mkdir(parents=True, exist_ok=True)
+    atomic_write_text(out_md, text)
+    plots_dir = Path(plots_dir)
+    plots_dir.mkdir(parents=True, exist_ok=True)
+    write_json(plots_dir / "vs_paper.json", vs_paper_rows(details))
+    write_json(plots_dir / "train_loss.json", [r for name in configs for r in read_loss(dvclive_dir, name)])
+    if log:
+        log(f"report: {out_md} ({len(configs)} config(s), base {job.model.base})")
+    return text

@@ -1,0 +1,362 @@
+"""Stage `score`: the paper's metrics (section 4.3) of one config's predictions, per checkpoint.
+
+Reads predictions/<config>/*.jsonl and predictions/base/epoch-0.jsonl (pronounce.task.predictions) and
+the test labels (data/decoded/test.arrow); never generates.
+
+- APA: Pearson r (with p-value and n) of predicted vs human score, per aspect (accuracy,
+  fluency, prosodic, total). An unparsed APA answer is no score: it is left out of the PCC
+  (`n_dropped` counts it) and counted in the parse rate. A constant prediction gives
+  `null` with the reason (metrics.pcc).
+- MDD: WER of the word transcript against the sentence, PER of the phoneme transcript against
+  the phones actually pronounced, and TA/FR/FA/TR counts summed over the test set, giving
+  precision, recall, F1, diagnosis accuracy and false rejection rate, by the standard of
+  mdd_scoring.md (metrics.mdd_counts): the canonical<->annotated pairing is taken from each
+  word's mispronunciations (phones.annotation_pairs; it must reproduce the stored
+  `pronounced_phones`, else the labels are stale and scoring stops), model insertions where
+  the annotation has nothing are not counted. Beside them, clearly named, the non-standard
+  variant that counts those insertions as false rejections: precision_ins_penalised,
+  f1_ins_penalised, false_rejection_rate_ins_penalised (recall is the same by construction).
+  THE UNPARSED RULE: an MDD answer that does not parse is never dropped (that could shrink a
+  denominator or hide a hard utterance); it gets no credit anywhere:
+  * WER/PER: an EMPTY transcript, so every reference word and phone is a deletion;
+  * MDD counts: the WORST CASE, every decision wrong: each correctly pronounced position a
+    false rejection (FR), each mispronounced one a missed mispronunciation (FA), no TA, no TR.
+    (Not the empty transcript here: under the table of mdd_scoring.md an empty answer
+    "rejects" every phone, so every mispronunciation would count as a true rejection and
+    recall would be 1.0 -- a parse failure would look like a perfect detector.)
+  So a failed parse cannot raise precision, recall or F1, and adds exactly len(reference)
+  errors to WER/PER.
+- Parse rate: per task and overall (parsed answers / all answers).
+
+Outputs:
+  metrics/<config>.json        the headline metrics of the final adapter at top level (keys as
+                               in the paper's Table 3), the paper's row for the config's strategy
+                               at the final adapter's epoch (`paper_epoch`; epoch 3, the paper's
+                               headline, when Table 3 has no such epoch) under `paper` and ours
+                               minus it under `diff`; `epochs` {"0": base, "<k>": ...}, each
+                               with its own `paper` row (that epoch, that strategy) and `diff`
+                               Beside each headline metric `<metric>_ci` {low, high}, its 95%
+                               interval; SCC and RMSE beside each PCC; `verdict` per paper row;
+                               `interval_level` (speaker, or utterance with too few speakers)
+  scores/<config>/details.json everything behind those numbers: p-values, n, counts, parse
+                               summaries, every metric's interval, per checkpoint; the paired
+                               comparisons of consecutive epochs (`epoch_comparisons`)
+  scores/<config>/utterances.json  per-utterance sufficient statistics of every checkpoint (the
+                               bootstrap's input; the report pairs configs on them)
+  scores/<config>/apa_scatter.json      predicted vs human score per aspect (final adapter)
+  scores/<config>/per_vs_accuracy.json  per-utterance PER vs human accuracy (the paper's Fig. 5)
+
+(~350 lines, over the ~300 guide: the stage reads, scores, attaches intervals and verdicts and
+writes its four outputs in one pass; the statistics themselves live in metrics, bootstrap and
+intervals.)
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+from ..core.artifacts import read_arrow, write_json
+from ..core.errors import PipelineError
+from ..core.params import ConfigParams, ScoreJob
+from ..data.phones import annotation_pairs
+from ..task.parse import SCORE_RANGE, ParseResult, summarise
+from ..task.predictions import BASE_NAME, FINAL, read_jsonl
+from ..task.prompts import APA_FIELDS, TASKS
+from .intervals import checkpoint_intervals, settings_of, utterance_table, verdict
+from .metrics import (
+    mdd_counts,
+    mdd_scores,
+    mdd_worst_case,
+    pcc,
+    penalise_insertions,
+    per,
+    per_by_utterance,
+    sum_counts,
+    wer,
+    wer_by_utterance,
+)
+from .paper import HEADLINE, PAPER_SOURCE, fmt, paper_epoch_for, paper_row
+
+INS_PENALISED = ("precision", "f1", "false_rejection_rate")  # the variant's fields: <name>_ins_penalised
+EXTRA = ("diagnosis_accuracy", "false_rejection_rate", *(f"{k}_ins_penalised" for k in INS_PENALISED),
+         "parse_rate", "parse_rate_apa", "parse_rate_mdd")
+EPOCH_KEYS = (*HEADLINE, "parse_rate")
+DIGITS = 6  # metrics/<config>.json is rounded for reading; details.json keeps full precision
+
+UNPARSED_RULE = (
+    "APA: an unparsed answer is excluded from the PCC (n_dropped) and counted in the parse rate. "
+    "MDD: an unparsed answer counts as an empty transcript for WER and PER (every reference word/phone "
+    "a deletion) and as the worst case for the MDD counts (every correctly pronounced phone a false "
+    "rejection, every mispronounced one a false acceptance; no true acceptance or rejection)."
+)
+UNPARSED_APA_WORST = (
+    "Beside each PCC, `<aspect>_pcc_unparsed_worst` counts every unparsed APA answer as the worst "
+    f"answer instead of leaving it out: the end of the {SCORE_RANGE[0]}-{SCORE_RANGE[1]} scale farther "
+    "from the human score (so a model that often answers badly cannot look better than it is)."
+)
+
+class ScoreError(PipelineError):
+    """Predictions that cannot be scored (wrong test set, a parse rate under score.min_parse_rate)."""
+
+
+def strategy_of(cfg: ConfigParams) -> str:
+    """The paper's strategy a config reproduces."""
+    return "Unfreeze" if cfg.unfreeze_audio else "LoRA"
+
+
+# --------------------------------------------------------------------------- inputs
+
+
+def load_labels(decoded_test) -> dict[str, dict]:
+    """utt_id -> text, the four human scores, canonical and pronounced phones, and `pairs`,
+    the canonical<->annotated pairing built from the words' annotations."""
+    cols = ["utt_id", "speaker", "text", *APA_FIELDS, "words", "canonical_phones", "pronounced_phones"]
+    rows = read_arrow(decoded_test).select(cols).to_pylist()
+    return {r["utt_id"]: with_pairs(r, decoded_test) for r in rows}
+
+
+def with_pairs(label: dict, where="labels") -> dict:
+    """The label with its pairing; the pairing's two sides must be exactly the stored sequences
+    (PER is counted on `pronounced_phones`, MDD on the pairing: they must describe one answer)."""
+    pairs = annotation_pairs(label["words"])
+    for side, stored, k in (("canonical", "canonical_phones", 0), ("annotated", "pronounced_phones", 1)):
+        built = [p[k] for p in pairs if p[k] is not None]
+        if built != label[stored]:
+            raise ScoreError(f"{where}: utterance {label['utt_id']}: the {side} side of the pairing built from "
+                             f"its words' annotations {built} != its stored {stored} {label[stored]}: the decoded "
+                             "data and the phone conventions disagree; rerun the decode stage")
+    return {**label, "pairs": pairs}
+
+
+def check_coverage(rows: list[dict], labels: dict, what: str) -> None:
+    """Exactly one prediction per (test utterance, task)."""
+    keys = [(r["utt_id"], r["task"]) for r in rows]
+    wanted = {(u, t) for u in labels for t in TASKS}
+    if len(set(keys)) != len(keys):
+        raise ScoreError(f"{what}: duplicate (utt_id, task) predictions")
+    if set(keys) != wanted:
+        extra, missing = sorted(set(keys) - wanted), sorted(wanted - set(keys))
+        raise ScoreError(f"{what}: predictions do not match the test set ({len(missing)} missing, e.g. "
+                         f"{missing[:2]}; {len(extra)} unknown, e.g. {extra[:2]}): rerun the evaluate stage")
+
+
+def _parse_result(row: dict) -> ParseResult:
+    return ParseResult(row["fields"], row["status"], tuple(row["flags"]))
+
+
+def mdd_hypothesis(row: dict) -> tuple[str, list[str]]:
+    """(word transcript, phones) of an MDD prediction; the unparsed rule: empty."""
+    if _parse_result(row).ok:
+        return row["fields"]["word_transcript"], list(row["fields"]["phoneme_transcript"])
+    return "", []
+
+
+def utterance_counts(row: dict, label: dict) -> dict:
+    """TA/FR/FA/TR of one MDD prediction; the unparsed rule: the worst case (FR + FA only)."""
+    if _parse_result(row).ok:
+        return mdd_counts(label["pairs"], row["fields"]["phoneme_transcript"])
+    return mdd_worst_case(label["pairs"])
+
+
+def apa_prediction(row: dict, aspect: str):
+    """An APA prediction's score, None when unparsed (left out of the PCC)."""
+    return row["fields"][aspect] if _parse_result(row).ok else None
+
+
+def worst_apa(prediction, human):
+    """The unparsed-as-worst rule: an unparsed answer (None) becomes the end of the scale farther
+    from the human score (the lower end on a tie at the middle)."""
+    if prediction is not None:
+        return prediction
+    low, high = SCORE_RANGE
+    return high if human - low < high - human else low
+
+
+# --------------------------------------------------------------------------- scoring
+
+
+def score_rows(rows: list[dict], labels: dict, what: str = "predictions") -> dict:
+    """Every metric of one checkpoint's predictions: {"metrics": flat, "apa": ..., "wer": ..., ...}."""
+    check_coverage(rows, labels, what)
+    utts = sorted(labels)
+    by = {(r["utt_id"], r["task"]): r for r in rows}
+    predicted = {a: [apa_prediction(by[u, "apa"], a) for u in utts] for a in APA_FIELDS}
+    human = {a: [labels[u][a] for u in utts] for a in APA_FIELDS}
+    apa = {a: pcc(predicted[a], human[a]) for a in APA_FIELDS}
+    apa_worst = {a: pcc([worst_apa(p, h) for p, h in zip(predicted[a], human[a])], human[a]) for a in APA_FIELDS}
+    hyps = [mdd_hypothesis(by[u, "mdd"]) for u in utts]
+    refs_words, refs_phones = [labels[u]["text"] for u in utts], [labels[u]["pronounced_phones"] for u in utts]
+    w = wer(refs_words, [h[0] for h in hyps])
+    p = per(refs_phones, [h[1] for h in hyps])
+    per_utt = [utterance_counts(by[u, "mdd"], labels[u]) for u in utts]
+    counts = sum_counts(per_utt)
+    mdd = mdd_scores(counts)
+    mdd_ins = mdd_scores(penalise_insertions(counts))
+    parse = {t: summarise(_parse_result(by[u, t]) for u in utts) for t in TASKS}
+    parsed = sum(parse[t]["parsed"] for t in TASKS)
+    metrics = {f"{a}_pcc": apa[a]["value"] for a in APA_FIELDS}
+    metrics.update(wer=w["value"], per=p["value"], precision=mdd["precision"], recall=mdd["recall"], f1=mdd["f1"],
+                   diagnosis_accuracy=mdd["diagnosis_accuracy"], false_rejection_rate=mdd["false_rejection_rate"],
+                   parse_rate=parsed / (2 * len(utts)), parse_rate_apa=parse["apa"]["parse_rate"],
+                   parse_rate_mdd=parse["mdd"]["parse_rate"])
+    metrics.update({f"{k}_ins_penalised": mdd_ins[k] for k in INS_PENALISED})
+    metrics.update({f"{a}_pcc_unparsed_worst": apa_worst[a]["value"] for a in APA_FIELDS})
+    # the bootstrap's per-utterance sufficient statistics (scores/<config>/utterances.json)
+    by_utt = {"predicted": predicted,
+              "wer": wer_by_utterance(refs_words, [h[0] for h in hyps]), "per": per_by_utterance(refs_phones, [h[1] for h in hyps]),
+              "mdd": {k: [c[k] for c in per_utt] for k in ("ta", "fr", "fa", "tr")}}
+    return {"metrics": metrics, "n_utterances": len(utts), "apa": apa, "apa_unparsed_worst": apa_worst, "wer": w,
+            "per": p, "mdd_counts": counts, "mdd": mdd, "mdd_ins_penalised": mdd_ins, "parse": parse,
+            "truncated": sum(r.get("stopped") == "max_new_tokens" for r in rows), "utterances": by_utt}
+
+
+def apa_scatter(rows: list[dict], labels: dict) -> list[dict]:
+    """Plot data: one point per parsed APA answer and aspect."""
+    out = []
+    for r in sorted(rows, key=lambda r: r["utt_id"]):
+        if r["task"] == "apa" and _parse_result(r).ok:
+            for a in APA_FIELDS:
+                out.append({"utt_id": r["utt_id"], "aspect": a, "human": labels[r["utt_id"]][a],
+                            "predicted": r["fields"][a]})
+    return out
+
+
+def per_vs_accuracy(rows: list[dict], labels: dict) -> list[dict]:
+    """Plot data (the paper's Figure 5): per-utterance PER (unparsed rule applied) vs human accuracy."""
+    out = []
+    for r in sorted(rows, key=lambda r: r["utt_id"]):
+        if r["task"] != "mdd":
+            continue
+        label = labels[r["utt_id"]]
+        got = per([label["pronounced_phones"]], [mdd_hypothesis(r)[1]])
+        out.append({"utt_id": r["utt_id"], "accuracy": label["accuracy"], "per": got["value"],
+                    "parsed": _parse_result(r).ok})
+    return [row for row in out if row["per"] is not None]
+
+
+def _round(v):
+    return None if v is None else round(float(v), DIGITS)
+
+
+def _flat(metrics: dict, keys=(*HEADLINE, *EXTRA)) -> dict:
+    return {k: _round(metrics[k]) for k in keys}
+
+
+def _diff(ours: dict, paper: dict | None) -> dict:
+    if paper is None:
+        return {}
+    return {k: (None if ours[k] is None or paper[k] is None else _round(ours[k] - paper[k])) for k in HEADLINE}
+
+
+# --------------------------------------------------------------------------- the stage
+
+
+def checkpoint_files(pred_dir) -> list[tuple[str, int | None, Path]]:
+    """(name, epoch, file) of the checkpoints in a predictions folder, from its summary.json."""
+    pred_dir = Path(pred_dir)
+    summary_path = pred_dir / "summary.json"
+    if not summary_path.is_file():
+        raise ScoreError(f"{summary_path} not found: run the evaluate stage first")
+    summary = json.loads(summary_path.read_text(encoding="utf-8"))
+    return [(c["name"], c["epoch"], pred_dir / c["file"]) for c in summary["checkpoints"]]
+
+
+def _with_ci(flat: dict, ci: dict, keys) -> dict:
+    """The flat metrics with `<metric>_ci` {low, high} beside each of `keys` (rounded as they are)."""
+    out = dict(flat)
+    for k in keys:
+        c = ci[k]
+        out[f"{k}_ci"] = {"low": _round(c["low"]), "high": _round(c["high"])}
+    return out
+
+
+def _verdicts(ci: dict, paper: dict | None) -> dict:
+    if paper is None:
+        return {}
+    return {k: verdict(paper[k], ci[k]) for k in HEADLINE}
+
+
+def _extra_apa(ci: dict) -> dict:
+    """Spearman (SCC) and RMSE beside each PCC: value and interval."""
+    out = {}
+    for a in APA_FIELDS:
+        for m in ("scc", "rmse"):
+            c = ci[f"{a}_{m}"]
+            out[f"{a}_{m}"] = _round(c["value"])
+            out[f"{a}_{m}_ci"] = {"low": _round(c["low"]), "high": _round(c["high"])}
+    return out
+
+
+def run_score(job: ScoreJob, decoded_dir, pred_dir, base_pred_dir, metrics_path, out_dir, log=print) -> dict:
+    name = job.name
+    strategy = strategy_of(job.config)
+    labels = load_labels(Path(decoded_dir) / "test.arrow")
+
+    checkpoints = {}  # name -> (epoch, scored, rows)
+    for ckpt, epoch, path in checkpoint_files(pred_dir):
+        rows = read_jsonl(path)
+        checkpoints[ckpt] = (epoch, score_rows(rows, labels, str(path)), rows)
+    if FINAL not in checkpoints:
+        raise ScoreError(f"{pred_dir} has no predictions of the final adapter: rerun the evaluate stage")
+    for ckpt, epoch, path in checkpoint_files(base_pred_dir):
+        if epoch == 0:
+            rows = read_jsonl(path)
+            checkpoints[f"{BASE_NAME}/{ckpt}"] = (0, score_rows(rows, labels, str(path)), rows)
+
+    # intervals: every checkpoint on the same resampled speakers; paired comparisons of each
+    # evaluated epoch with the one before it (epoch 0: the base model)
+    table = utterance_table(sorted(labels), labels, {c: s for c, (_, s, _) in checkpoints.items()})
+    chain = sorted(((e, c) for c, (e, _, _) in checkpoints.items() if c != FINAL and e is not None))
+    pairs = [(later, earlier) for (_, earlier), (_, later) in zip(chain, chain[1:])]
+    settings = settings_of(vars(job.intervals))
+    boot = checkpoint_intervals(table, settings, pairs)
+    for ckpt, (_, scored, _) in checkpoints.items():
+        del scored["utterances"]  # in utterances.json, not details.json
+        scored["intervals"] = boot["checkpoints"][ckpt]
+
+    final_epoch, final, final_rows = checkpoints[FINAL]
+    paper_epoch = paper_epoch_for(strategy, final_epoch)
+    paper = paper_row(strategy, paper_epoch)
+    final_ci = final["intervals"]
+    flat = {**_with_ci(_flat(final["metrics"]), final_ci, HEADLINE), **_extra_apa(final_ci),
+            **{f"{a}_pcc_unparsed_worst": _round(final["metrics"][f"{a}_pcc_unparsed_worst"]) for a in APA_FIELDS}}
+    per_epoch = [(epoch, scored) for ckpt, (epoch, scored, _) in checkpoints.items() if ckpt != FINAL and epoch is not None]
+    # per epoch only the headline with its intervals, the parse rate and the paper's row of that
+    # epoch and strategy (none where Table 3 has no such epoch), so `dvc metrics show` stays readable
+    epochs = {}
+    for epoch, scored in sorted(per_epoch, key=lambda e: e[0]):
+        ours, theirs = _flat(scored["metrics"], EPOCH_KEYS), paper_row(strategy, epoch)
+        epochs[str(epoch)] = {**_with_ci(ours, scored["intervals"], HEADLINE), "paper": theirs,
+                              "diff": _diff(ours, theirs), "verdict": _verdicts(scored["intervals"], theirs)}
+    metrics = {**flat, "epoch": final_epoch, "n_utterances": final["n_utterances"],
+               "interval_level": boot["plan"]["level"], "paper_epoch": paper_epoch, "paper": paper,
+               "diff": _diff(flat, paper), "verdict": _verdicts(final_ci, paper), "epochs": epochs}
+
+    details = {
+        "config": name, "strategy": strategy, "model_base": job.model_base,
+        "corpus": job.corpus, "unparsed_rule": UNPARSED_RULE, "unparsed_apa_worst": UNPARSED_APA_WORST,
+        "paper_target": {"source": PAPER_SOURCE, "strategy": strategy, "epoch": paper_epoch},
+        "intervals": boot["plan"], "epoch_comparisons": boot["comparisons"],
+        "metrics": metrics,
+        "checkpoints": {ckpt: {"epoch": epoch, **scored} for ckpt, (epoch, scored, _) in checkpoints.items()},
+    }
+    out_dir = Path(out_dir)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    Path(metrics_path).parent.mkdir(parents=True, exist_ok=True)
+    write_json(out_dir / "details.json", details)
+    write_json(out_dir / "utterances.json", table)
+    write_json(out_dir / "apa_scatter.json", apa_scatter(final_rows, labels))
+    write_json(out_dir / "per_vs_accuracy.json", per_vs_accuracy(final_rows, labels))
+    write_json(metrics_path, metrics)
+
+    bound = job.min_parse_rate
+    low = {t: final["parse"][t]["parse_rate"] for t in TASKS if (final["parse"][t]["parse_rate"] or 0) < bound}
+    if log:
+        shown = ", ".join(f"{k} {fmt(flat[k])}" for k in (*HEADLINE, "parse_rate"))
+        log(f"score {name} (final adapter, epoch {final_epoch}): {shown}")
+    if low:
+        raise ScoreError(f"{name}: the final adapter's parse rate is below score.min_parse_rate={bound} for "
+                         + ", ".join(f"{t} ({v:.3f})" for t, v in low.items())
+                         + f"; see {Path(pred_dir) / 'summary.json'} for why answers failed to parse")
+    return metrics

@@ -1,0 +1,265 @@
+"""Stage `train`: SFT of one config's LoRA adapter with trl's SFTTrainer.
+
+Outputs, under models/<config>/:
+  adapter/          the final adapter (PeftModel.from_pretrained(base, ...) loads it), with
+                    any fully trained modules (lm_head, or the audio encoder + projector of the
+                    Unfreeze strategy) saved inside it as PEFT `modules_to_save`
+  epoch-<k>/        the adapter after each epoch (what evaluation of epochs 1..N reads)
+  processor files   the processor the adapter was trained with
+The last checkpoint (with optimizer state) lives in runs/<config>/<fingerprint>/ (not a DVC
+output) while training runs: a rerun after an interruption, with the same inputs and params,
+resumes from it; a change of either gets a new fingerprint and starts fresh, so nobody
+resumes someone else's checkpoint. A finished run deletes its checkpoints, so `dvc repro -f`
+really retrains.
+"""
+
+import hashlib
+import json
+import math
+import os
+import shutil
+import time
+from dataclasses import asdict
+from pathlib import Path
+
+import torch
+from transformers import TrainerCallback
+
+from ..core.artifacts import atomic_dir, dir_digest, write_json
+from ..core.determinism import set_determinism
+from ..core.errors import ParamsError
+from ..core.params import Recipe, TrainJob
+from ..data.audio import AudioStore
+from ..model.processor import load_processor
+from ..task.materialize import load_instances
+from .adapters import install_tied_token_head, precision_flags, training_model
+from .checkpoints import ADAPTER_FILES
+from .collator import PronunciationCollator
+
+STABLE_LOG_KEYS = ("loss", "learning_rate", "grad_norm", "epoch")  # wall-clock-free, so reruns match
+
+
+def fingerprint(*parts) -> str:
+    """Hash of everything a training run depends on: resume only within the same fingerprint."""
+    h = hashlib.sha256()
+    for part in parts:
+        h.update(json.dumps(part, sort_keys=True, default=str).encode())
+    return h.hexdigest()[:16]
+
+
+def params_parts(job: TrainJob) -> tuple:
+    """The params a run depends on, as the fingerprint hashes them: the config, its fresh LoRA
+    (None for a speech-lora config), the recipe, seed and process count, each the YAML's own
+    values (the same hash as when they were dicts; tested)."""
+    return (asdict(job.config), None if job.lora is None else asdict(job.lora), asdict(job.recipe), job.seed,
+            job.num_processes)
+
+
+def sft_config(recipe: Recipe, run_dir: Path, seed: int, num_processes: int = 1):
+    """The trainer's arguments for a recipe, run as `num_processes` DDP processes: each
+    accumulates grad_accum / N batches, so the effective batch stays the recipe's
+    batch_size x grad_accum (params.py refuses an N that does not divide grad_accum)."""
+    from trl import SFTConfig
+
+    if recipe.grad_accum % num_processes:
+        raise ParamsError(f"params.yaml: train.num_processes {num_processes} does not divide the recipe's "
+                          f"grad_accum {recipe.grad_accum}")
+    return SFTConfig(
+        output_dir=str(run_dir),
+        num_train_epochs=recipe.epochs,
+        per_device_train_batch_size=recipe.batch_size,
+        gradient_accumulation_steps=recipe.grad_accum // num_processes,
+        learning_rate=recipe.learning_rate,
+        lr_scheduler_type=recipe.lr_scheduler,
+        warmup_steps=recipe.warmup_ratio,  # a float in [0, 1) is a ratio of all steps
+        optim=recipe.optim,
+        max_length=recipe.max_length,
+        logging_steps=recipe.logging_steps,
+        activation_checkpointing=recipe.gradient_checkpointing,
+        **precision_flags(recipe.precision),
+        save_strategy="epoch",
+        save_total_limit=1,  # resuming needs only the last; EpochAdapters keeps each epoch's adapter
+        eval_strategy="no",
+        seed=seed,
+        data_seed=seed,
+        # Seeds and deterministic kernels are set by run_train (train.determinism, before the
+        # adapter is drawn); transformers' own full determinism would add CUDA_LAUNCH_BLOCKING.
+        full_determinism=False,
+        # Every trainable parameter takes part in every step (LoRA on every decoder layer, audio in
+        # every instance), so DDP need not search the graph for unused ones after each backward
+        # (transformers' default for a PEFT model), which also conflicts with checkpointing.
+        ddp_find_unused_parameters=False,
+        remove_unused_columns=False,  # our collator needs prompt/answer/audio_row
+        dataset_kwargs={"skip_prepare_dataset": True},  # tokenisation is the collator's job
+        report_to=["tensorboard"],  # event files under runs/<config>/<fingerprint>/runs/
+        dataloader_num_workers=0,
+        # Batches of like length (padding; the audio encoder's weak padding mask), in trainer_class's
+        # order (pronounce.training.sampler): micro-batches of one task and like lengths, shuffled, so an
+        # optimizer step mixes the tasks. The `length` column (with_lengths) feeds it.
+        train_sampling_strategy="group_by_length",
+        length_column_name="length",
+        use_cpu=not torch.cuda.is_available(),
+    )
+
+
+class LiveLogger(TrainerCallback):
+    """Loss, learning rate and grad norm to DVCLive (one Live per config; dvcyaml=None so it
+    never rewrites dvc.yaml). Only wall-clock-free values, so a rerun writes the same files;
+    on resume, the restored log history is replayed first. Only the world's process zero
+    opens the Live (another rank's Live would empty and rewrite the same folder). Every epoch's
+    end is logged too, so a run shorter than `logging_steps` still has its logs and plots."""
+
+    def __init__(self, live_dir: Path):
+        self.live_dir = live_dir
+        self.live = None
+
+    def _log(self, logs: dict, step: int) -> None:
+        kept = {k: v for k, v in logs.items() if k in STABLE_LOG_KEYS}
+        if self.live is None or "loss" not in kept:
+            return
+        self.live.step = step
+        for key, value in kept.items():
+            self.live.log_metric(f"train/{key}", value)
+        self.live.make_summary()
+
+    def on_train_begin(self, args, state, control, **kwargs):
+        if not state.is_world_process_zero:
+            return
+        from dvclive import Live
+
+        self.live = Live(dir=str(self.live_dir), dvcyaml=None, save_dvc_exp=False, report=None)
+        for logs in state.log_history:  # non-empty only when resuming
+            self._log(logs, logs["step"])
+
+    def on_epoch_end(self, args, state, control, **kwargs):
+        control.should_log = True  # the trainer logs once per step: no row twice at a step
+
+    def on_log(self, args, state, control, logs=None, **kwargs):
+        self._log(logs or {}, state.global_step)
+
+    def on_train_end(self, args, state, control, **kwargs):
+        if self.live is not None:
+            self.live.end()
+
+
+class EpochAdapters(TrainerCallback):
+    """Copies each epoch's adapter out of its checkpoint before the trainer rotates it away."""
+
+    def __init__(self, run_dir: Path):
+        self.run_dir = run_dir
+
+    def on_save(self, args, state, control, **kwargs):
+        if not state.is_world_process_zero:
+            return
+        ckpt = self.run_dir / f"checkpoint-{state.global_step}"
+        dst = self.run_dir / "epochs" / f"epoch-{round(state.epoch)}"
+        dst.mkdir(parents=True, exist_ok=True)
+        for f in ADAPTER_FILES:
+            shutil.copy2(ckpt / f, dst / f)
+        _scrub_adapter_config(dst)
+
+
+def trainer_class():
+    """trl's SFTTrainer whose "group_by_length" is pronounce.training.sampler's order: micro-batches of one
+    task and like lengths, shuffled, so an optimizer step mixes both tasks (transformers' own
+    grouping made most steps single-task). The order does not depend on the number of
+    processes, so N processes train exactly the micro-batches one process would (tested).
+    Another strategy (the preflight's "sequential") is transformers' own."""
+    from trl import SFTTrainer
+
+    from .sampler import TaskLengthSampler
+
+    class Trainer(SFTTrainer):
+        def _get_train_sampler(self, train_dataset=None):
+            if self.args.train_sampling_strategy != "group_by_length":
+                return super()._get_train_sampler(train_dataset)
+            dataset = self.train_dataset if train_dataset is None else train_dataset
+            return TaskLengthSampler(dataset[self.args.length_column_name], dataset["task"],
+                                     self.args.per_device_train_batch_size,
+                                     seed=self.args.data_seed if self.args.data_seed is not None else self.args.seed)
+
+    return Trainer
+
+
+def with_lengths(dataset, tokenizer):
+    """Adds the approximate token count of each row (text + audio placeholder tokens) as
+    `length`, for the training sampler (pronounce.training.sampler) (in memory: caching is off)."""
+    texts = list(dataset["text"])
+    text_tokens = [len(ids) for ids in tokenizer(texts)["input_ids"]]
+    # The feature extractor makes a frame per 10 ms; the encoder keeps one token per 8 frames.
+    audio_tokens = [math.ceil(d * 100 / 8) for d in list(dataset["duration"])]
+    return dataset.add_column("length", [t + a for t, a in zip(text_tokens, audio_tokens)])
+
+
+def latest_checkpoint(run_dir: Path) -> Path | None:
+    ckpts = sorted(run_dir.glob("checkpoint-*"), key=lambda p: int(p.name.split("-")[1]))
+    complete = [c for c in ckpts if (c / "trainer_state.json").is_file()]
+    return complete[-1] if complete else None
+
+
+def run_train(job: TrainJob, base_dir, decoded_dir, materialized_dir, out_dir, live_dir, runs_dir="runs",
+              callbacks=()) -> dict | None:
+    """Train config `job.name`; returns its timing, or None in a DDP process other than rank 0."""
+    import datasets
+
+    from ..model.manifest import base_attn_implementation, resolve_base
+
+    datasets.disable_caching()  # never write cache files into data/materialized (a DVC input)
+    name, recipe, processes = job.name, job.recipe, job.num_processes
+    base, revision = resolve_base(base_dir)
+
+    world = int(os.environ.get("WORLD_SIZE", "1"))  # set by the launcher in each DDP process
+    if world != processes:  # e.g. a launcher configured for another number of processes
+        raise ParamsError(f"params.yaml: train.num_processes is {processes} but this run has {world} "
+                          f"process(es): set train.num_processes to the launcher's world size")
+    # A checkpoint resumes only under the same number of processes (its sampler and RNG states).
+    key = fingerprint(*params_parts(job), dir_digest(Path(materialized_dir)), dir_digest(Path(base_dir)))
+    run_dir = Path(runs_dir) / name / key
+    run_dir.mkdir(parents=True, exist_ok=True)
+    os.environ["TENSORBOARD_LOGGING_DIR"] = str(Path(runs_dir) / name / "tensorboard" / key)
+
+    # Seed before the adapter is created: LoRA's A matrices are drawn from the global RNG.
+    set_determinism(job.seed, job.determinism)
+    if recipe.cpu_threads and not torch.cuda.is_available():
+        torch.set_num_threads(recipe.cpu_threads)
+    processor = load_processor(base, revision)
+    model = training_model(job, base, revision, processor, base_attn_implementation(base_dir))
+
+    store = AudioStore(Path(decoded_dir) / "train.arrow")
+    collator = PronunciationCollator(processor, audio_lookup=lambda row: store[row["audio_row"]])
+    trainer = trainer_class()(
+        model=model,
+        args=sft_config(recipe, run_dir, job.seed, processes),
+        train_dataset=with_lengths(load_instances(materialized_dir, "train"), processor.tokenizer),
+        data_collator=collator,
+        processing_class=processor,
+        callbacks=[LiveLogger(Path(live_dir)), EpochAdapters(run_dir), *callbacks],
+    )
+    install_tied_token_head(model)  # a tied lm_head's token rows in trl's fused head (adapters.py)
+    resume = latest_checkpoint(run_dir)
+    started = time.perf_counter()
+    result = trainer.train(resume_from_checkpoint=str(resume) if resume else None)
+    seconds = time.perf_counter() - started
+    if not trainer.is_world_process_zero():  # under DDP only rank 0 writes the outputs
+        return None
+
+    with atomic_dir(out_dir) as tmp:
+        model.save_pretrained(str(tmp / "adapter"))
+        _scrub_adapter_config(tmp / "adapter")
+        for epoch_dir in sorted((run_dir / "epochs").iterdir()):
+            shutil.copytree(epoch_dir, tmp / epoch_dir.name)
+        processor.save_pretrained(str(tmp / "processor"))
+    shutil.rmtree(run_dir)  # finished: nothing left to resume
+    # Wall-clock figures vary run to run: kept out of every hashed output.
+    timing = {"config": name, "seconds": seconds, "resumed_from": resume.name if resume else None,
+              "steps": result.global_step, "train_loss": result.training_loss, "processes": world}
+    write_json(Path(runs_dir) / name / "timing.json", timing)
+    return timing
+
+
+def _scrub_adapter_config(folder: Path) -> None:
+    """adapter_config.json names the base model's path; make it machine-independent."""
+    path = folder / "adapter_config.json"
+    data = json.loads(path.read_text(encoding="utf-8"))
+    data["base_model_name_or_path"] = None
+    path.write_text(json.dumps(data, indent=2, sort_keys=True) + "\n", encoding="utf-8")

@@ -1,0 +1,43 @@
+"""The paper's Table 3 as shipped: its rows, which row a checkpoint stands beside, how a metric prints."""
+
+import json
+
+import pytest
+from conftest import ROOT
+
+from pronounce.scoring import paper as P
+
+# ../shared beside the repository (every developer and CI run has it; a bare clone may not).
+REFERENCE = ROOT.parent / "shared" / "reference" / "paper_table3.json"
+
+
+def test_table_has_every_strategy_and_epoch_once_with_every_headline_metric():
+    assert [(r["strategy"], r["epoch"]) for r in P.PAPER_TABLE3] == [
+        ("none", 0), *((s, k) for s in ("LoRA", "Unfreeze") for k in (1, 2, 3, 4))]
+    assert all(set(r) == {"strategy", "epoch", *P.HEADLINE} for r in P.PAPER_TABLE3)
+
+
+def test_paper_row_and_epoch():
+    assert P.paper_row("LoRA", 3) == {"accuracy_pcc": 0.656, "fluency_pcc": 0.727, "prosodic_pcc": 0.711,
+                                      "total_pcc": 0.675, "wer": 0.14, "per": 0.114, "precision": 0.728,
+                                      "recall": 0.721, "f1": 0.724}
+    assert P.paper_row("Unfreeze", 0) == P.paper_row("LoRA", 0)  # epoch 0: the "no training" row
+    assert P.paper_row("Unfreeze", 0)["wer"] == 0.97
+
+
+def test_an_epoch_the_paper_lacks_gets_no_paper_row_and_the_final_the_headline():
+    assert P.paper_epoch_for("LoRA", 10) == P.paper_epoch_for("LoRA", None) == P.PAPER_TARGET_EPOCH == 3
+    assert P.paper_epoch_for("Unfreeze", 2) == 2 and P.paper_row("LoRA", 10) is None
+
+
+def test_fmt():
+    assert P.fmt(None) == "n/a"
+    assert P.fmt(0.65649) == "0.656" and P.fmt(-0.0493) == "-0.049"
+    assert P.fmt(0.75, 2) == "0.75"
+
+
+def test_paper_table_matches_reference():
+    if not REFERENCE.is_file():
+        pytest.skip(f"{REFERENCE} not found: ../shared is not beside this clone")
+    ref = json.loads(REFERENCE.read_text())["table3"]
+    assert ref == P.PAPER_TABLE3

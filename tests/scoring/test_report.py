@@ -1,0 +1,239 @@
+"""The report: every config x epoch row beside the paper's, the tiny-model warning, the plot data;
+and the offline page template for `dvc plots show`."""
+
+import json
+import re
+from pathlib import Path
+
+from test_score import good_rows, make_scored, params, report_job, score_job, write_labels, write_predictions
+
+from pronounce.scoring import paper
+from pronounce.scoring import plots as P
+from pronounce.scoring import score as S
+from pronounce.scoring.report import TINY_WARNING, run_report
+from pronounce.task.predictions import BASE_LABEL
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+def scored(tmp_path, base="builtin:tiny", configs=("cfg_a", "cfg_b")):
+    p = params(base=base, configs=configs)
+    p["configs"]["cfg_b"]["unfreeze_audio"] = True
+    for name in configs:
+        make_scored(tmp_path, name, p)
+    live = tmp_path / "dvclive" / "cfg_a" / "plots" / "metrics" / "train"
+    live.mkdir(parents=True)
+    (live / "loss.tsv").write_text("step\tloss\n5\t7.5\n10\t6.25\n")
+    (live / "epoch.tsv").write_text("step\tepoch\n5\t0.5\n10\t1.0\n")
+    return p
+
+
+def report(tmp_path, p):
+    return run_report(report_job(p), tmp_path / "scores", tmp_path / "dvclive", tmp_path / "metrics" / "report.md",
+                      tmp_path / "metrics" / "plots", log=None)
+
+
+def table_rows(text):
+    """(config, strategy, epoch, source) of the Table 3 section's rows."""
+    section = text.split("## Table 3 layout")[1].split("\n## ")[0]
+    rows = [[c.strip() for c in line.strip("|").split("|")] for line in section.splitlines() if line.startswith("|")]
+    return [tuple(r[:4]) for r in rows[2:]]
+
+
+def test_table_has_every_config_epoch_row_beside_the_paper(tmp_path):
+    p = scored(tmp_path)
+    text = report(tmp_path, p)
+    assert (tmp_path / "metrics" / "report.md").read_text() == text
+    rows = table_rows(text)
+    assert BASE_LABEL == "base + speech LoRA (no training)"  # epoch 0 is the base model as it hears
+    assert rows[:2] == [(BASE_LABEL, "none", "0", "**ours**"), ("", "none", "0", "paper")]
+    ours = [r for r in rows if r[3] == "**ours**"]
+    # each config: epoch 2 and epoch 3 (= the final adapter, listed once), plus the base model once
+    assert ours == [(BASE_LABEL, "none", "0", "**ours**"),
+                    ("cfg_a", "LoRA", "2", "**ours**"), ("cfg_a", "LoRA", "3 (final)", "**ours**"),
+                    ("cfg_b", "Unfreeze", "2", "**ours**"), ("cfg_b", "Unfreeze", "3 (final)", "**ours**")]
+    paper = [(r[1], r[2]) for r in rows if r[3] == "paper"]
+    assert paper == [("none", "0")] + [(s, str(e)) for s in ("LoRA", "Unfreeze") for e in (1, 2, 3, 4)]
+    # ours at epoch k sits right before the paper's epoch-k row of the same strategy
+    i = rows.index(("cfg_a", "LoRA", "2", "**ours**"))
+    assert rows[i + 1] == ("", "LoRA", "2", "paper")
+
+
+def test_paper_rows_appear_once_per_strategy(tmp_path):
+    text = report(tmp_path, scored(tmp_path, configs=("cfg_a", "cfg_b", "cfg_c")))
+    rows = table_rows(text)
+    lora = [r for r in rows if r[1] == "LoRA"]
+    assert lora == [("", "LoRA", "1", "paper"),
+                    ("cfg_a", "LoRA", "2", "**ours**"), ("cfg_c", "LoRA", "2", "**ours**"), ("", "LoRA", "2", "paper"),
+                    ("cfg_a", "LoRA", "3 (final)", "**ours**"), ("cfg_c", "LoRA", "3 (final)", "**ours**"),
+                    ("", "LoRA", "3", "paper"), ("", "LoRA", "4", "paper")]
+    headline = section_rows(text, "Headline")  # the paper's epoch-3 accuracy PCC targets: LoRA, Unfreeze
+    assert headline[1][1:3] == ["paper, LoRA epoch 3", "0.656"] and headline[4][1:3] == ["paper, Unfreeze epoch 3", "0.621"]
+    assert "builtin:tiny" in text and "data/speechocean762-mini" in text
+    assert "4 test utterances" in text and "the paper's 2500" in text
+
+
+def section_rows(text, title):
+    section = text.split(f"## {title}")[1].split("\n## ")[0]
+    rows = [[c.strip() for c in line.strip("|").split("|")] for line in section.splitlines() if line.startswith("|")]
+    return rows[2:]
+
+
+def test_every_epoch_of_the_paper_profile_is_set_beside_the_papers_row(tmp_path):
+    """Four epochs, all evaluated (the paper profile): each config's epoch k minus Table 3's row
+    of epoch k and the config's strategy; the headline is the final adapter (epoch 4) vs epoch 4."""
+    p = params(configs=("lora", "unfreeze"))
+    p["configs"]["unfreeze"]["unfreeze_audio"] = True
+    labels = write_labels(tmp_path / "decoded" / "test.arrow")
+    write_predictions(tmp_path / "predictions" / "base", {"epoch-0": (0, good_rows("epoch-0", 0))})
+    for name in p["configs"]:
+        write_predictions(tmp_path / "predictions" / name, {
+            "final": (4, good_rows("final", 4)), **{f"epoch-{k}": (k, good_rows(f"epoch-{k}", k)) for k in (1, 2, 3, 4)}})
+        S.run_score(score_job(p, name), labels.parent, tmp_path / "predictions" / name, tmp_path / "predictions" / "base",
+                    tmp_path / "metrics" / f"{name}.json", tmp_path / "scores" / name, log=None)
+    text = report(tmp_path, p)
+    rows = section_rows(text, "Each epoch minus the paper's row")
+    assert [tuple(r[:3]) for r in rows] == [(BASE_LABEL, "none", "0")] + [
+        (name, strategy, str(k)) for name, strategy in (("lora", "LoRA"), ("unfreeze", "Unfreeze")) for k in (1, 2, 3, 4)]
+    ours = json.loads((tmp_path / "metrics" / "lora.json").read_text())["accuracy_pcc"]  # the same at every epoch
+    table = {(r["strategy"], r["epoch"]): r for r in paper.PAPER_TABLE3}
+    for r in rows:
+        strategy, k = r[1], int(r[2])
+        assert r[3] == f"{ours - table['none' if k == 0 else strategy, k]['accuracy_pcc']:+.3f}", r
+    headline = section_rows(text, "Headline")
+    assert headline[1][:3] == ["", "paper, LoRA epoch 4", "0.645"] and headline[4][:3] == ["", "paper, Unfreeze epoch 4", "0.743"]
+
+
+def test_an_epoch_the_paper_lacks_is_named_not_compared(tmp_path):
+    labels = write_labels(tmp_path / "decoded" / "test.arrow")
+    write_predictions(tmp_path / "predictions" / "base", {"epoch-0": (0, good_rows("epoch-0", 0))})
+    write_predictions(tmp_path / "predictions" / "cfg", {"final": (10, good_rows("final", 10)),
+                                                          "epoch-10": (10, good_rows("epoch-10", 10))})
+    S.run_score(score_job(params(), "cfg"), labels.parent, tmp_path / "predictions" / "cfg", tmp_path / "predictions" / "base",
+                tmp_path / "metrics" / "cfg.json", tmp_path / "scores" / "cfg", log=None)
+    text = report(tmp_path, params())
+    assert section_rows(text, "Each epoch minus the paper's row")[1][:4] == ["cfg", "LoRA", "10", "(not in Table 3)"]
+    assert section_rows(text, "Headline")[1][1] == "paper, LoRA epoch 3"  # the smoke run's 10th epoch: the headline
+
+
+def test_tiny_model_warning_is_loud_and_only_for_the_tiny_model(tmp_path):
+    text = report(tmp_path, scored(tmp_path))
+    assert text.startswith(TINY_WARNING) and text.splitlines()[0].startswith("> **⚠️ SMOKE RUN: NOT A REPRODUCTION.**")
+    assert "NOT A REPRODUCTION" in text
+    real = tmp_path / "real"
+    text = report(real, scored(real, base="microsoft/Phi-4-multimodal-instruct"))
+    assert "NOT A REPRODUCTION" not in text and "microsoft/Phi-4-multimodal-instruct" in text
+
+
+def test_undefined_values_and_details_are_listed(tmp_path):
+    text = report(tmp_path, scored(tmp_path))
+    assert f"- {BASE_LABEL}, epoch 0: accuracy PCC, fluency PCC, prosodic PCC, total PCC: fewer than 2 pairs (0)" in text
+    assert "- cfg_a, epoch 2: accuracy PCC, fluency PCC, prosodic PCC, total PCC: predictions are constant (5)" in text
+    assert "p=" in text and "n=3" in text  # PCC p-values and n of the final adapter
+    # the rule the scores were counted under, as the score stage recorded it in details.json
+    assert f"## How unparsed answers count\n\n{S.UNPARSED_RULE}\n" in text
+
+
+def test_tables_are_padded_pipe_tables_with_cells_as_formatted(tmp_path):
+    text = report(tmp_path, scored(tmp_path))
+    tables = [t for t in text.split("\n\n") if t.startswith("|")]
+    # Table 3, epoch differences, headline, verdicts, APA with SCC/RMSE, paired comparisons, PCC
+    # details, MDD counts
+    assert len(tables) == 8
+    for t in tables:
+        lines = t.splitlines()
+        assert len({len(line) for line in lines}) == 1, t  # columns line up in the raw file too
+        assert set(lines[1]) == {"|", "-", ":"}
+    table3 = tables[0].splitlines()
+    # text columns left-aligned, metric columns right-aligned
+    assert [c[:1] + c[-1:] for c in table3[1].strip("|").split("|")] == [":-"] * 4 + ["-:"] * 10
+    # cells are not re-parsed as numbers: three decimals and the parse rates stay as written
+    assert section_rows(text, "Table 3 layout")[1][4:6] == ["-0.041", "-0.017"]
+    assert section_rows(text, "Table 3 layout")[0][-1] == "0.00 / 0.00"
+
+
+def test_plot_data(tmp_path):
+    report(tmp_path, scored(tmp_path))
+    vs = json.loads((tmp_path / "metrics" / "plots" / "vs_paper.json").read_text())
+    assert {"metric", "config", "source", "series", "value"} == set(vs[0])
+    assert {(r["source"], r["series"]) for r in vs if r["metric"] == "wer"} == {
+        ("ours", "cfg_a (e3)"), ("ours", "cfg_b (e3)"), ("paper", "paper LoRA (e3)"), ("paper", "paper Unfreeze (e3)")}
+    loss = json.loads((tmp_path / "metrics" / "plots" / "train_loss.json").read_text())
+    assert loss == [{"config": "cfg_a", "step": 5, "epoch": 0.5, "loss": 7.5},
+                    {"config": "cfg_a", "step": 10, "epoch": 1.0, "loss": 6.25}]
+
+
+# --------------------------------------------------------------------------- offline plots
+
+
+def test_offline_template_is_in_sync_and_has_no_external_scripts():
+    committed = (ROOT / ".dvc" / "plots" / "offline.html").read_text(encoding="utf-8")
+    assert committed == P.offline_template(), "run `python -m pronounce.scoring.plots write`"
+    assert "{plot_divs}" in committed and "{scripts}" not in committed
+    assert P.external_scripts(committed) == []
+    for name, _ in P.LIBRARIES:
+        assert (ROOT / "plots" / "vendor" / name).read_text(encoding="utf-8") in committed
+
+
+def test_external_scripts_detection():
+    cdn = '<script src="https://cdn.jsdelivr.net/npm/vega@5.20.2"></script><script src=//x.org/a.js></script>'
+    assert P.external_scripts(cdn) == ["https://cdn.jsdelivr.net/npm/vega@5.20.2", "//x.org/a.js"]
+    assert P.external_scripts('<script src="vendor/vega.js"></script><script>var a = 1;</script>') == []
+
+
+def test_dvc_config_points_at_the_offline_template():
+    config = (ROOT / ".dvc" / "config").read_text(encoding="utf-8")
+    assert re.search(r"^\s*html_template\s*=\s*plots/offline\.html\s*$", config, re.M)
+
+
+def test_plot_templates_are_valid_json_with_the_data_anchor():
+    for name in ("apa_scatter", "per_vs_accuracy", "vs_paper", "train_loss"):
+        spec = json.loads((ROOT / "plots" / f"{name}.json").read_text(encoding="utf-8"))
+        assert spec["data"] == {"values": "<DVC_METRIC_DATA>"}, name
+
+
+def test_intervals_verdicts_and_paired_comparisons(tmp_path):
+    text = report(tmp_path, scored(tmp_path))
+    # 2 speakers: the utterance-level interval, labelled, with the reason
+    assert "**utterance-level** bootstrap" in text and "speaker-clustered interval undefined: 2 speaker(s)" in text
+    assert "covers test-set sampling only" in text
+    verdicts = section_rows(text, "Intervals and verdicts against the paper")
+    details = json.loads((tmp_path / "scores" / "cfg_a" / "details.json").read_text())
+    e3 = details["metrics"]["epochs"]["3"]
+    row = next(r for r in verdicts if r[:3] == ["cfg_a", "3", "wer"])
+    assert row[3:] == [f"{e3['wer']:.3f}", f"[{e3['wer_ci']['low']:.3f}, {e3['wer_ci']['high']:.3f}]", "0.140",
+                       e3["verdict"]["wer"]]
+    assert {r[6] for r in verdicts} <= {"consistent", "above", "below", "n/a"}
+    comps = section_rows(text, "Paired comparisons")
+    # configs (cfg_b - cfg_a: the same answers, so a zero difference, p = 1) and consecutive epochs
+    same = [r for r in comps if r[0] == "cfg_b final − cfg_a final"]
+    assert len(same) == len(paper.HEADLINE) and all(r[2] in ("+0.000", "n/a") for r in same)
+    assert all(r[5] in ("no", "n/a") for r in same)
+    assert any(r[0] == "cfg_a: epoch-3 − epoch-2" for r in comps) and "**paired**" in text
+    apa = section_rows(text, "APA: PCC, Spearman (SCC) and RMSE")
+    assert any(r[:3] == ["cfg_a", "epoch 3 (final)", "accuracy"] for r in apa)
+    # the PCC with unparsed answers as the worst case, and how unparsed answers are treated
+    assert S.UNPARSED_APA_WORST in text
+
+
+def test_compare_two_runs_and_aggregate_seeds(tmp_path, capsys):
+    from pronounce.scoring import uncertainty as RI
+    for run in ("a", "b"):
+        scored(tmp_path / run, configs=("cfg_a", "cfg_b"))
+    text = RI.compare_runs(tmp_path / "a" / "scores", tmp_path / "b" / "scores", "cfg_a")
+    assert "run B − run A" in text and "paired" in text
+    rows = [[c.strip() for c in line.strip("|").split("|")] for line in text.splitlines() if line.startswith("| B")]
+    assert {r[1] for r in rows} >= set(paper.HEADLINE) and all(r[5] in ("no", "n/a") for r in rows)
+    RI.main(["--seeds", str(tmp_path / "a" / "scores"), str(tmp_path / "b" / "scores"), "--config", "cfg_a"])
+    out = capsys.readouterr().out
+    assert "over 2 runs (mean ± std over seeds)" in out and "| wer " in out
+
+
+def test_the_first_lines_name_what_depends_on_the_machine(tmp_path):
+    from pronounce.scoring.report import MACHINE_NOTE
+
+    text = report(tmp_path, scored(tmp_path))
+    assert text.startswith(TINY_WARNING + "\n" + MACHINE_NOTE)  # right under the smoke-run warning
+    real = tmp_path / "real"
+    text = report(real, scored(real, base="microsoft/Phi-4-multimodal-instruct"))
+    assert text.startswith(MACHINE_NOTE) and "repro_check" in text.splitlines()[3]
