@@ -3,8 +3,9 @@
 Order: instances sorted by task, then clip duration (then utt_id), and cut into batches of
 `eval.batch_size`, never mixing tasks; left padding; greedy; stops at the generation config's
 eos (`<|end|>`, `<|endoftext|>`) or after `eval.max_new_tokens`; the audio/image placeholders
-are suppressed. The audio encoder's padding mask is weak, so a clip's output may depend on its
-batch-mates: batch size 1 is exact, and the batch size is part of every cache key. On a CPU the
+are suppressed. A clip's logits do not depend on its batch-mates beyond float rounding (audio_mask:
+~1e-6 on the tiny model), which could still flip a near-tied greedy token, so the batch size stays
+part of every cache key. On a CPU the
 key/value cache is preallocated for prompt + max_new_tokens (pronounce.evaluation.kvcache): the same
 values as transformers' default cache, without copying the whole cache at every step. A trained
 adapter's token rows are merged into the embedding once when it loads (merge_token_rows), not

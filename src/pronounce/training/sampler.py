@@ -1,7 +1,6 @@
 """The training order: micro-batches of one task and like lengths, in a shuffled order.
 
-Why both: a micro-batch of like lengths wastes little on padding, and the audio encoder's weak
-padding mask (README, `base`) sees batch-mates of like length; but sorting whole mega-batches by
+Why both: a micro-batch of like lengths wastes little on padding; but sorting whole mega-batches by
 length, as transformers' `group_by_length` does, puts every APA row (its prompt is ~330 tokens
 longer than MDD's) before every MDD row of the mega-batch, so most optimizer steps saw one task
 only (74 of 79 a paper epoch; tests/training/test_sampler.py measures it). Here each task's rows are

@@ -93,7 +93,7 @@ def sft_config(recipe: Recipe, run_dir: Path, seed: int, num_processes: int = 1)
         dataset_kwargs={"skip_prepare_dataset": True},  # tokenisation is the collator's job
         report_to=["tensorboard"],  # event files under runs/<config>/<fingerprint>/runs/
         dataloader_num_workers=0,
-        # Batches of like length (padding; the audio encoder's weak padding mask), in trainer_class's
+        # Batches of like length (little padding), in trainer_class's
         # order (pronounce.training.sampler): micro-batches of one task and like lengths, shuffled, so an
         # optimizer step mixes the tasks. The `length` column (with_lengths) feeds it.
         train_sampling_strategy="group_by_length",
