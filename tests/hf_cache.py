@@ -6,7 +6,7 @@
         refs/main, refs/refs/pr/70  (the commit each revision pointed at when downloaded)
 
 It holds `microsoft/Phi-4-multimodal-instruct` with the tiny model of `builtin:tiny` (written by
-pronounce.tiny) in the native layout on `refs/pr/70` and the same model in the remote-code
+pronounce.model.tiny) in the native layout on `refs/pr/70` and the same model in the remote-code
 layout (`phi4mm`, written by test_convert.to_main_layout) on `main`, and
 `mispeech/speechocean762` with the bundled corpus as the dataset repo has it: its card's
 `configs` block and features (CARD below, the published card's YAML), the two splits as
@@ -18,6 +18,7 @@ import hashlib
 import json
 import os
 import shutil
+import sys
 import tempfile
 from pathlib import Path
 
@@ -130,9 +131,10 @@ def _folder_files(folder: Path) -> dict:
 
 def model_files(seed: int = 1234) -> tuple[dict, dict]:
     """(native layout's files, remote-code layout's files) of the tiny model of `builtin:tiny`."""
+    sys.path.insert(0, str(Path(__file__).parent / "model"))  # tests/model/test_convert.py's inverse mapping
     from test_convert import to_main_layout
 
-    from pronounce.tiny import build_tiny_model
+    from pronounce.model.tiny import build_tiny_model
 
     with tempfile.TemporaryDirectory() as tmp:
         native = build_tiny_model(Path(tmp) / "native", seed)

@@ -108,7 +108,7 @@ def test_loader_defaults_a_known_hub_id_to_its_native_revision(fake_hub):
 def test_resolve_commit_asks_the_hub(monkeypatch, empty_cache):
     import huggingface_hub
 
-    from pronounce.hub import HubError
+    from pronounce.core.hub import HubError
 
     monkeypatch.setattr(huggingface_hub.HfApi, "model_info",
                         lambda self, repo_id, revision=None, **kw: SimpleNamespace(sha=f"{repo_id}@{revision}"))

@@ -93,3 +93,42 @@ def describe(pin: dict) -> str:
     if pin["kind"] == "hf":
         return f"{pin['corpus']} -> {pin['id']}@{pin['commit']}"
     return f"{pin['corpus']} ({pin['kind']}, {pin['digest']})"
+
+
+STAGE = "corpus"
+
+
+def _pin_is_current(root: Path) -> bool:
+    """Whether the pin file holds what the corpus stage would write now (run from `root`)."""
+    import yaml
+
+    from .params import load_params
+
+    try:
+        path = root / yaml.safe_load((root / "dvc.yaml").read_text(encoding="utf-8"))["vars"][0]["paths"]["corpus_pin"]
+        corpus = load_params(root / "params.yaml").data.corpus
+        now = pin_corpus(corpus if corpus.startswith("hf:") else str(root / corpus))
+        pinned = read_pin(path)
+    except (OSError, KeyError, TypeError, CorpusError, hub.HubError, ValueError):
+        return False
+    return pinned["corpus"] == corpus and {k: v for k, v in pinned.items() if k != "corpus"} == {
+        k: v for k, v in now.items() if k != "corpus"}
+
+
+def dvc_status(root=".") -> dict:
+    """`dvc status --json`, read as a user means "is anything to rerun?": the corpus stage always
+    runs (its "always changed"), so it is left out when its pin is current, and shown as "pin
+    changed" when a branch moved or the corpus folder was edited (decode would then rerun)."""
+    import subprocess
+
+    root = Path(root)
+    run = subprocess.run(["dvc", "status", "--json"], cwd=root, capture_output=True, text=True)
+    if run.returncode != 0:
+        return {"dvc status": [(run.stderr or run.stdout).strip()]}
+    status = json.loads(run.stdout or "{}")
+    if status.get(STAGE) == ["always changed"]:
+        if _pin_is_current(root):
+            del status[STAGE]
+        else:
+            status[STAGE] = ["pin changed"]
+    return status

@@ -1,4 +1,4 @@
-"""The Hugging Face side of the real run, offline first (pronounce.hub, hub_dataset, corpus_pin),
+"""The Hugging Face side of the real run, offline first (pronounce.core.hub, data.hub_dataset, data.corpus_pin),
 against a cache laid out as `hf download` leaves one (tests/hf_cache.py), never the Hub.
 
 "Nothing calls the Hub" is checked with the Hub reachable: HF_ENDPOINT is a local server that
@@ -19,8 +19,8 @@ import pytest
 from conftest import ROOT
 from hf_cache import DATASET_ID, MODEL_ID, build_cache, copy_cache, put_snapshot
 
-from pronounce import hub
-from pronounce.errors import CorpusError
+from pronounce.core import hub
+from pronounce.core.errors import CorpusError
 
 FAKE_SHA = "f" * 40
 
@@ -175,15 +175,16 @@ def test_the_base_stage_pins_the_cached_native_revision_and_loads_it_without_a_r
     import torch
     from safetensors.torch import load_file
 
-    from pronounce import base as B
-    from pronounce import base_manifest as BM
-    from pronounce import model as M
+    from pronounce.model import base as B
+    from pronounce.model import loader as M
+    from pronounce.model import manifest as BM
+    from pronounce.model.processor import load_processor
 
     commit = built[1]["model_pr70"]
     manifest = B.run_base(MODEL_ID, None, 1234, tmp_path / "base")
     assert (manifest["revision"], manifest["commit"], manifest["source"]) == ("refs/pr/70", commit, MODEL_ID)
     model = BM.load_base(tmp_path / "base")
-    processor = M.load_processor(*BM.resolve_base(tmp_path / "base"))
+    processor = load_processor(*BM.resolve_base(tmp_path / "base"))
     lora = M.speech_lora_path(*BM.resolve_base(tmp_path / "base"))
     assert online.requests == []  # with the Hub reachable, nothing asked of it
     snap = built[0] / "hub" / "models--microsoft--Phi-4-multimodal-instruct" / "snapshots" / commit
@@ -198,7 +199,8 @@ def test_the_base_stage_pins_the_cached_native_revision_and_loads_it_without_a_r
 
 
 def test_a_snapshot_the_cache_holds_in_part_is_one_line_offline(offline, built, tmp_path, monkeypatch):
-    from pronounce import model as M
+    from pronounce.model import loader as M
+    from pronounce.model.processor import load_processor
 
     home = copy_cache(built[0], tmp_path / "home")
     monkeypatch.setenv("HF_HOME", str(home))
@@ -206,7 +208,7 @@ def test_a_snapshot_the_cache_holds_in_part_is_one_line_offline(offline, built, 
     (weights / "model.safetensors").unlink()  # as if only config.json had been fetched
     with pytest.raises(hub.HubError, match=rf"only in part .*`hf download {MODEL_ID} --revision refs/pr/70`"):
         M.load_base_model(MODEL_ID)
-    M.load_processor(MODEL_ID)  # what the cache holds still loads
+    load_processor(MODEL_ID)  # what the cache holds still loads
 
 
 def run_stage(cwd, script, home, **extra):
@@ -232,7 +234,7 @@ def test_the_base_stage_prints_one_line_without_the_hub(case, tmp_path):
 def test_the_preflight_prints_one_line_without_the_hub(tmp_path):
     (tmp_path / "params.yaml").write_text((ROOT / "params.yaml").read_text().replace(
         "base: builtin:tiny", f"base: {MODEL_ID}"))
-    run = subprocess.run([sys.executable, "-m", "pronounce.preflight"], cwd=tmp_path, capture_output=True, text=True,
+    run = subprocess.run([sys.executable, "-m", "pronounce.checks.preflight"], cwd=tmp_path, capture_output=True, text=True,
                          env=env(tmp_path / "empty-home", HF_HUB_OFFLINE="1"))
     assert run.returncode != 0 and "Traceback" not in run.stderr, run.stderr
     failed = [line for line in run.stderr.splitlines() if line.startswith("preflight: FAILED")]
@@ -244,7 +246,7 @@ def test_the_preflight_prints_one_line_without_the_hub(tmp_path):
 def test_an_hf_corpus_is_read_offline_from_the_cache_as_the_release_form(offline, monkeypatch):
     import datasets
 
-    from pronounce.corpus import read_corpus
+    from pronounce.data.corpus import read_corpus
 
     real = datasets.load_dataset
 
@@ -270,7 +272,7 @@ def test_an_hf_corpus_is_read_offline_from_the_cache_as_the_release_form(offline
 def test_the_card_configs_name_the_files(offline, built, tmp_path, monkeypatch):
     from hf_cache import CARD
 
-    from pronounce.hub_dataset import parse_hf, split_patterns
+    from pronounce.data.hub_dataset import parse_hf, split_patterns
 
     assert split_patterns(CARD) == {"train": ["data/train-*"], "test": ["data/test-*"]}
     assert split_patterns("# no front matter") == {"train": ["data/train-*"], "test": ["data/test-*"]}
@@ -285,7 +287,7 @@ def test_the_card_configs_name_the_files(offline, built, tmp_path, monkeypatch):
     monkeypatch.setenv("HF_HOME", str(home))
     snap = home / "hub" / "datasets--mispeech--speechocean762" / "snapshots" / offline["dataset"]
     (snap / "data" / "test-00000-of-00001.parquet").unlink()
-    from pronounce.corpus import read_corpus
+    from pronounce.data.corpus import read_corpus
 
     with pytest.raises(hub.HubError, match=r"without its test files .*--include \"data/test-\*\""):
         read_corpus(f"hf:{DATASET_ID}")
@@ -298,7 +300,7 @@ def test_the_pin_is_the_commit_or_the_content(offline, corpus_copy, tmp_path):
 
     from hf_form import release_to_hf
 
-    from pronounce.corpus_pin import pin_corpus
+    from pronounce.data.corpus_pin import pin_corpus
 
     assert pin_corpus(f"hf:{DATASET_ID}") == {"corpus": f"hf:{DATASET_ID}", "kind": "hf", "id": DATASET_ID,
                                               "commit": offline["dataset"], "digest": None}
@@ -314,6 +316,7 @@ def test_the_pin_is_the_commit_or_the_content(offline, corpus_copy, tmp_path):
     assert saved["kind"] == "save_to_disk" and saved["digest"] not in (None, first["digest"])
 
 
+@pytest.mark.slow  # dvc repro decode six times (~2 min on 2 shared cores)
 def test_decode_reruns_exactly_when_the_pin_changes(built, tmp_path):
     """Through DVC, offline: the commit is written into dvc.lock; a second repro skips decode; a new
     commit of the dataset's branch in the cache, or a changed file of a folder corpus, reruns it."""
