@@ -232,13 +232,15 @@ def test_the_base_stage_prints_one_line_without_the_hub(case, tmp_path):
 
 
 def test_the_preflight_prints_one_line_without_the_hub(tmp_path):
-    (tmp_path / "params.yaml").write_text((ROOT / "params.yaml").read_text().replace(
-        "base: builtin:tiny", f"base: {MODEL_ID}"))
-    run = subprocess.run([sys.executable, "-m", "pronounce.checks.preflight"], cwd=tmp_path, capture_output=True, text=True,
-                         env=env(tmp_path / "empty-home", HF_HUB_OFFLINE="1"))
+    (tmp_path / "params.yaml").write_text((ROOT / "params.yaml").read_text())
+    preflight = [sys.executable, "-m", "pronounce.checks.preflight"]
+    run = subprocess.run([*preflight, "-S", f"model.base={MODEL_ID}"], cwd=tmp_path, capture_output=True,
+                         text=True, env=env(tmp_path / "empty-home", HF_HUB_OFFLINE="1"))
     assert run.returncode != 0 and "Traceback" not in run.stderr, run.stderr
     failed = [line for line in run.stderr.splitlines() if line.startswith("preflight: FAILED")]
     assert len(failed) == 1 and f"hf download {MODEL_ID} --revision refs/pr/70" in failed[0], run.stderr
+    bad = subprocess.run([*preflight, "-S", "model.bsae=x"], cwd=tmp_path, capture_output=True, text=True)
+    assert bad.returncode == 1 and bad.stderr.strip().splitlines()[-1].startswith("preflight: FAILED -S"), bad.stderr
 
 
 # -- the corpus: hf:<id> from the snapshot's parquet files ---------------------------------------

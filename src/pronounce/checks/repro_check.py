@@ -29,7 +29,7 @@ import sys
 
 import yaml
 
-from .corpus_pin import dvc_status
+from ..data.corpus_pin import dvc_status
 
 # Stages reproduced bit for bit on any machine: no floating-point kernel beyond exact
 # conversions; the tiny model's draws and statistics are CPU-independent (pronounce.model.portable).

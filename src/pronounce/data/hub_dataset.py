@@ -1,7 +1,7 @@
 """`data.corpus: hf:<id>[@<revision>]`: a Hub dataset read from its snapshot's parquet files.
 
 `datasets.load_dataset(<hub id>)` fails offline even with the dataset in the cache, so it is not
-used: the revision resolves to a commit (pronounce.hub: a commit or a cached revision without
+used: the revision resolves to a commit (pronounce.core.hub: a commit or a cached revision without
 the network), the dataset card's `configs` block (README.md's YAML front matter; mispeech/
 speechocean762 has `data/train-*` and `data/test-*`) names each split's files, and those
 parquet files of the snapshot are read with datasets' own parquet builder (memory-mapped Arrow,
