@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import contextlib
 import functools
+import json
 import os
 import socket
 import subprocess
@@ -20,6 +21,8 @@ from pathlib import Path
 import pytest
 from conftest import ROOT, repo_copy, sh
 
+from pronounce.data.corpus_pin import dvc_status
+
 # Tests that need the outputs of the workspace's own `dvc repro` (the embedded default, run once
 # by CI before it runs them): they share that run instead of running the pipeline again.
 REQUIRE_ENV = "PRONOUNCE_REQUIRE_PIPELINE_OUTPUTS"  # set by .ci/run: missing outputs fail, not skip
@@ -30,12 +33,11 @@ S3_BUCKET = "pronounce"
 @functools.cache
 def _unreproduced_reason() -> str | None:
     """Why the workspace's run cannot be shared (None when `dvc status` is clean); asked once a session."""
-    run = subprocess.run(["dvc", "status", "-q"], cwd=ROOT, capture_output=True, text=True)
-    if run.returncode == 0:
+    status = dvc_status(ROOT)  # the corpus stage's "always changed" counts only if its pin moved
+    if not status:
         return None
-    status = subprocess.run(["dvc", "status"], cwd=ROOT, capture_output=True, text=True).stdout
     return ("needs the workspace's pipeline outputs (run `dvc repro` first; .ci/run runs these tests after it); "
-            f"`dvc status` is not clean: {' '.join(status.split())[:300]}")
+            f"`dvc status` is not clean: {json.dumps(status)[:300]}")
 
 
 def reproduced_workspace_or_skip() -> Path:

@@ -184,8 +184,9 @@ def test_stage_script_names_the_warnings_at_the_end(corpus_copy, tmp_path):
     _drop_kaldi_text(corpus_copy)
     (tmp_path / "params.yaml").write_text((ROOT / "params.yaml").read_text().replace(
         "corpus: data/speechocean762-mini", f"corpus: {corpus_copy}"))
-    run = subprocess.run([sys.executable, str(ROOT / "stages/decode.py"), "--out", "data/decoded"], cwd=tmp_path,
-                         capture_output=True, text=True)
+    run = stage(tmp_path, "corpus.py", "--out", "data/corpus.json")
+    assert run.returncode == 0, run.stderr
+    run = stage(tmp_path, "decode.py", "--pin", "data/corpus.json", "--out", "data/decoded")
     assert run.returncode == 0, run.stderr
     last = run.stdout.strip().splitlines()[-2:]
     assert last == ["decode: warning: missing_kaldi_text: 2 utterance(s) kept (000010011, 000030024)",
@@ -212,7 +213,22 @@ def test_rejects_above_the_bound_fail_with_a_clear_message(corpus_copy, tmp_path
 def test_stage_script_prints_one_line_not_a_traceback(corpus_copy, tmp_path):
     (tmp_path / "params.yaml").write_text((ROOT / "params.yaml").read_text().replace(
         "corpus: data/speechocean762-mini", f"corpus: {tmp_path / 'missing'}"))
-    run = subprocess.run([sys.executable, str(ROOT / "stages/decode.py"), "--out", "data/decoded"], cwd=tmp_path,
-                         capture_output=True, text=True)
-    assert run.returncode == 2
-    assert "Traceback" not in run.stderr and "error: data.corpus:" in run.stderr
+    # A pin of the missing folder (as one written before it went), and one of another corpus.
+    pin, stale = tmp_path / "pin.json", tmp_path / "stale.json"
+    for path, corpus in ((pin, str(tmp_path / "missing")), (stale, "data/elsewhere")):
+        path.write_text(json.dumps({"corpus": corpus, "kind": "release", "id": None, "commit": None, "digest": "md5:0"}))
+    for run in (stage(tmp_path, "corpus.py", "--out", "data/corpus.json"),  # the stage that pins it
+                stage(tmp_path, "decode.py", "--pin", str(pin), "--out", "data/decoded")):
+        assert run.returncode == 2
+        assert "Traceback" not in run.stderr and run.stderr.startswith("error: data.corpus:"), run.stderr
+        assert len(run.stderr.strip().splitlines()) == 1
+    # decode refuses a pin of another corpus than data.corpus (a stale pin), and no pin at all.
+    stale = stage(tmp_path, "decode.py", "--pin", str(stale), "--out", "data/decoded")
+    assert stale.returncode == 2 and "pins" in stale.stderr and "run `dvc repro`" in stale.stderr, stale.stderr
+    none = stage(tmp_path, "decode.py", "--pin", "data/none.json", "--out", "data/decoded")
+    assert none.returncode == 2 and "cannot read the corpus pin" in none.stderr, none.stderr
+
+
+def stage(cwd, script, *args):
+    return subprocess.run([sys.executable, str(ROOT / "stages" / script), *args], cwd=cwd, capture_output=True,
+                          text=True)

@@ -29,7 +29,15 @@ def native(tmp_path_factory) -> Path:
 
 
 @pytest.fixture
-def fake_hub(monkeypatch, native):
+def empty_cache(monkeypatch, tmp_path):
+    """An empty Hugging Face cache, online: every revision but a commit goes to the Hub."""
+    monkeypatch.setenv("HF_HOME", str(tmp_path / "hf-home"))
+    for name in ("HF_HUB_CACHE", "HUGGINGFACE_HUB_CACHE", "HF_HUB_OFFLINE", "TRANSFORMERS_OFFLINE"):
+        monkeypatch.delenv(name, raising=False)
+
+
+@pytest.fixture
+def fake_hub(monkeypatch, native, empty_cache):
     """The Hub as our code sees it: revisions resolve to SHA, config.json and weights come from
     `native` (or a phi4mm config when `hub.layout` is "main"). Records every call."""
     import huggingface_hub
@@ -90,20 +98,23 @@ def test_hub_revision_in_the_remote_code_layout_is_refused_with_the_fix(tmp_path
 
 def test_loader_defaults_a_known_hub_id_to_its_native_revision(fake_hub):
     M.load_base_model(HUB_ID)
-    assert fake_hub.config_calls == [(HUB_ID, "refs/pr/70")]
-    assert fake_hub.load_calls == [(HUB_ID, "refs/pr/70", "sdpa")]
+    assert fake_hub.info_calls == [(HUB_ID, "refs/pr/70")]  # resolved once, then loaded at the commit
+    assert fake_hub.config_calls == [(HUB_ID, SHA)]
+    assert fake_hub.load_calls == [(HUB_ID, SHA, "sdpa")]
     assert M.default_revision("someone/else", None) is None  # unknown ids keep their default branch
     assert M.default_revision(HUB_ID, "main") == "main"
 
 
-def test_resolve_commit_asks_the_hub(monkeypatch):
+def test_resolve_commit_asks_the_hub(monkeypatch, empty_cache):
     import huggingface_hub
+
+    from pronounce.core.hub import HubError
 
     monkeypatch.setattr(huggingface_hub.HfApi, "model_info",
                         lambda self, repo_id, revision=None, **kw: SimpleNamespace(sha=f"{repo_id}@{revision}"))
     assert B.resolve_commit("a/b", "refs/pr/70") == "a/b@refs/pr/70"
     monkeypatch.setattr(huggingface_hub.HfApi, "model_info", lambda self, *a, **kw: SimpleNamespace(sha=None))
-    with pytest.raises(RuntimeError, match="no commit for 'a/b'"):
+    with pytest.raises(HubError, match="no commit for a/b at revision main"):
         B.resolve_commit("a/b", None)
 
 

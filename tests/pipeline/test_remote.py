@@ -4,10 +4,14 @@ of the embedded default (marker pipeline_outputs: skipped until it exists; .ci/r
 right after its `dvc repro`), so no pipeline runs here: push, a teammate's fresh clone, `dvc
 pull`, and the teammate's workspace is the run, with nothing left to reproduce."""
 
+import re
+
 import pytest
 import yaml
 from conftest import sh
 from remotes import S3_BUCKET, add_remote, clone, moto_s3, published_run, reproduced_workspace_or_skip
+
+from pronounce.data.corpus_pin import dvc_status
 
 pytestmark = [pytest.mark.pipeline_outputs, pytest.mark.slow]  # minutes: push, clone, pull
 
@@ -34,9 +38,9 @@ def round_trip(run, teammate):
     # the decoded corpus, the base model, adapters, predictions: every cached output arrived
     assert {"data/decoded", "models/base", "models/paper_r64", "predictions/paper_r64", "predictions/base"} <= set(outputs)
     assert [o for o in outputs if not (teammate / o).exists()] == []
-    assert "Data and pipelines are up to date." in sh("dvc", "status", cwd=teammate)
+    assert dvc_status(teammate) == {}  # up to date (the corpus stage's pin current)
     reproduced = sh("dvc", "repro", cwd=teammate)
-    assert "Running stage" not in reproduced and "up to date" in reproduced, reproduced
+    assert re.findall(r"Running stage '([^']+)'", reproduced) == ["corpus"], reproduced  # it re-pins, alone
 
 
 def test_folder_remote_round_trip(run, tmp_path):

@@ -469,6 +469,28 @@ def table(r: dict) -> str:
     return "\n".join(lines)
 
 
+def _params(path, overrides):
+    """params.yaml with `-S key=value` overrides (values read as YAML, as DVC reads them), validated."""
+    import yaml
+
+    from ..core.errors import ParamsError
+    from ..core.params import load_params, parse_params
+
+    if not overrides:
+        return load_params(path)
+    raw = yaml.safe_load(Path(path).read_text(encoding="utf-8"))
+    for item in overrides:
+        key, sep, value = item.partition("=")
+        *parents, leaf = key.split(".")
+        node = raw
+        for name in parents:
+            node = node.get(name) if isinstance(node, dict) else None
+        if not sep or not isinstance(node, dict) or leaf not in node:
+            raise ParamsError(f"-S {item!r}: not KEY=VALUE with KEY a param of {path} (e.g. -S train.profile=paper)")
+        node[leaf] = yaml.safe_load(value)
+    return parse_params(raw)
+
+
 def main(argv=None) -> int:
     from ..core.cli import tune_malloc
     from ..core.errors import PipelineError
@@ -476,6 +498,8 @@ def main(argv=None) -> int:
 
     p = argparse.ArgumentParser(prog="python -m pronounce.checks.preflight", description=__doc__.split("\n\n")[0])
     p.add_argument("--params", default="params.yaml")
+    p.add_argument("-S", "--set-param", action="append", default=[], metavar="KEY=VALUE",
+                   help="override a param as `dvc exp run -S` does (repeatable), e.g. -S train.profile=paper")
     p.add_argument("--config", action="append", help="only this config (repeatable; default: all)")
     p.add_argument("--steps", type=int, default=4, help="training steps per config (default 4; the first per task "
                                                        "is warm-up)")
@@ -484,7 +508,7 @@ def main(argv=None) -> int:
     tune_malloc()
     try:  # the trainer's and loaders' chatter to stderr: stdout is the report alone
         with contextlib.redirect_stdout(sys.stderr):
-            report = run_preflight(load_params(a.params), steps=max(1, a.steps), configs=a.config,
+            report = run_preflight(_params(a.params, a.set_param), steps=max(1, a.steps), configs=a.config,
                                    log=lambda m: print(m, file=sys.stderr))
     except (PreflightError, PipelineError) as e:
         print(f"preflight: FAILED {e}", file=sys.stderr)

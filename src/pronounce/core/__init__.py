@@ -6,6 +6,7 @@
 - cli          what the stage scripts share: malloc tuning, one-line errors
 - determinism  seeds and deterministic kernels
 - code_deps    the import closure of a piece of code (dvc.yaml deps, the evaluation cache key)
+- hub          the Hugging Face Hub, cache first: revisions to commits, files, one-line failures
 """
 
 from .._face import lazy
@@ -18,5 +19,6 @@ _FACE = {
     "cli": ["run_stage"],
     "determinism": ["set_determinism"],
     "code_deps": ["import_closure", "source_digest"],
+    "hub": ["HubError", "resolve", "snapshot", "download_command"],
 }
 __all__, __getattr__, __dir__ = lazy(__name__, _FACE)

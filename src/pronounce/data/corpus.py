@@ -5,7 +5,8 @@ Forms:
   utt2spk, spk2age, spk2gender), resource/scores.json (a word's `phones` is one
   space-separated string) and the WAVE/ tree.
 - hf: the Hugging Face form (mispeech/speechocean762): a `datasets` DatasetDict saved with
-  save_to_disk, or `hf:<name>` for the Hub; `phones` is a list, audio an Audio feature read
+  save_to_disk, or `hf:<name>[@<revision>]` for the Hub (pronounce.data.hub_dataset: read from the
+  cache's parquet files, offline too); `phones` is a list, audio an Audio feature read
   with decode=False (raw bytes; decoded by pronounce.data.audio, no FFmpeg).
 
 Both forms yield identical `Entry`s for the same utterance. Labels are validated here; audio
@@ -211,8 +212,10 @@ def _checked_against_kaldi_text(entry: Entry, kaldi_text: str | None) -> Entry |
 def _read_hf(corpus: str):
     import datasets
 
-    if corpus.startswith("hf:"):
-        dsd = datasets.load_dataset(corpus[3:])
+    if corpus.startswith("hf:"):  # from the snapshot's parquet files: load_dataset(<id>) fails offline
+        from .hub_dataset import load_hub_dataset
+
+        dsd = load_hub_dataset(corpus)
     else:
         dsd = datasets.load_from_disk(corpus)
     if not isinstance(dsd, datasets.DatasetDict) or not set(SPLITS) <= set(dsd):

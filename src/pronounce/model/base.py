@@ -4,7 +4,8 @@
 - A Hub id is referenced in models/base/base.json with the revision asked for (None = the
   known native-layout revision, `model.default_revision`) AND the commit it resolved to, so a
   run is pinned after the fact: later stages load that commit, not the moving branch. Its
-  config is checked to be the native layout first (one small download).
+  config is checked to be the native layout first. With a commit pinned, or the revision in
+  the Hugging Face cache (`hf download`), nothing is requested from the Hub (pronounce.core.hub).
 - A local folder in the native layout is referenced; a local copy of the Hub's `main` (the
   remote-code layout, `phi4mm`) is converted into models/base/ (pronounce.model.convert), so its
   native form is a content-hashed DVC output.
@@ -36,13 +37,12 @@ from .tiny import build_tiny_model
 
 
 def resolve_commit(repo_id: str, revision: str | None) -> str:
-    """The commit a Hub revision (branch, tag, pull-request ref or commit) points at now."""
-    from huggingface_hub import HfApi
+    """The commit a Hub revision (branch, tag, pull-request ref or commit) points at: a commit
+    as is and a revision the cache holds from its ref, without the network (pronounce.core.hub);
+    else the Hub's answer. A failure is one line naming the fix (`hf download ...`)."""
+    from ..core.hub import resolve
 
-    sha = HfApi().model_info(repo_id, revision=revision).sha
-    if not sha:
-        raise RuntimeError(f"the Hub gave no commit for {repo_id!r} at revision {revision!r}")
-    return sha
+    return resolve(repo_id, revision)
 
 
 def _model_type(folder: Path):

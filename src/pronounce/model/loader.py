@@ -165,10 +165,55 @@ def check_native_layout(folder_or_config) -> dict:
 
 
 def hub_config(repo_id: str, revision: str | None) -> dict:
-    """config.json of a Hub model at ``revision`` (one small download)."""
-    from huggingface_hub import hf_hub_download
+    """config.json of a Hub model at ``revision``: from the cache when it holds it (pronounce.core.hub),
+    else one small download."""
+    from ..core import hub
 
-    return json.loads(Path(hf_hub_download(repo_id, "config.json", revision=revision)).read_text(encoding="utf-8"))
+    path = hub.file_at(repo_id, hub.resolve(repo_id, revision), "config.json")
+    return json.loads(path.read_text(encoding="utf-8"))
+
+
+def _has_weights(folder: Path) -> bool:
+    index = folder / "model.safetensors.index.json"
+    if index.is_file():
+        shards = set(json.loads(index.read_text(encoding="utf-8")).get("weight_map", {}).values())
+        return (folder / "config.json").is_file() and all((folder / s).is_file() for s in shards)
+    return (folder / "config.json").is_file() and (folder / "model.safetensors").is_file()
+
+
+def has_processor(folder: Path) -> bool:
+    return (folder / "preprocessor_config.json").is_file() and any(
+        (folder / f).is_file() for f in ("tokenizer.json", "tokenizer_config.json"))
+
+
+def _has_speech_lora(folder: Path) -> bool:
+    return all((folder / SPEECH_LORA_DIR / f).is_file() for f in ("adapter_config.json", "adapter_model.safetensors"))
+
+
+def hub_source(base: str, revision: str | None, has) -> tuple[str, str | None]:
+    """Where to load Hub id ``base`` from: the cache's snapshot folder at the resolved commit when
+    ``has(folder)`` (nothing is requested: a node without network runs from a cache filled by
+    `hf download` elsewhere), else the id at that commit (downloaded into the cache)."""
+    from ..core import hub
+
+    asked = default_revision(base, revision)
+    commit = hub.resolve(base, asked)
+    folder = hub.snapshot(base, commit)
+    if folder is not None and has(folder):
+        return str(folder), None
+    if hub.offline():
+        raise hub.HubError(f"the cache holds {base} at {commit} only in part and HF_HUB_OFFLINE is set: run "
+                           f"`{hub.download_command(base, asked)}` on a machine with network and use its HF_HOME here")
+    return base, commit
+
+
+def hub_errors(source: str, revision: str | None):
+    """One line for a failed download of a Hub id; nothing to catch for a local folder."""
+    import contextlib
+
+    from ..core import hub
+
+    return hub.hub_errors(source, revision) if revision is not None else contextlib.nullcontext()
 
 
 def attn_implementations(attn_implementation: str):
@@ -227,12 +272,13 @@ def load_base_model(base, revision: str | None = None, dtype=None,
         config = check_native_layout(local)
         source, revision = str(local), None
     else:
-        source, revision = base, default_revision(base, revision)
-        config = check_native_layout(hub_config(base, revision))
-    model, info = Phi4MultimodalForCausalLM.from_pretrained(
-        source, revision=revision, dtype=_resolve_dtype(dtype), use_safetensors=True,
-        attn_implementation=attn_implementations(attn_implementation), output_loading_info=True, **kwargs
-    )
+        source, revision = hub_source(base, revision, _has_weights)
+        config = check_native_layout(hub_config(base, revision) if revision else Path(source))
+    with hub_errors(source, revision):
+        model, info = Phi4MultimodalForCausalLM.from_pretrained(
+            source, revision=revision, dtype=_resolve_dtype(dtype), use_safetensors=True,
+            attn_implementation=attn_implementations(attn_implementation), output_loading_info=True, **kwargs
+        )
     _check_loading_info(info, bool(config.get("tie_word_embeddings")), source)
     check_audio_attention(model.config)
     mask_audio_padding(model)  # transformers 5.24 adds the audio padding mask as +1/+0 (audio_mask.py)
@@ -243,14 +289,11 @@ def speech_lora_path(base, revision: str | None = None) -> Path:
     """The folder of the base model's ``speech-lora`` PEFT adapter (downloaded for a Hub id)."""
     local = local_folder(base)
     if local is None:
-        from huggingface_hub import snapshot_download
+        from ..core import hub
 
-        root = snapshot_download(
-            repo_id=base,
-            revision=default_revision(base, revision),
-            allow_patterns=[f"{SPEECH_LORA_DIR}/adapter_config.json", f"{SPEECH_LORA_DIR}/adapter_model.safetensors"],
-        )
-        local = Path(root)
+        source, commit = hub_source(base, revision, _has_speech_lora)
+        local = Path(source) if commit is None else hub.files_at(
+            base, commit, [f"{SPEECH_LORA_DIR}/adapter_config.json", f"{SPEECH_LORA_DIR}/adapter_model.safetensors"])
     folder = local / SPEECH_LORA_DIR
     for name in ("adapter_config.json", "adapter_model.safetensors"):
         if not (folder / name).is_file():

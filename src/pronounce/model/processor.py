@@ -7,7 +7,7 @@ from __future__ import annotations
 from transformers.image_processing_base import ImageProcessingMixin
 
 from ..task import prompts
-from .loader import default_revision, local_folder
+from .loader import has_processor, hub_errors, hub_source, local_folder
 
 
 class AudioOnlyImageProcessor(ImageProcessingMixin):
@@ -64,13 +64,14 @@ def load_processor(base, revision: str | None = None, add_control_tokens: bool =
             raise FileNotFoundError(f"base model folder {str(local)!r} has no tokenizer files")
         source, revision = str(local), None
     else:
-        source, revision = base, default_revision(base, revision)
-    tokenizer = _load_tokenizer(source, revision)
+        source, revision = hub_source(base, revision, has_processor)
+    with hub_errors(source, revision):
+        tokenizer = _load_tokenizer(source, revision)
+        feature_extractor = Phi4MultimodalFeatureExtractor.from_pretrained(source, revision=revision)
     if add_control_tokens:
         missing = [t for t in prompts.CONTROL_TOKENS.values() if t not in tokenizer.get_vocab()]
         if missing:
             tokenizer.add_special_tokens({"extra_special_tokens": missing}, replace_extra_special_tokens=False)
-    feature_extractor = Phi4MultimodalFeatureExtractor.from_pretrained(source, revision=revision)
     image_processor = AudioOnlyImageProcessor()
     processor = Phi4MultimodalProcessor(
         image_processor=image_processor, audio_processor=feature_extractor, tokenizer=tokenizer
