@@ -166,7 +166,8 @@ def test_two_processes_train_the_adapter_one_process_trains(workspace, tmp_path)
     # Each output once, from rank 0: one summary line, one DVCLive log with one row a step,
     # identical to one process's (rank 1 opening its own Live would have emptied the folder).
     assert stdout.count("train paper_r64:") == 1
-    assert sorted(p.name for p in (two / "models/paper_r64").iterdir()) == ["adapter", "epoch-1", "epoch-2", "processor"]
+    assert sorted(p.name for p in (two / "models/paper_r64").iterdir()) == ["adapter", "epoch-1", "epoch-2", "processor",
+                                                                         "training.json"]
     live = "plots/metrics/train/loss.tsv"
     assert (two / "dvclive/paper_r64" / live).read_text() == (one / "dvclive/paper_r64" / live).read_text()
     assert len((two / "dvclive/paper_r64" / live).read_text().splitlines()) == 1 + 4  # header + 4 steps

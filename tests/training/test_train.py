@@ -56,7 +56,11 @@ def test_training_losses_are_the_golden_ones_and_reruns_are_bit_identical(worksp
     train(workspace, params, "paper_r64", tmp_path / "b")
     a, b = tmp_path / "a/model", tmp_path / "b/model"
     assert adapter_bytes(a / "adapter") == adapter_bytes(b / "adapter")
-    assert sorted(p.name for p in a.iterdir()) == ["adapter", "epoch-1", "epoch-2", "processor"]
+    assert sorted(p.name for p in a.iterdir()) == ["adapter", "epoch-1", "epoch-2", "processor", "training.json"]
+    # what `pronounce assess` reads to say which base and recipe the adapter comes from
+    assert json.loads((a / "training.json").read_text()) == {
+        "config": "paper_r64", "profile": "smoke", "epochs": 2, "seed": params["seed"], "base": "builtin:tiny",
+        "revision": None}
     assert adapter_bytes(a / "epoch-2") == adapter_bytes(a / "adapter")
     losses = [float(line.split("\t")[-1]) for line in
               (tmp_path / "a/live/plots/metrics/train/loss.tsv").read_text().splitlines()[1:]]

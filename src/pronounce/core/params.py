@@ -216,6 +216,7 @@ class TrainJob:
     seed: int
     num_processes: int
     determinism: str
+    profile: str = "smoke"  # train.profile: the recipe's name, recorded beside the adapter
 
 
 @dataclass(frozen=True)
@@ -271,7 +272,7 @@ class Params:
     def train_job(self, name: str) -> TrainJob:
         cfg = self.config(name)
         return TrainJob(name, cfg, self.lora if cfg.init == "fresh" else None, self.train.recipe, self.seed,
-                        self.train.num_processes, self.train.determinism)
+                        self.train.num_processes, self.train.determinism, self.train.profile)
 
     def eval_job(self, name: str) -> EvalJob:
         """A config's evaluation, or with name `base` the untrained base model's (no epochs)."""

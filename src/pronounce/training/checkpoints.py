@@ -1,7 +1,7 @@
 """The adapters a trained config left behind, and which of them to evaluate.
 
 models/<config>/ holds the final adapter (adapter/) and one folder per saved epoch (epoch-<k>/),
-each ADAPTER_FILES; `eval.epochs` selects the epochs. An adapter is known by the hash of its
+each ADAPTER_FILES, and TRAINING_RECORD; `eval.epochs` selects the epochs. An adapter is known by the hash of its
 files, so a final adapter byte-identical to an epoch's is recognised (and generated once).
 No torch here: the train stage imports ADAPTER_FILES without loading a model library.
 """
@@ -16,6 +16,9 @@ from ..core.errors import ParamsError, PipelineError
 from ..task.predictions import FINAL
 
 ADAPTER_FILES = ("adapter_config.json", "adapter_model.safetensors")  # what PEFT saves: config, weights
+# models/<config>/training.json: what the adapters were trained from (base model, recipe, epochs),
+# so `pronounce assess` and `pronounce serve` can say it (a tiny smoke model's answers mean nothing).
+TRAINING_RECORD = "training.json"
 
 
 class EvalError(PipelineError):

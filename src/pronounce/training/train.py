@@ -33,7 +33,7 @@ from ..data.audio import AudioStore
 from ..model.processor import load_processor
 from ..task.materialize import load_instances
 from .adapters import install_tied_token_head, precision_flags, training_model
-from .checkpoints import ADAPTER_FILES
+from .checkpoints import ADAPTER_FILES, TRAINING_RECORD
 from .collator import PronunciationCollator
 
 STABLE_LOG_KEYS = ("loss", "learning_rate", "grad_norm", "epoch")  # wall-clock-free, so reruns match
@@ -202,7 +202,7 @@ def run_train(job: TrainJob, base_dir, decoded_dir, materialized_dir, out_dir, l
     """Train config `job.name`; returns its timing, or None in a DDP process other than rank 0."""
     import datasets
 
-    from ..model.manifest import base_attn_implementation, resolve_base
+    from ..model.manifest import base_attn_implementation, read_manifest, resolve_base
 
     datasets.disable_caching()  # never write cache files into data/materialized (a DVC input)
     name, recipe, processes = job.name, job.recipe, job.num_processes
@@ -249,12 +249,21 @@ def run_train(job: TrainJob, base_dir, decoded_dir, materialized_dir, out_dir, l
         for epoch_dir in sorted((run_dir / "epochs").iterdir()):
             shutil.copytree(epoch_dir, tmp / epoch_dir.name)
         processor.save_pretrained(str(tmp / "processor"))
+        write_json(tmp / TRAINING_RECORD, training_record(job, read_manifest(base_dir)))
     shutil.rmtree(run_dir)  # finished: nothing left to resume
     # Wall-clock figures vary run to run: kept out of every hashed output.
     timing = {"config": name, "seconds": seconds, "resumed_from": resume.name if resume else None,
               "steps": result.global_step, "train_loss": result.training_loss, "processes": world}
     write_json(Path(runs_dir) / name / "timing.json", timing)
     return timing
+
+
+def training_record(job: TrainJob, base_manifest: dict) -> dict:
+    """What the adapters were trained from, for whoever uses them later (`pronounce assess`):
+    the base model as params named it (`builtin:tiny` for the embedded default) and the commit
+    it resolved to, the recipe by name and its epochs, the config and seed."""
+    return {"config": job.name, "profile": job.profile, "epochs": job.recipe.epochs, "seed": job.seed,
+            "base": base_manifest.get("base"), "revision": base_manifest.get("commit") or base_manifest.get("revision")}
 
 
 def _scrub_adapter_config(folder: Path) -> None:
