@@ -14,10 +14,12 @@ def main(argv=None) -> int:
     import argparse
 
     from .assess import cli as assess_cli
+    from .assess import serve
 
     top = argparse.ArgumentParser(prog="pronounce", description="LLM-based English pronunciation assessment")
     sub = top.add_subparsers(dest="command", required=True, metavar="command")
     assess_cli.add_parser(sub)
+    serve.add_parser(sub)
     args = top.parse_args(argv)
     try:
         return args.run(args)

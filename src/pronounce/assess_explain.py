@@ -37,7 +37,7 @@ def band(aspect: str, score) -> str:
     """`8/10, band 7-8: <the rubric's line>`; a score outside the scale says so."""
     s = scales()[aspect]
     for low, high, text in s["bands"]:
-        if low <= score <= high:
+        if low <= score < high + 1:  # a fractional answer (8.5) belongs to the band below
             return f"{score}/{s['high']}, band {low}-{high}: {text}"
     return f"{score}, outside the {s['low']}-{s['high']} scale: no band"
 
@@ -71,7 +71,8 @@ def explain(word: dict) -> str:
         return f"{p} (as in {PHONE_EXAMPLES[p]})" if p in PHONE_EXAMPLES else p
 
     parts = [f"said {h(s)} for {h(c)}" for c, s in word["substituted"]]
-    parts += [f"left out {h(p)}" for p in word["deleted"]] + [f"added {h(p)}" for p in word["inserted"]]
+    parts += [f"{verb} {', '.join(map(h, phones))}" for verb, phones in
+              (("left out", word["deleted"]), ("added", word["inserted"])) if phones]
     return "; ".join(parts)
 
 
@@ -112,7 +113,7 @@ def model_card(adapter: Path, config_dir: Path, base_manifest: dict | None, load
     epoch = int(name.split("-")[1]) if re.fullmatch(r"epoch-\d+", name) else record.get("epochs")
     which = "final adapter" if name == "adapter" else name
     profile, epochs = record.get("profile"), record.get("epochs")
-    card = {"config": Path(config_dir).name, "adapter": which, "epoch": epoch, "epochs": epochs,
+    card = {"config": record.get("config") or Path(config_dir).name, "adapter": which, "epoch": epoch, "epochs": epochs,
             "profile": profile, "base": base, "revision": revision, "loaded_base": loaded_base,
             "tiny": base == BUILTIN_TINY, "smoke": profile == "smoke"}
     trained = (f"{card['config']}, {which}" + (f" (epoch {epoch} of {epochs})" if epoch and epochs else "")

@@ -46,6 +46,7 @@ class AssessError(PipelineError):
 class Recording:
     path: str
     text: str
+    manifest: str | None = None  # the manifest that named it, for the path rule in a missing file's error
 
 
 def load_clip(path, max_seconds: float, min_samples: int) -> np.ndarray:
@@ -60,10 +61,13 @@ def load_clip(path, max_seconds: float, min_samples: int) -> np.ndarray:
     return to_float(pcm)
 
 
+MANIFEST_RULE = "relative audio paths are taken from the manifest's own folder, not the current directory"
+
+
 def read_manifest(path) -> list[Recording]:
     """CSV rows `path,text` (a header row `path,text` is allowed); relative audio paths are taken
-    from the manifest's folder. Every row must name a file and a text: the first that does not is
-    an AssessError naming its line."""
+    from the manifest's folder (MANIFEST_RULE). Every row must name a file and a text: the first
+    that does not is an AssessError naming its line."""
     import csv
 
     path = Path(path)
@@ -86,15 +90,15 @@ def read_manifest(path) -> list[Recording]:
         if not audio:
             raise AssessError(f"manifest {path} line {n}: no audio path")
         check_text(text, f"manifest {path} line {n}")
-        out.append(Recording(str(path.parent / audio), text))
+        out.append(Recording(str(path.parent / audio), text, None if Path(audio).is_absolute() else str(path)))
     return out
 
 
-def check_text(text, where: str) -> None:
+def check_text(text, where: str, example: str = '--text "We call it bear"') -> None:
     from ..scoring.metrics import normalise_words
 
     if not text or not normalise_words(text):
-        raise AssessError(f"{where}: no expected text (the sentence the speaker read), e.g. --text \"We call it bear\"")
+        raise AssessError(f"{where}: no expected text (the sentence the speaker read), e.g. {example}")
 
 
 def find_adapter(model) -> tuple[Path, Path]:
@@ -120,17 +124,17 @@ def find_adapter(model) -> tuple[Path, Path]:
     return adapter, config_dir
 
 
-def find_base(config_dir: Path, base=None) -> tuple[str, str | None, str | None]:
-    """(source, revision, attention implementation or None for the loader's default) of the base
-    model: `base` (a folder with base.json, i.e. models/base, or a model folder or Hub id), else
-    the models/base beside the config folder."""
-    from ..model.manifest import MANIFEST, base_attn_implementation, resolve_base
+def find_base(config_dir: Path, base=None) -> tuple[str, str | None, str | None, dict | None]:
+    """(source, revision, attention implementation or None for the loader's default, base.json or
+    None) of the base model: `base` (a folder with base.json, i.e. models/base, or a model folder
+    or Hub id), else the models/base beside the config folder."""
+    from ..model.manifest import MANIFEST, base_attn_implementation, read_manifest, resolve_base
 
     folder = Path(base) if base is not None else config_dir.parent / "base"
     if (folder / MANIFEST).is_file():
-        return (*resolve_base(folder), base_attn_implementation(folder))
+        return (*resolve_base(folder), base_attn_implementation(folder), read_manifest(folder))
     if base is not None:
-        return str(base), None, None
+        return str(base), None, None, None
     raise AssessError(f"no base model for {config_dir}: {folder / MANIFEST} not found "
                       "(run `dvc repro base`, or pass --base)")
 
@@ -151,8 +155,11 @@ class Assessor:
         p = params if isinstance(params, Params) else load_params(params)
         self.max_seconds = p.data.max_seconds
         self.batch_size = p.eval.batch_size
+        from .explain import model_card
+
         adapter, config_dir = find_adapter(model)
-        source, revision, attn = find_base(config_dir, base)
+        source, revision, attn, manifest = find_base(config_dir, base)
+        self.card = model_card(adapter, config_dir, manifest, source)  # read before loading: says what answers
         try:
             processor = load_processor(source, revision)
             self.model = load_model(source, revision, processor, adapter, attn_implementation=attn)
@@ -186,7 +193,8 @@ class Assessor:
             try:
                 clips[k] = load_clip(rec.path, self.max_seconds, self.min_samples)
             except AudioError as e:
-                errors[k] = str(e)
+                missing = rec.manifest and e.reason == "unreadable_audio" and not Path(rec.path).exists()
+                errors[k] = f"{e} ({MANIFEST_RULE}: {rec.manifest})" if missing else str(e)
                 bar.update(2)
         # Evaluate's order: one task per batch (the prompts differ in length), clips by length
         # (little padding), then input order.
@@ -198,6 +206,7 @@ class Assessor:
                 for g in self.generate(batch):
                     answers[g["utt_id"], g["task"]] = g
                 bar.update(len(batch))
-        return [result(rec.path, rec.text, error=errors[k]) if k in errors else
-                result(rec.path, rec.text, clips[k].size / SAMPLE_RATE, answers[k, "apa"], answers[k, "mdd"])
+        return [result(rec.path, rec.text, error=errors[k], model=self.card) if k in errors else
+                result(rec.path, rec.text, clips[k].size / SAMPLE_RATE, answers[k, "apa"], answers[k, "mdd"],
+                       model=self.card)
                 for k, rec in enumerate(recordings)]

@@ -20,12 +20,17 @@ FORMATS = {".jsonl": "json", ".json": "json", ".html": "html", ".htm": "html"}
 def add_parser(subparsers) -> None:
     p = subparsers.add_parser(
         "assess", help="assess your own recordings with a trained adapter",
-        description="APA scores, what was said, and the mispronounced words of each recording.")
+        description="APA scores with the paper's rubric band, what the model heard against the expected "
+                    "sentence, and the mispronounced words of each recording, phone by phone (ARPAbet, with an "
+                    "example word for each). Every output starts with the model's banner: an adapter of the "
+                    "tiny smoke model says that its answers mean nothing.")
     p.add_argument("audio", nargs="*", help="audio files (any format soundfile reads), all reading --text")
     p.add_argument("--model", required=True, help="a trained config folder, e.g. models/pretrained_r320 "
                    "(or one of its adapter folders, e.g. models/pretrained_r320/epoch-2)")
     p.add_argument("--text", help="the sentence the speaker read")
-    p.add_argument("--manifest", help="a CSV file of rows path,text (paths relative to the file's folder)")
+    p.add_argument("--manifest", help="a CSV file of rows path,text; relative audio paths are taken from the "
+                   "manifest's own folder, not the current directory (data/x.wav in clips/list.csv is "
+                   "clips/data/x.wav)")
     p.add_argument("--base", help="the base model: a folder with base.json (default: models/base beside "
                    "--model's config folder), or a model folder or Hub id")
     p.add_argument("--params", default="params.yaml",

