@@ -66,8 +66,9 @@ class Service:
         self.lock = threading.Lock()  # the queue runs one at a time; this makes it true for any caller
         self.log = log or (lambda line: print(line, file=sys.stderr, flush=True))
 
-    def answer(self, audio_path, text) -> str:
-        """The result of one recording as an HTML fragment; a bad input is its one-line reason."""
+    def answer(self, audio_path, text) -> tuple[str, dict]:
+        """One recording's result as an HTML fragment and as `pronounce assess --json` gives it
+        (`{"error": reason}` for an input refused before the model); a bad input is one line."""
         from .assess import AssessError, Recording, check_text
         from .assess_report import render_error, render_fragment
 
@@ -88,9 +89,9 @@ class Service:
                   f"({self.load_seconds:.1f} s)")
         if result is None:
             self.log(f"serve: request {n}: {seconds:.2f} s, refused: {reason}")
-            return render_error(reason, footer)
+            return render_error(reason, footer), {"error": reason, "request": n, "seconds": round(seconds, 3)}
         self.log(f"serve: request {n}: {seconds:.2f} s, " + (f"error: {result['error']}" if result["error"] else "ok"))
-        return render_fragment(result, footer)
+        return render_fragment(result, footer), {**result, "request": n, "seconds": round(seconds, 3)}
 
 
 def build_app(service: Service, banner_html: str, queue_size: int = QUEUE_SIZE):
@@ -110,7 +111,9 @@ def build_app(service: Service, banner_html: str, queue_size: int = QUEUE_SIZE):
                 button = gr.Button("Assess", variant="primary", elem_id="assess")
             with gr.Column(scale=3):
                 result = gr.HTML(elem_id="result")
-        button.click(service.answer, [audio, text], [result], api_name="assess", concurrency_limit=1)
+                with gr.Accordion("the result as JSON (as pronounce assess --json)", open=False):
+                    data = gr.JSON(elem_id="json")
+        button.click(service.answer, [audio, text], [result, data], api_name="assess", concurrency_limit=1)
     app.queue(default_concurrency_limit=1, max_size=queue_size)
     return app, CSS
 

@@ -166,7 +166,9 @@ def test_command_prints_a_table_and_writes_html_and_jsonl(model_dir, params, tmp
     (path, text), (path2, text2) = list(CLIPS.values())[:2]
     assert pronounce(["assess", "--model", str(model_dir), "--params", p, "--text", text, str(path)]) == 0
     out = capsys.readouterr().out
-    assert out.startswith(f"{path}  (") and "1 recording(s): 1 assessed, 0 failed" in out
+    assert out.startswith("TINY SMOKE MODEL, NOT A REAL ASSESSMENT: paper_r64, final adapter (epoch 2 of 2), "
+                          "recipe smoke, was trained on builtin:tiny")
+    assert out.splitlines()[2].startswith(f"{path}  (") and "1 recording(s): 1 assessed, 0 failed" in out
 
     (tmp_path / "clips").mkdir()
     (tmp_path / "clips" / "empty.wav").write_bytes(b"")
@@ -191,6 +193,32 @@ def test_command_prints_a_table_and_writes_html_and_jsonl(model_dir, params, tmp
 # --------------------------------------------------------------------------- golden per-word diff
 
 
+GOLDEN_TABLE = """\
+my.wav  (2.00 s)  expected: 'We call it the bear.'
+  scores  (0-10; each with the paper's rubric line for its band)   [json]
+    accuracy  8/10, band 7-8: The overall pronunciation of the sentence is good, with a few pronunciation mistakes
+    fluency   9/10, band 8-10: Fluent without noticeable pauses or stammering
+    prosodic  7/10, band 7-8: Nearly correct intonation at a stable speaking speed, nearly smooth and coherent, but with little stammering and few pauses
+    total     8/10, band 7-8: Good pronunciation with minor issues that don't affect comprehension
+  heard   'we call it the bear'   [json]: the model heard the expected sentence (5 of 5 words)
+  said    AH W IY K AA L IH T DH IY B EH
+  mispronounced (3 of 5 words):
+    WE           added AH (as in cup)
+    CALL         said AA (as in hot) for AO (as in law)
+    BEAR         left out R (as in red)
+     word  heard  expected  said     errors
+  *  WE    WE     W IY      AH W IY  +AH
+  *  CALL  CALL   K AO L    K AA L   AO->AA
+     IT    IT     IH T      IH T
+     THE   THE    DH IY     DH IY
+  *  BEAR  BEAR   B EH R    B EH     -R
+  phones: AA as in hot, AH as in cup, AO as in law, B as in boy, DH as in this, EH as in bed, IH as in sit, IY as in see, K as in key, L as in leg, R as in red, T as in top, W as in we
+
+1 recording(s): 1 assessed, 0 failed
+"""
+CARD = {"banner": "TINY SMOKE MODEL, NOT A REAL ASSESSMENT: ...", "tiny": True, "smoke": True}
+
+
 def test_golden_word_diff_and_table_on_a_fixed_answer():
     mdd = '{"word_transcript": "we call it the bear", "phoneme_transcript": "AH W IY K AA L IH T DH IY B EH"}'
     r = result("my.wav", "We call it the bear.", 2.0, {"raw": APA_OK, "stopped": "eos"}, mdd)
@@ -203,22 +231,27 @@ def test_golden_word_diff_and_table_on_a_fixed_answer():
         ("THE", ["DH", "IY"], ["DH", "IY"], [], [], [], True),  # CMUdict's second variant: not an error
         ("BEAR", ["B", "EH", "R"], ["B", "EH"], [], ["R"], [], False),
     ]
-    assert render_table([r]) == """\
-my.wav  (2.00 s)  expected: 'We call it the bear.'
-  APA    accuracy 8  fluency 9  prosodic 7  total 8   [json]
-  heard  'we call it the bear'   [json]
-  said   AH W IY K AA L IH T DH IY B EH
-     word  expected  said     errors
-  *  WE    W IY      AH W IY  +AH
-  *  CALL  K AO L    K AA L   AO->AA
-     IT    IH T      IH T
-     THE   DH IY     DH IY
-  *  BEAR  B EH R    B EH     -R
-  3 of 5 words mispronounced (*)
+    assert r["mispronounced"] == [{"word": "WE", "errors": "added AH (as in cup)"},
+                                  {"word": "CALL", "errors": "said AA (as in hot) for AO (as in law)"},
+                                  {"word": "BEAR", "errors": "left out R (as in red)"}]
+    assert r["heard"]["matched"] == 5 and r["phones"]["DH"] == "this"
+    assert render_table([r]) == GOLDEN_TABLE
+    page = render_html([r])
+    assert '<tr class=bad><td>CALL</td>' in page and '<abbr title="DH as in this">DH</abbr>' in page
+    assert page.index("Mispronounced: 3 of 5 words") < page.index("<table class=words>")  # what to work on first
 
-1 recording(s): 1 assessed, 0 failed
-"""
-    assert '<tr class=bad><td>CALL</td>' in render_html([r])
+
+def test_the_banner_heads_every_output_format():
+    r = result("my.wav", "We call it bear", 2.0, APA_OK, '{"word_transcript": "bye", "phoneme_transcript": "B AY"}',
+               model=CARD)
+    failed = result("x.wav", "We call it bear", error="empty_audio: zero-byte file", model=CARD)
+    assert render_table([r, failed]).splitlines()[0] == CARD["banner"]
+    assert to_jsonl([r, failed]).startswith('{"banner": "TINY SMOKE MODEL')
+    assert all(json.loads(line)["banner"] == CARD["banner"] for line in to_jsonl([r, failed]).splitlines())
+    body = render_html([r, failed]).split("<body>", 1)[1]
+    assert body.startswith('<p class="banner" id=banner>TINY SMOKE MODEL')
+    # the issue's case: 9/10 beside every word marked, explained by what the model heard
+    assert "the model heard other words (0 of 4 expected words): it did not recognise the sentence" in render_table([r])
 
 
 def test_insertions_between_words_belong_to_the_word_before():
@@ -231,15 +264,23 @@ def test_unparsed_answers_and_unknown_words_invent_nothing():
     assert r["apa"]["scores"] is None and r["apa"]["status"] == "no_fields"
     assert r["mdd"]["phones"] is None and r["mdd"]["status"] == "missing_fields"
     assert r["words"] is None and r["words_reason"] == "the MDD answer did not parse (missing_fields)"
-    assert "APA    not parsed (no_fields): 'I think it was good'" in render_table([r])
+    assert "scores  not parsed (no_fields): 'I think it was good'" in render_table([r])
 
     r = result("b.wav", "We call it Zorblax", 1.0, APA_OK, '{"word_transcript": "x", "phoneme_transcript": "W IY"}')
-    assert r["missing_words"] == ["ZORBLAX"] and r["words"] is None
-    assert r["words_reason"] == "not in CMUdict: ZORBLAX"
-    assert r["canonical"][-1] == {"word": "ZORBLAX", "phones": None}
-    assert "  CMU    W IY K AO L IH T <ZORBLAX?>" in render_table([r])
-    with pytest.raises(ValueError, match="not in CMUdict: ZORBLAX"):
-        word_diff(expected_words("We call it Zorblax"), ["W"])
+    assert r["missing_words"] == [] and r["predicted_words"] == ["ZORBLAX"]  # g2p-en's prediction, marked
+    assert r["canonical"][-1] == {"word": "ZORBLAX", "phones": "Z AO R B AH L K S".split(), "predicted": True}
+    assert [w["predicted"] for w in r["words"]] == [False, False, False, True]
+    table = render_table([r])
+    assert "  *  ZORBLAX^  X      Z AO R B AH L K S" in table
+    assert "  ^ not in CMUdict: its expected phones are g2p-en's prediction" in table
+
+    r = result("c.wav", "We call it 42", 1.0, APA_OK, '{"word_transcript": "x", "phoneme_transcript": "W IY"}')
+    assert r["missing_words"] == ["42"] and r["words"] is None
+    assert r["words_reason"] == ("no pronunciation for 42 (not in CMUdict, and g2p-en spells only letters: "
+                                 "write numbers as words)")
+    assert "  expected phones  W IY K AO L IH T <42?>" in render_table([r])
+    with pytest.raises(ValueError, match="no pronunciation: 42"):
+        word_diff(expected_words("We call it 42"), ["W"])
 
 
 # --------------------------------------------------------------------------- bad input
@@ -265,6 +306,10 @@ def test_bad_recordings_each_get_one_line_and_the_others_run(assessor, tmp_path)
     table = render_table(got)
     assert f"{tmp_path / 'empty.wav'}  error: empty_audio: zero-byte file\n" in table
     assert table.endswith("7 recording(s): 1 assessed, 6 failed\n")
+    # a manifest's missing file: its error states where relative paths are taken from
+    (missing,) = assessor.assess([Recording(str(tmp_path / "sub" / "x.wav"), text, str(tmp_path / "list.csv"))])
+    assert missing["error"].endswith("(relative audio paths are taken from the manifest's own folder, not the "
+                                     f"current directory: {tmp_path / 'list.csv'})")
 
 
 def one_line_error(capsys, argv, pattern):
@@ -325,8 +370,12 @@ def test_python_m_pronounce_reports_a_bad_model_folder_in_one_line(tmp_path):
 
 def test_manifest_paths_are_relative_to_its_folder(tmp_path):
     (tmp_path / "m.csv").write_text('a.wav,"Hello, world"\n/abs/b.flac,bear\n')
-    assert read_manifest(tmp_path / "m.csv") == [Recording(str(tmp_path / "a.wav"), "Hello, world"),
+    assert read_manifest(tmp_path / "m.csv") == [Recording(str(tmp_path / "a.wav"), "Hello, world", str(tmp_path / "m.csv")),
                                                   Recording("/abs/b.flac", "bear")]
+    help_text = subprocess.run([sys.executable, "-m", "pronounce", "assess", "--help"], capture_output=True,
+                               text=True, cwd=ROOT, timeout=120).stdout
+    assert "relative audio paths are taken from the manifest's own folder, not the current directory" in " ".join(
+        help_text.split())
     with pytest.raises(AssessError, match=r"line 1: no audio path"):
         (tmp_path / "n.csv").write_text(",bear\n")
         read_manifest(tmp_path / "n.csv")
