@@ -114,12 +114,12 @@ def main(argv=None) -> int:
         server.terminate()
         server.wait(timeout=60)
 
-    from pronounce.assess import Assessor, Recording
-    from pronounce.evaluate import _threads
-    from pronounce.params import load_params
+    from pronounce.assess.api import Assessor, Recording
+    from pronounce.core.params import load_params
+    from pronounce.evaluation.evaluate import set_threads
 
     params = load_params(args.params)
-    _threads(params.eval.cpu_threads)
+    set_threads(params.eval.cpu_threads)
     started = time.perf_counter()
     assessor = Assessor(args.model, params=params)
     figures["assessor_load_s"] = time.perf_counter() - started

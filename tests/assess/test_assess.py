@@ -358,6 +358,18 @@ def test_inputs_the_command_cannot_start_from_are_one_line(assessor, model_dir, 
         find_adapter(tmp_path / "cfg")
 
 
+@pytest.mark.slow  # a model trained by the model_dir fixture
+def test_the_command_prints_no_library_noise(model_dir, params, tmp_path):
+    """transformers' RoPE advice, PEFT's deprecated-property warning and the weight-loading bar are
+    filtered where they are emitted: standard error holds only the command's own lines."""
+    path, text = next(iter(CLIPS.values()))
+    proc = subprocess.run([sys.executable, "-m", "pronounce", "assess", "--model", str(model_dir), "--params",
+                           write_params(tmp_path, params), "--text", text, str(path)],
+                          capture_output=True, text=True, cwd=ROOT, timeout=600)
+    assert proc.returncode == 0 and proc.stderr == "", proc.stderr
+    assert proc.stdout.startswith("TINY SMOKE MODEL, NOT A REAL ASSESSMENT")
+
+
 def test_python_m_pronounce_reports_a_bad_model_folder_in_one_line(tmp_path):
     (tmp_path / "a.wav").write_bytes(b"")
     proc = subprocess.run([sys.executable, "-m", "pronounce", "assess", "--model", str(tmp_path), "--text", "hi",

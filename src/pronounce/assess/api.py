@@ -139,6 +139,29 @@ def find_base(config_dir: Path, base=None) -> tuple[str, str | None, str | None,
                       "(run `dvc repro base`, or pass --base)")
 
 
+# Messages the libraries print on every load of this model, each harmless here: transformers'
+# advice to restate the real config's long-RoPE `original_max_position_embeddings` as a `factor`
+# (a field of the real model's config, which the tiny model keeps), and PEFT's reading of a property transformers
+# deprecated (`is_gradient_checkpointing`, read once when the adapter is attached).
+ROPE_ADVICE = "This model config has set a `rope_parameters['original_max_position_embeddings']` field"
+DEPRECATED_PROPERTY = r"`is_gradient_checkpointing` is deprecated"
+
+
+def quiet_known_noise() -> None:
+    """Filter those two messages where they are emitted (their logger and warning), and the
+    weight-loading progress bar, so a command's standard error holds only its own lines; any other
+    warning or error of the libraries still shows. For the commands' processes, not the library."""
+    import logging
+    import warnings
+
+    from transformers.utils import logging as hf_logging
+
+    logging.getLogger("transformers.modeling_rope_utils").addFilter(
+        lambda record: not record.getMessage().startswith(ROPE_ADVICE))
+    warnings.filterwarnings("ignore", message=DEPRECATED_PROPERTY, category=FutureWarning)
+    hf_logging.disable_progress_bar()
+
+
 class Assessor:
     """Loads base model + adapter once; `assess(recordings)` answers both tasks for each.
 

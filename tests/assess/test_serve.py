@@ -17,8 +17,7 @@ import time
 import numpy as np
 import pytest
 import soundfile as sf
-from test_assess import CLIPS, model_dir, params, write_params  # noqa: F401  (a trained adapter)
-from test_train import workspace  # noqa: F401
+from test_assess import CLIPS, model_dir, params, workspace, write_params  # noqa: F401  (a trained adapter)
 
 pytest.importorskip("gradio", reason="pronounce serve needs the serve extra (the dev extra installs it)")
 from gradio_client import Client, handle_file  # noqa: E402
@@ -102,8 +101,8 @@ def test_answers_are_the_assessors_and_one_model_is_loaded(server, baseline, mod
     """The page's answers are what `pronounce assess` (the same Assessor, one clip per batch) gives."""
     import torch
 
-    from pronounce.assess import Assessor, Recording
-    from pronounce.params import parse_params
+    from pronounce.assess.api import Assessor, Recording
+    from pronounce.core.params import parse_params
 
     torch.set_num_threads(1)  # eval.cpu_threads, as the server runs
     local = Assessor(model_dir, params=parse_params(params))

@@ -20,7 +20,7 @@ from pathlib import Path
 
 import numpy as np
 
-from .metrics import normalise_phones
+from ..scoring.metrics import normalise_phones
 
 # g2p_en.g2p.G2p's vocabularies, in its order (the model's embedding rows and output classes).
 GRAPHEMES = ("<pad>", "<unk>", "</s>", *"abcdefghijklmnopqrstuvwxyz")

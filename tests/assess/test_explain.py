@@ -10,12 +10,12 @@ import types
 import pytest
 from conftest import ROOT
 
-from pronounce.assess_explain import PHONE_EXAMPLES, band, explain, legend, model_card, phone_hint, scales, word_check
-from pronounce.assess_g2p import predict
-from pronounce.assess_words import _cmudict, expected_words
-from pronounce.metrics import normalise_phones
-from pronounce.phones import ARPABET
-from pronounce.prompts import APA_FIELDS, APA_PROMPT
+from pronounce.assess.explain import PHONE_EXAMPLES, band, explain, legend, model_card, phone_hint, scales, word_check
+from pronounce.assess.g2p import predict
+from pronounce.assess.words import _cmudict, expected_words
+from pronounce.scoring.metrics import normalise_phones
+from pronounce.data.phones import ARPABET
+from pronounce.task.prompts import APA_FIELDS, APA_PROMPT
 
 # --------------------------------------------------------------------------- rubric
 
@@ -136,7 +136,7 @@ def refuse(*a, **k):
     raise AssertionError("network")
 socket.socket.connect = refuse
 socket.getaddrinfo = refuse
-from pronounce.assess_words import expected_words
+from pronounce.assess.words import expected_words
 e = expected_words("Zorblax")
 print(e.variants[0][0], sorted(m for m in sys.modules if m.split(".")[0] in ("nltk", "g2p_en")))
 """

@@ -11,11 +11,11 @@ import json
 import re
 from pathlib import Path
 
-from .checkpoints import TRAINING_RECORD
-from .metrics import align, normalise_words
-from .params import BUILTIN_TINY
-from .phones import ARPABET
-from .prompts import APA_FIELDS, APA_PROMPT
+from ..training.checkpoints import TRAINING_RECORD
+from ..scoring.metrics import align, normalise_words
+from ..core.params import BUILTIN_TINY
+from ..data.phones import ARPABET
+from ..task.prompts import APA_FIELDS, APA_PROMPT
 
 # --------------------------------------------------------------------------- scales and rubric
 

@@ -46,7 +46,7 @@ def add_parser(subparsers) -> None:
 
 
 def _gradio():
-    from .assess import AssessError
+    from .api import AssessError
 
     os.environ.setdefault("GRADIO_ANALYTICS_ENABLED", "False")  # no telemetry, no version check (network)
     try:
@@ -69,8 +69,8 @@ class Service:
     def answer(self, audio_path, text) -> tuple[str, dict]:
         """One recording's result as an HTML fragment and as `pronounce assess --json` gives it
         (`{"error": reason}` for an input refused before the model); a bad input is one line."""
-        from .assess import AssessError, Recording, check_text
-        from .assess_report import render_error, render_fragment
+        from .api import AssessError, Recording, check_text
+        from .report import render_error, render_fragment
 
         started = time.perf_counter()
         with self.lock:
@@ -97,7 +97,7 @@ class Service:
 def build_app(service: Service, banner_html: str, queue_size: int = QUEUE_SIZE):
     """The page: the model's banner, recording + sentence, and the result."""
     gr = _gradio()
-    from .assess_report import CSS
+    from .report import CSS
 
     with gr.Blocks(title="Pronunciation assessment", analytics_enabled=False,
                    delete_cache=(3600, 3600)) as app:  # uploads older than an hour are removed hourly
@@ -119,15 +119,16 @@ def build_app(service: Service, banner_html: str, queue_size: int = QUEUE_SIZE):
 
 
 def run(args) -> int:
-    from .assess import Assessor, find_adapter
-    from .assess_report import render_banner
-    from .evaluate import _threads
-    from .params import load_params
+    from .api import Assessor, find_adapter, quiet_known_noise
+    from .report import render_banner
+    from ..evaluation.evaluate import set_threads
+    from ..core.params import load_params
 
     _gradio()  # the missing extra is reported before the model loads
     find_adapter(args.model)
     params = load_params(args.params)
-    _threads(params.eval.cpu_threads)
+    set_threads(params.eval.cpu_threads)
+    quiet_known_noise()
     started = time.perf_counter()
     assessor = Assessor(args.model, base=args.base, params=params)
     load_seconds = time.perf_counter() - started
