@@ -19,6 +19,7 @@ import os
 import sys
 import threading
 import time
+from pathlib import Path
 
 DEFAULT_HOST, DEFAULT_PORT = "127.0.0.1", 7860
 QUEUE_SIZE = 64  # requests waiting beyond this are refused at once ("queue is full") rather than left hanging
@@ -68,7 +69,8 @@ class Service:
 
     def answer(self, audio_path, text) -> tuple[str, dict]:
         """One recording's result as an HTML fragment and as `pronounce assess --json` gives it
-        (`{"error": reason}` for an input refused before the model); a bad input is one line."""
+        (`{"error": reason}` for an input refused before the model); a bad input is one line.
+        The page shows the uploaded file's name, not the server's temporary copy."""
         from .api import AssessError, Recording, check_text
         from .report import render_error, render_fragment
 
@@ -81,6 +83,7 @@ class Service:
                     raise AssessError("no recording: record one with the microphone or upload an audio file")
                 check_text(text, "sentence", example="We call it bear")
                 result = self.assessor.assess([Recording(str(audio_path), text)])[0]
+                result["path"] = Path(audio_path).name
             except AssessError as e:
                 result = None
                 reason = str(e)
@@ -90,8 +93,13 @@ class Service:
         if result is None:
             self.log(f"serve: request {n}: {seconds:.2f} s, refused: {reason}")
             return render_error(reason, footer), {"error": reason, "request": n, "seconds": round(seconds, 3)}
+        if result["error"]:  # the upload's name, not the server's temporary copy
+            result["error"] = result["error"].replace(str(audio_path), result["path"])
         self.log(f"serve: request {n}: {seconds:.2f} s, " + (f"error: {result['error']}" if result["error"] else "ok"))
-        return render_fragment(result, footer), {**result, "request": n, "seconds": round(seconds, 3)}
+        # `recording` (the uploaded file's name) in place of `path`: a server's temporary path means
+        # nothing to the client, and Gradio's client takes any {"path": ...} for a file to download.
+        data = {("recording" if k == "path" else k): (Path(v).name if k == "path" else v) for k, v in result.items()}
+        return render_fragment(result, footer), {**data, "request": n, "seconds": round(seconds, 3)}
 
 
 def build_app(service: Service, banner_html: str, queue_size: int = QUEUE_SIZE):
@@ -101,10 +109,11 @@ def build_app(service: Service, banner_html: str, queue_size: int = QUEUE_SIZE):
 
     with gr.Blocks(title="Pronunciation assessment", analytics_enabled=False,
                    delete_cache=(3600, 3600)) as app:  # uploads older than an hour are removed hourly
-        gr.HTML(banner_html, elem_id="banner")
+        gr.HTML(banner_html, elem_id="model")
         with gr.Row():
             with gr.Column(scale=2):
-                audio = gr.Audio(sources=["microphone", "upload"], type="filepath", label="Recording",
+                # no "share" button: it offers to post the recording to a hosted service
+                audio = gr.Audio(sources=["upload", "microphone"], type="filepath", label="Recording", buttons=["download"],
                                  elem_id="recording")
                 text = gr.Textbox(label="The sentence read", placeholder="We call it bear", elem_id="sentence")
                 gr.Examples([[s] for s in EXAMPLES], inputs=[text], label="or pick one")
