@@ -219,7 +219,7 @@ def assess_in_page(page, file, sentence):
 
 
 @pytest.mark.browser
-def test_the_page_in_headless_chromium(server, browser, tmp_path):
+def test_the_page_in_headless_chromium(server, browser, baseline, tmp_path):
     page = browser.new_page(viewport={"width": 1280, "height": 900})
     outside = []
     page.on("request", lambda r: None if r.url.startswith(server.url) or r.url.startswith(("data:", "blob:"))
@@ -228,29 +228,35 @@ def test_the_page_in_headless_chromium(server, browser, tmp_path):
     assert page.locator("#model p.banner").inner_text().startswith("TINY SMOKE MODEL, NOT A REAL ASSESSMENT")
     loads = sum(line.startswith("serve: loaded ") for line in server.lines)
 
-    path, text = next(iter(CLIPS.values()))
+    utt, (path, text) = next(iter(CLIPS.items()))
+    expected = baseline[utt]  # the same clip over HTTP: what the page must show
     assess_in_page(page, path, text)
     result = page.locator("#result")
-    result.locator("table.scores").wait_for(timeout=120_000)
-    scores = result.locator("table.scores tr").all_inner_texts()[1:]
-    assert [s.split("\t")[0] for s in scores] == ["accuracy", "fluency", "prosodic", "total"]
-    assert all(re.search(r"\t\d+ / 10\t\S", s) for s in scores), scores
-    words = result.locator("table.words tr")
-    if words.count():  # the tiny model's MDD answer parsed: every word a row, the mispronounced marked
-        assert words.count() == 1 + len(text.split())
-        assert result.locator("table.words tr.bad").count() == result.locator("ul.mispronounced li").count()
-    assert "heard:" in result.inner_text() and "ARPAbet phones:" in result.inner_text()
-    first = result.inner_text()
+    result.locator("section").wait_for(timeout=300_000)
+    shown = result.inner_text()
+    if expected["apa"]["scores"] is not None:
+        rows = result.locator("table.scores tr").all_inner_texts()[1:]
+        assert [r.split("\t")[:2] for r in rows] == [[k, f"{v} / 10"] for k, v in expected["apa"]["scores"].items()]
+        assert all("band " in r for r in rows)
+    else:  # the briefly trained test model may answer no parsable scores: the page says so
+        assert f"scores: not parsed ({expected['apa']['status']})" in shown
+    if expected["words"] is not None:  # every word a row; the mispronounced marked and listed first
+        assert result.locator("table.words tr").count() == 1 + len(expected["words"])
+        bad = sum(not w["ok"] for w in expected["words"])
+        assert result.locator("table.words tr.bad").count() == result.locator("ul.mispronounced li").count() == bad
+        assert f"Mispronounced: {bad} of {len(expected['words'])} words" in shown
+    else:
+        assert f"no per-word diff: {expected['words_reason']}" in shown
+    assert f"expected: {text}" in " ".join(shown.split()) and "ARPAbet phones:" in shown
     page.screenshot(path=str(tmp_path / "serve.png"), full_page=True)
 
     (tmp_path / "notes.wav").write_text("not audio at all")
     assess_in_page(page, tmp_path / "notes.wav", text)
-    page.locator("#result p.err").wait_for(timeout=120_000)
-    assert re.fullmatch(r"error: unreadable_audio: Error opening 'notes\.wav': Format not recognised\.",
-                        page.locator("#result p.err").inner_text())
+    error = result.locator("p.err", has_text="unreadable_audio")
+    error.wait_for(timeout=300_000)
+    assert re.fullmatch(r"error: unreadable_audio: Error opening 'notes\.wav': Format not recognised\.", error.inner_text())
     footer = page.locator("#result p.note").last.inner_text()
     assert re.match(r"request \d+ answered in [\d.]+ s by the model loaded once at start", footer)
-    assert first != result.inner_text()
     # Two requests from the page, one model load for the whole server.
     assert sum(line.startswith("serve: loaded ") for line in server.lines) == loads == 1
     assert not outside, f"the page fetched from outside the server: {outside}"
