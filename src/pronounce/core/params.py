@@ -216,7 +216,7 @@ class TrainJob:
     seed: int
     num_processes: int
     determinism: str
-    profile: str = "smoke"  # train.profile: the recipe's name, recorded beside the adapter
+    profile: str  # train.profile: the recipe's name, recorded beside the adapter (training.json)
 
 
 @dataclass(frozen=True)
