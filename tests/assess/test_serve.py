@@ -182,7 +182,9 @@ def test_memory_is_flat_over_100_requests(server, client):
 # --------------------------------------------------------------------------- a real browser
 
 CHROMIUM_FLAGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
-                  "--disable-component-update", "--disable-sync", "--no-first-run"]
+                  "--disable-component-update", "--disable-sync", "--no-first-run",
+                  # a fake microphone (Chromium's test tone), granted without a prompt
+                  "--use-fake-device-for-media-stream", "--use-fake-ui-for-media-stream"]
 
 
 def chromium() -> str | None:
@@ -219,7 +221,7 @@ def assess_in_page(page, file, sentence):
 
 
 @pytest.mark.browser
-def test_the_page_in_headless_chromium(server, browser, baseline, tmp_path):
+def test_the_page_in_headless_chromium(browser, server, baseline, tmp_path):  # browser first: a skip costs nothing
     page = browser.new_page(viewport={"width": 1280, "height": 900})
     outside = []
     page.on("request", lambda r: None if r.url.startswith(server.url) or r.url.startswith(("data:", "blob:"))
@@ -261,3 +263,24 @@ def test_the_page_in_headless_chromium(server, browser, baseline, tmp_path):
     assert sum(line.startswith("serve: loaded ") for line in server.lines) == loads == 1
     assert not outside, f"the page fetched from outside the server: {outside}"
     page.close()
+
+
+@pytest.mark.browser
+def test_a_microphone_recording_is_assessed(browser, server):
+    """The page's recorder (Chromium's fake microphone: a test tone) hands the server a WAV it reads."""
+    context = browser.new_context(permissions=["microphone"])
+    page = context.new_page()
+    page.goto(server.url)
+    page.locator("#recording button[aria-label='Record audio']").click()
+    page.locator("#recording button", has_text="Record").first.click()
+    page.wait_for_timeout(2500)
+    page.locator("#recording button", has_text="Stop").first.click()
+    page.locator("#recording button[aria-label=Clear]").wait_for(timeout=60_000)  # the recording is in the player
+    page.locator("#sentence textarea").fill("We call it bear")
+    page.locator("#assess").click()
+    section = page.locator("#result section")
+    section.wait_for(timeout=300_000)
+    heading = section.locator("h2").inner_text()
+    assert heading.endswith(".wav") and "error:" not in section.inner_text(), section.inner_text()
+    assert re.search(r"expected: We call it bear · (\d+\.\d+) s", " ".join(section.inner_text().split()))
+    context.close()
