@@ -1,6 +1,6 @@
 """What `pronounce assess` says beside the model's answers: the model's banner, each score's band
 from the paper's rubric, heard-vs-expected words, ARPAbet example words, and g2p-en's offline
-prediction for words CMUdict lacks. No model: fast."""
+prediction for words CMUdict lacks. No model: fast, but for the comparison with g2p-en itself."""
 
 import json
 import subprocess
@@ -109,6 +109,7 @@ def test_words_cmudict_lacks_get_g2p_ens_prediction_marked():
     assert expected_words("Zorblax", g2p=False).missing == ["ZORBLAX"]
 
 
+@pytest.mark.slow  # importing NLTK takes ~15 s on 2 shared cores; CI runs it
 def test_prediction_equals_g2p_ens_own_predict(monkeypatch):
     """g2p-en's G2p.predict, imported with its NLTK download checks stubbed (the import would
     otherwise try the network) and NLTK's cmudict replaced (G2p() loads it; predict never reads it)."""
