@@ -63,6 +63,7 @@ def test_training_losses_are_the_golden_ones_and_reruns_are_bit_identical(worksp
     assert adapter_bytes(a / "adapter") == adapter_bytes(b / "adapter")
     assert sorted(p.name for p in a.iterdir()) == ["adapter", "epoch-1", "epoch-2", "processor"]
     assert adapter_bytes(a / "epoch-2") == adapter_bytes(a / "adapter")
+    assert (a / "adapter/adapter_model.safetensors").samefile(a / "epoch-2/adapter_model.safetensors")  # on disk once
     losses = [float(line.split("\t")[-1]) for line in
               (tmp_path / "a/live/plots/metrics/train/loss.tsv").read_text().splitlines()[1:]]
     assert first["steps"] == len(losses) == 8
