@@ -2,6 +2,7 @@
 
 import json
 import os
+import shutil
 import signal
 import subprocess
 import sys
@@ -244,8 +245,12 @@ def test_changed_params_never_resume_another_runs_checkpoint(workspace, params, 
     changed["train"] = params["train"]
     changed["lora"]["r"] = 8
     assert train(workspace, changed, "paper_r64", tmp_path)["resumed_from"] is None
+    # as if the kill had come before epoch 1's adapter was copied out of checkpoint-4: recovered
+    (checkpoint,) = (tmp_path / "runs/paper_r64").glob("*/checkpoint-4")
+    shutil.rmtree(checkpoint.parent / "epochs")
     params["train"]["recipes"]["smoke"]["save_steps"] = 2  # a new checkpoint cadence is no new run
     assert train(workspace, params, "paper_r64", tmp_path)["resumed_from"] == "checkpoint-4"
+    assert sorted(p.name for p in (tmp_path / "model").glob("epoch-*")) == ["epoch-1", "epoch-2"]
     assert not list((tmp_path / "runs/paper_r64").glob("*/checkpoint-*"))  # finished runs leave none
 
 

@@ -30,7 +30,7 @@ from transformers import TrainerCallback
 
 from ..core.artifacts import atomic_dir, dir_digest, write_json
 from ..core.determinism import set_determinism
-from ..core.errors import ParamsError
+from ..core.errors import ParamsError, PipelineError
 from ..core.params import Recipe, TrainJob
 from ..data.audio import AudioStore
 from ..model.processor import load_processor
@@ -312,8 +312,8 @@ def run_train(job: TrainJob, base_dir, decoded_dir, materialized_dir, out_dir, l
 
     epochs = saved_epochs(run_dir)
     if sorted(epochs) != list(range(1, recipe.epochs + 1)):  # never an output silently short of an epoch
-        raise RuntimeError(f"training of {name} ended with epoch adapters {sorted(epochs)}, not 1..{recipe.epochs}: "
-                           f"delete {run_dir} and rerun the stage")
+        raise PipelineError(f"training of {name} ended with epoch adapters {sorted(epochs)}, not 1..{recipe.epochs} "
+                            f"(a checkpoint folder edited by hand?): delete {run_dir} and rerun the stage")
     with atomic_dir(out_dir) as tmp:
         model.save_pretrained(str(tmp / "adapter"))
         _scrub_adapter_config(tmp / "adapter")
