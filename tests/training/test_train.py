@@ -18,7 +18,7 @@ from transformers import TrainerCallback
 from pronounce.core.errors import ParamsError
 from pronounce.core.params import load_params, parse_params
 from pronounce.training.adapters import load_pretrained_lora, lora_config
-from pronounce.training.train import EpochAdapters, latest_checkpoint, run_train, sft_config
+from pronounce.training.train import EpochAdapters, SamplerEpoch, latest_checkpoint, run_train, sft_config
 
 
 @pytest.fixture(scope="module")
@@ -201,6 +201,40 @@ def test_a_run_killed_mid_epoch_resumes_to_the_same_adapters(workspace, params, 
     loss = "live/plots/metrics/train/loss.tsv"
     assert (x / loss).read_text() == (tmp_path / "y" / loss).read_text()
     assert len((x / loss).read_text().splitlines()) == 1 + 8
+
+
+@pytest.mark.parametrize("processes", [1, 2])
+def test_a_mid_epoch_resume_draws_the_resumed_epochs_order_under_ddp_too(processes):
+    # The dataloader as the trainer builds it for process 0 of `processes`, and the resume of
+    # epoch 2 (index 1) after 2 micro-batches as transformers does it: skip them, then set_epoch.
+    from types import SimpleNamespace
+
+    from accelerate.data_loader import prepare_data_loader, skip_first_batches
+    from torch.utils.data import DataLoader
+    from transformers import TrainerState
+
+    from pronounce.training.sampler import TaskLengthSampler
+
+    lengths, tasks = list(range(32)), ["apa"] * 16 + ["mdd"] * 16
+    sampler = TaskLengthSampler(lengths, tasks, 2, seed=3)
+    loader = prepare_data_loader(DataLoader(range(32), batch_size=2, sampler=sampler), num_processes=processes,
+                                 process_index=0, put_on_device=False)
+    resumed = skip_first_batches(loader, 2)
+    SamplerEpoch(SimpleNamespace(task_sampler=sampler)).on_epoch_begin(None, TrainerState(epoch=1.5), None)
+    resumed.set_epoch(1)
+    inner = getattr(resumed.batch_sampler, "batch_sampler", None)
+    if hasattr(inner, "set_epoch"):
+        inner.set_epoch(1)
+    epoch_2 = TaskLengthSampler(lengths, tasks, 2, seed=3)
+    epoch_2.set_epoch(1)
+    expected = epoch_2.batches()[processes * 2::processes]  # process 0's share, after the skip
+    assert [b.tolist() for b in resumed] == expected
+    # Why SamplerEpoch: under DDP the trainer's own set_epoch does not reach the sampler
+    sampler.set_epoch(0)
+    resumed.set_epoch(1)
+    if hasattr(inner, "set_epoch"):
+        inner.set_epoch(1)
+    assert sampler.epoch == (1 if processes == 1 else 0)
 
 
 def fake_checkpoint(folder, epoch, state=None):

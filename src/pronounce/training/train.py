@@ -211,15 +211,36 @@ def trainer_class():
     from .sampler import TaskLengthSampler
 
     class Trainer(SFTTrainer):
+        def __init__(self, *args, **kwargs):
+            super().__init__(*args, **kwargs)
+            self.add_callback(SamplerEpoch(self))
+
         def _get_train_sampler(self, train_dataset=None):
             if self.args.train_sampling_strategy != "group_by_length":
                 return super()._get_train_sampler(train_dataset)
             dataset = self.train_dataset if train_dataset is None else train_dataset
-            return TaskLengthSampler(dataset[self.args.length_column_name], dataset["task"],
-                                     self.args.per_device_train_batch_size,
-                                     seed=self.args.data_seed if self.args.data_seed is not None else self.args.seed)
+            self.task_sampler = TaskLengthSampler(
+                dataset[self.args.length_column_name], dataset["task"], self.args.per_device_train_batch_size,
+                seed=self.args.data_seed if self.args.data_seed is not None else self.args.seed)
+            return self.task_sampler
 
     return Trainer
+
+
+class SamplerEpoch(TrainerCallback):
+    """Tells the training sampler its epoch at each epoch's start. The trainer's own set_epoch
+    does not reach it in one case: resuming mid-epoch under DDP, where accelerate wraps the batch
+    sampler in BatchSamplerShard and the skip of the trained micro-batches in SkipBatchSampler,
+    and neither passes set_epoch on; the resumed epoch would replay epoch 0's order (tested).
+    state.epoch is the epoch's index at its start, and epochs + a fraction on a mid-epoch resume."""
+
+    def __init__(self, trainer):
+        self.trainer = trainer
+
+    def on_epoch_begin(self, args, state, control, **kwargs):
+        sampler = getattr(self.trainer, "task_sampler", None)
+        if sampler is not None:
+            sampler.set_epoch(math.floor(state.epoch or 0))
 
 
 def with_lengths(dataset, tokenizer):
