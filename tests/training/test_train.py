@@ -151,12 +151,14 @@ def kill_mid_step(ws, params, out, hold):
     """Start training in a subprocess, SIGKILL it mid-step after step `hold`; the step it began at."""
     out.mkdir(exist_ok=True)
     (out / "holding").unlink(missing_ok=True)
-    proc = subprocess.Popen([sys.executable, "-c", HOLDING_TRAINER, json.dumps(params), str(ws), str(out), str(hold)],
-                            stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+    log = out / f"train-{hold}.log"  # a file, not a pipe: a full pipe would stall the process
+    with log.open("w") as sink:
+        proc = subprocess.Popen([sys.executable, "-c", HOLDING_TRAINER, json.dumps(params), str(ws), str(out), str(hold)],
+                                stdout=sink, stderr=subprocess.STDOUT)
     try:
         deadline = time.monotonic() + 600  # a generous bound for a loaded machine, not a timing assertion
         while not (out / "holding").exists():
-            assert proc.poll() is None, f"the training process ended (rc {proc.returncode}):\n{proc.stderr.read()[-3000:]}"
+            assert proc.poll() is None, f"the training process ended (rc {proc.returncode}):\n{log.read_text()[-3000:]}"
             assert time.monotonic() < deadline, "the training process never reached the step to kill it at"
             time.sleep(0.2)
         os.kill(proc.pid, signal.SIGKILL)
@@ -164,7 +166,7 @@ def kill_mid_step(ws, params, out, hold):
     finally:
         if proc.poll() is None:
             proc.kill()
-        proc.stderr.close()
+            proc.wait()
     return int((out / "began-at").read_text())
 
 
