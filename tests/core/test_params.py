@@ -40,15 +40,20 @@ def test_params_are_frozen_and_typed():
 # over the committed params, as computed before params were typed (the YAML's dicts:
 # fingerprint(cfg, params[cfg["lora_params"]], recipe, seed, num_processes)): typing them
 # must not change what a run hashes. pretrained_r320's changed once on purpose: it hashed the
-# removed speech_lora section ({"folder": "speech-lora"}), now None (nothing in params).
+# removed speech_lora section ({"folder": "speech-lora"}), now None (nothing in params). The
+# recipe's save_steps, added later, is left out (no weight depends on it), so the hash of the
+# committed params is what it was before it existed.
 @pytest.mark.parametrize("profile", ["smoke", "paper"])
 def test_the_training_fingerprint_hashes_what_it_hashed_before(profile):
     raw = yaml.safe_load((ROOT / "params.yaml").read_text())
     raw["train"]["profile"] = profile
     job = parse_params(raw).train_job("paper_r64")
     cfg = raw["configs"]["paper_r64"]  # the old way, from the YAML's own dicts
-    old = fingerprint(cfg, raw[cfg["lora_params"]], raw["train"]["recipes"][profile], raw["seed"], 1)
+    recipe = {k: v for k, v in raw["train"]["recipes"][profile].items() if k != "save_steps"}
+    old = fingerprint(cfg, raw[cfg["lora_params"]], recipe, raw["seed"], 1)
     assert fingerprint(*params_parts(job)) == old
+    raw["train"]["recipes"][profile]["save_steps"] *= 2  # a checkpoint cadence changes no weight
+    assert fingerprint(*params_parts(parse_params(raw).train_job("paper_r64"))) == old
     raw["train"]["recipes"][profile]["epochs"] += 1  # and it moves with what the run depends on
     assert fingerprint(*params_parts(parse_params(raw).train_job("paper_r64"))) != old
 
@@ -82,6 +87,9 @@ def test_a_speech_lora_config_takes_no_adapter_params():
     (lambda p: p["train"].update(recipes=[1]), r"train\.recipes must be a mapping"),
     (lambda p: p["train"].update(determinism="strict"), r"train\.determinism must be seeded or full, got 'strict'"),
     (lambda p: p["train"].update(num_processes=3), r"train\.num_processes 3 does not divide train\.recipes\.smoke"),
+    (lambda p: p["train"]["recipes"]["paper"].update(save_steps=25),
+     r"train\.recipes\.paper\.save_steps 25 is not a multiple of its logging_steps 10, so a resumed run would log other losses"),
+    (lambda p: p["train"]["recipes"]["smoke"].update(save_steps=0), r"train\.recipes\.smoke\.save_steps must be > 0, got 0"),
     (lambda p: p["eval"].update(cpu_threads=-1), r"eval\.cpu_threads must be >= 0, got -1"),
     (lambda p: p["score"].update(min_parse_rate=2), r"score\.min_parse_rate must be a number between 0 and 1, or a mapping from training profile to one, got 2"),
     (lambda p: p.update(seed=-1), r"seed must be >= 0, got -1"),

@@ -1,6 +1,12 @@
 """Short real training runs of the tiny model on a slice of the bundled corpus."""
 
 import json
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import time
 from dataclasses import replace
 
 import pytest
@@ -12,7 +18,7 @@ from transformers import TrainerCallback
 from pronounce.core.errors import ParamsError
 from pronounce.core.params import load_params, parse_params
 from pronounce.training.adapters import load_pretrained_lora, lora_config
-from pronounce.training.train import run_train, sft_config
+from pronounce.training.train import EpochAdapters, SamplerEpoch, latest_checkpoint, run_train, sft_config
 
 
 @pytest.fixture(scope="module")
@@ -53,6 +59,7 @@ GOLDEN_LOSSES_PAPER_R64 = [7.774134, 7.771548, 7.674157, 7.507041, 7.172515, 7.3
 @pytest.mark.slow  # trains
 def test_training_losses_are_the_golden_ones_and_reruns_are_bit_identical(workspace, params, tmp_path):
     first = train(workspace, params, "paper_r64", tmp_path / "a")
+    params["train"]["recipes"]["smoke"]["save_steps"] = 1  # a checkpoint every step changes nothing trained
     train(workspace, params, "paper_r64", tmp_path / "b")
     a, b = tmp_path / "a/model", tmp_path / "b/model"
     assert adapter_bytes(a / "adapter") == adapter_bytes(b / "adapter")
@@ -62,6 +69,7 @@ def test_training_losses_are_the_golden_ones_and_reruns_are_bit_identical(worksp
         "config": "paper_r64", "profile": "smoke", "epochs": 2, "seed": params["seed"], "base": "builtin:tiny",
         "revision": None}
     assert adapter_bytes(a / "epoch-2") == adapter_bytes(a / "adapter")
+    assert (a / "adapter/adapter_model.safetensors").samefile(a / "epoch-2/adapter_model.safetensors")  # on disk once
     losses = [float(line.split("\t")[-1]) for line in
               (tmp_path / "a/live/plots/metrics/train/loss.tsv").read_text().splitlines()[1:]]
     assert first["steps"] == len(losses) == 8
@@ -117,15 +125,157 @@ class Kill(TrainerCallback):
         raise KeyboardInterrupt("killed after the first checkpoint")
 
 
-@pytest.mark.slow  # trains
-def test_interrupted_training_resumes_to_the_same_adapter(workspace, params, tmp_path):
-    with pytest.raises(KeyboardInterrupt, match="killed after the first checkpoint"):
-        train(workspace, params, "paper_r64", tmp_path / "x", callbacks=[Kill()])
-    assert not (tmp_path / "x/model").exists()  # nothing that looks finished
-    resumed = train(workspace, params, "paper_r64", tmp_path / "x")
-    assert resumed["resumed_from"] == "checkpoint-4"  # the end of epoch 1, saved before the kill
-    train(workspace, params, "paper_r64", tmp_path / "y")
-    assert adapter_bytes(tmp_path / "x/model/adapter") == adapter_bytes(tmp_path / "y/model/adapter")
+# The stage's training code (run_train) in a process of its own, which stops (sleeps) in the
+# middle of the optimizer step after step HOLD, once its first micro-batch is through backward,
+# so the test's SIGKILL lands mid-epoch at a known point: after checkpoint-HOLD, with that
+# step's accumulated gradient, optimizer and RNG states in memory and lost.
+HOLDING_TRAINER = """
+import json, sys, time
+from pathlib import Path
+from transformers import TrainerCallback
+from pronounce.core.params import parse_params
+from pronounce.training.train import run_train
+
+raw, ws, out, hold = json.loads(sys.argv[1]), Path(sys.argv[2]), Path(sys.argv[3]), int(sys.argv[4])
+
+class Hold(TrainerCallback):
+    def on_train_begin(self, args, state, control, **kwargs):
+        (out / "began-at").write_text(str(state.global_step))
+    def on_substep_end(self, args, state, control, **kwargs):
+        if state.global_step == hold:
+            (out / "holding").write_text(str(state.global_step))
+            time.sleep(3600)
+
+run_train(parse_params(raw).train_job("paper_r64"), ws / "base", ws / "decoded", ws / "materialized",
+          out / "model", out / "live", runs_dir=out / "runs", callbacks=[Hold()])
+"""
+
+
+def kill_mid_step(ws, params, out, hold):
+    """Start training in a subprocess, SIGKILL it mid-step after step `hold`; the step it began at."""
+    out.mkdir(exist_ok=True)
+    (out / "holding").unlink(missing_ok=True)
+    log = out / f"train-{hold}.log"  # a file, not a pipe: a full pipe would stall the process
+    with log.open("w") as sink:
+        proc = subprocess.Popen([sys.executable, "-c", HOLDING_TRAINER, json.dumps(params), str(ws), str(out), str(hold)],
+                                stdout=sink, stderr=subprocess.STDOUT)
+    try:
+        deadline = time.monotonic() + 600  # a generous bound for a loaded machine, not a timing assertion
+        while not (out / "holding").exists():
+            assert proc.poll() is None, f"the training process ended (rc {proc.returncode}):\n{log.read_text()[-3000:]}"
+            assert time.monotonic() < deadline, "the training process never reached the step to kill it at"
+            time.sleep(0.2)
+        os.kill(proc.pid, signal.SIGKILL)
+        assert proc.wait() == -signal.SIGKILL
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+    return int((out / "began-at").read_text())
+
+
+@pytest.mark.slow  # trains, in three processes
+def test_a_run_killed_mid_epoch_resumes_to_the_same_adapters(workspace, params, tmp_path):
+    # 8 micro-batches of 2 an epoch, 2 per optimizer step: 4 steps an epoch, 8 in all; a
+    # checkpoint every 3 steps and at each epoch's end: 3, 4 (epoch 1), 6, 8 (epoch 2). LoRA
+    # dropout draws from the RNG and warmup + linear decay move the learning rate every step,
+    # so a resume that restored the RNG, optimizer or scheduler state wrongly, or fed another
+    # micro-batch order, ends elsewhere. Expected: byte-identical, not within a tolerance: on
+    # one CPU thread with deterministic kernels the resumed run does the same float operations
+    # in the same order as the uninterrupted one (the test above finds reruns bit-identical),
+    # so any difference is state that was not restored.
+    params["train"]["recipes"]["smoke"].update(batch_size=2, grad_accum=2, save_steps=3, warmup_ratio=0.25)
+    x = tmp_path / "x"
+    # Killed in epoch 1, in step 4, after checkpoint-3: epoch 1 not yet saved.
+    assert kill_mid_step(workspace, params, x, hold=3) == 0
+    (run_dir,) = [d for d in (x / "runs/paper_r64").iterdir() if d.name != "tensorboard"]  # its fingerprint
+    assert [c.name for c in run_dir.glob("checkpoint-*")] == ["checkpoint-3"] and not (run_dir / "epochs").exists()
+    # Rerun: resumes at step 3 (its epoch's 4th micro-batch on), saves epoch 1, and is killed in
+    # epoch 2, in step 7, after checkpoint-6: the sampler must give epoch 2's order, not epoch 1's.
+    assert kill_mid_step(workspace, params, x, hold=6) == 3
+    assert [c.name for c in run_dir.glob("checkpoint-*")] == ["checkpoint-6"]
+    assert sorted(p.name for p in (run_dir / "epochs").iterdir()) == ["epoch-1"]
+    assert not (x / "model").exists()  # nothing that looks finished
+
+    resumed = train(workspace, params, "paper_r64", x)
+    assert (resumed["resumed_from"], resumed["steps"]) == ("checkpoint-6", 8)
+    train(workspace, params, "paper_r64", tmp_path / "y")  # uninterrupted
+    for folder in ("adapter", "epoch-1", "epoch-2"):
+        assert adapter_bytes(x / "model" / folder) == adapter_bytes(tmp_path / "y/model" / folder), folder
+    assert adapter_bytes(x / "model/epoch-2") == adapter_bytes(x / "model/adapter")
+    # the logs too: the loss of every step, replayed from the checkpoint and continued
+    loss = "live/plots/metrics/train/loss.tsv"
+    assert (x / loss).read_text() == (tmp_path / "y" / loss).read_text()
+    assert len((x / loss).read_text().splitlines()) == 1 + 8
+
+
+@pytest.mark.parametrize("processes", [1, 2])
+def test_a_mid_epoch_resume_draws_the_resumed_epochs_order_under_ddp_too(processes):
+    # The dataloader as the trainer builds it for process 0 of `processes`, and the resume of
+    # epoch 2 (index 1) after 2 micro-batches as transformers does it: skip them, then set_epoch.
+    from types import SimpleNamespace
+
+    from accelerate.data_loader import prepare_data_loader, skip_first_batches
+    from torch.utils.data import DataLoader
+    from transformers import TrainerState
+
+    from pronounce.training.sampler import TaskLengthSampler
+
+    lengths, tasks = list(range(32)), ["apa"] * 16 + ["mdd"] * 16
+    sampler = TaskLengthSampler(lengths, tasks, 2, seed=3)
+    loader = prepare_data_loader(DataLoader(range(32), batch_size=2, sampler=sampler), num_processes=processes,
+                                 process_index=0, put_on_device=False)
+    resumed = skip_first_batches(loader, 2)
+    SamplerEpoch(SimpleNamespace(task_sampler=sampler)).on_epoch_begin(None, TrainerState(epoch=1.5), None)
+    resumed.set_epoch(1)
+    inner = getattr(resumed.batch_sampler, "batch_sampler", None)
+    if hasattr(inner, "set_epoch"):
+        inner.set_epoch(1)
+    epoch_2 = TaskLengthSampler(lengths, tasks, 2, seed=3)
+    epoch_2.set_epoch(1)
+    expected = epoch_2.batches()[processes * 2::processes]  # process 0's share, after the skip
+    assert [b.tolist() for b in resumed] == expected
+    # Why SamplerEpoch: under DDP the trainer's own set_epoch does not reach the sampler
+    sampler.set_epoch(0)
+    resumed.set_epoch(1)
+    if hasattr(inner, "set_epoch"):
+        inner.set_epoch(1)
+    assert sampler.epoch == (1 if processes == 1 else 0)
+
+
+def fake_checkpoint(folder, epoch, state=None):
+    folder.mkdir(parents=True)
+    for f in ("adapter_model.safetensors", "optimizer.pt", "scheduler.pt", "rng_state.pth"):
+        (folder / f).write_bytes(b"x")
+    (folder / "adapter_config.json").write_text(json.dumps({"base_model_name_or_path": "/somewhere", "r": 8}))
+    (folder / "trainer_state.json").write_text(state if state is not None else json.dumps({"epoch": epoch}))
+
+
+@pytest.mark.parametrize("damage", ["no trainer state", "cut trainer state", "no optimizer"])
+def test_a_checkpoint_cut_short_by_a_kill_is_passed_over_and_removed(tmp_path, damage):
+    fake_checkpoint(tmp_path / "checkpoint-20", 0.5)
+    fake_checkpoint(tmp_path / "checkpoint-40", 1.0, state='{"epoch": 1.0, "log_hi' if damage == "cut trainer state" else None)
+    if damage == "no trainer state":
+        (tmp_path / "checkpoint-40/trainer_state.json").unlink()
+    elif damage == "no optimizer":
+        (tmp_path / "checkpoint-40/optimizer.pt").unlink()
+    assert latest_checkpoint(tmp_path, clean=False) == tmp_path / "checkpoint-20"  # another rank: looks only
+    assert (tmp_path / "checkpoint-40").exists()
+    assert latest_checkpoint(tmp_path) == tmp_path / "checkpoint-20"
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["checkpoint-20"]
+    fake_checkpoint(tmp_path / "checkpoint-100", 2.5)  # by number, not by name: 100 > 20
+    assert latest_checkpoint(tmp_path) == tmp_path / "checkpoint-100"
+
+
+def test_an_epoch_adapter_lost_to_a_kill_before_its_copy_is_recovered(tmp_path):
+    fake_checkpoint(tmp_path / "checkpoint-8", 2.0)  # an epoch's last step, saved; the copy never made
+    (tmp_path / "epochs/.epoch-2.tmp").mkdir(parents=True)  # a copy the kill cut short
+    EpochAdapters(tmp_path).recover(tmp_path / "checkpoint-8")
+    assert sorted(p.name for p in (tmp_path / "epochs").iterdir()) == ["epoch-2"]
+    assert json.loads((tmp_path / "epochs/epoch-2/adapter_config.json").read_text())["base_model_name_or_path"] is None
+    fake_checkpoint(tmp_path / "checkpoint-9", 2.25)  # mid-epoch: no epoch to recover
+    EpochAdapters(tmp_path).recover(tmp_path / "checkpoint-9")
+    assert sorted(p.name for p in (tmp_path / "epochs").iterdir()) == ["epoch-2"]
 
 
 @pytest.mark.slow  # trains
@@ -136,7 +286,12 @@ def test_changed_params_never_resume_another_runs_checkpoint(workspace, params, 
     changed["train"] = params["train"]
     changed["lora"]["r"] = 8
     assert train(workspace, changed, "paper_r64", tmp_path)["resumed_from"] is None
+    # as if the kill had come before epoch 1's adapter was copied out of checkpoint-4: recovered
+    (checkpoint,) = (tmp_path / "runs/paper_r64").glob("*/checkpoint-4")
+    shutil.rmtree(checkpoint.parent / "epochs")
+    params["train"]["recipes"]["smoke"]["save_steps"] = 2  # a new checkpoint cadence is no new run
     assert train(workspace, params, "paper_r64", tmp_path)["resumed_from"] == "checkpoint-4"
+    assert sorted(p.name for p in (tmp_path / "model").glob("epoch-*")) == ["epoch-1", "epoch-2"]
     assert not list((tmp_path / "runs/paper_r64").glob("*/checkpoint-*"))  # finished runs leave none
 
 
@@ -145,7 +300,8 @@ def test_the_paper_recipe_builds_a_valid_trainer_config(tmp_path):
     cfg = sft_config(recipe, tmp_path, seed=1)
     assert (cfg.num_train_epochs, cfg.per_device_train_batch_size, cfg.gradient_accumulation_steps) == (4, 8, 8)  # Table 3: epochs 1-4
     assert (cfg.learning_rate, cfg.optim, cfg.max_length, cfg.logging_steps) == (2e-5, "adamw_torch", 2048, 10)
-    assert cfg.save_strategy == "epoch" and cfg.remove_unused_columns is False
+    assert (cfg.save_strategy, cfg.save_steps, cfg.save_total_limit) == ("steps", 20, 1)  # and each epoch's end
+    assert cfg.remove_unused_columns is False
     assert cfg.dataset_kwargs == {"skip_prepare_dataset": True}
     assert cfg.bf16 is (torch.cuda.is_available() and torch.cuda.is_bf16_supported())
     # determinism is run_train's (train.determinism), never transformers' CUDA_LAUNCH_BLOCKING
@@ -154,7 +310,7 @@ def test_the_paper_recipe_builds_a_valid_trainer_config(tmp_path):
 
 @pytest.mark.slow  # trains
 def test_a_run_shorter_than_logging_steps_still_logs_each_epoch(workspace, params, tmp_path):
-    params["train"]["recipes"]["smoke"].update(logging_steps=100)  # never reached in 8 steps
+    params["train"]["recipes"]["smoke"].update(logging_steps=100, save_steps=100)  # never reached in 8 steps
     train(workspace, params, "paper_r64", tmp_path)
     rows = (tmp_path / "live/plots/metrics/train/loss.tsv").read_text().splitlines()
     assert [row.split("\t")[0] for row in rows] == ["step", "4", "8"]  # the end of epochs 1 and 2

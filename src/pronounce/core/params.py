@@ -127,6 +127,10 @@ class Recipe:
     optim: str = field()
     max_length: int = _positive()
     logging_steps: int = _positive()
+    # A checkpoint (adapter, optimizer, scheduler, RNG and sampler position) every save_steps
+    # optimizer steps and at each epoch's end; a rerun after a kill resumes from the newest. A
+    # multiple of logging_steps, so a resumed run logs the losses an uninterrupted one does.
+    save_steps: int = _positive()
     precision: str = _one_of("auto", "bf16", "bf16-any", "fp32", meaning="auto, bf16, bf16-any or fp32")
     gradient_checkpointing: bool = field()
     train_lm_head: bool = field()
@@ -368,6 +372,13 @@ def parse_params(raw) -> Params:
         raise ParamsError(f"params.yaml: train.num_processes {train.num_processes} does not divide "
                           f"train.recipes.{train.profile}.grad_accum {train.recipe.grad_accum}, so the "
                           f"recipe's effective batch cannot be kept: use a divisor of it")
+    for name, recipe in train.recipes.items():
+        # The trainer averages the loss logged at a step over the steps since the last log; a run
+        # resumed between two logs would average fewer steps and log another number.
+        if recipe.save_steps % recipe.logging_steps:
+            raise ParamsError(f"params.yaml: train.recipes.{name}.save_steps {recipe.save_steps} is not a multiple "
+                              f"of its logging_steps {recipe.logging_steps}, so a resumed run would log other "
+                              f"losses: use a multiple")
     if RESERVED_CONFIG in params.configs:
         raise ParamsError(f"params.yaml: a config may not be named {RESERVED_CONFIG!r} (predictions/"
                           f"{RESERVED_CONFIG}/ holds the untrained base model's)")

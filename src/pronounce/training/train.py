@@ -6,13 +6,16 @@ Outputs, under models/<config>/:
                     Unfreeze strategy) saved inside it as PEFT `modules_to_save`
   epoch-<k>/        the adapter after each epoch (what evaluation of epochs 1..N reads)
   processor files   the processor the adapter was trained with
-The last checkpoint (with optimizer state) lives in runs/<config>/<fingerprint>/ (not a DVC
-output) while training runs: a rerun after an interruption, with the same inputs and params,
-resumes from it; a change of either gets a new fingerprint and starts fresh, so nobody
-resumes someone else's checkpoint. A finished run deletes its checkpoints, so `dvc repro -f`
-really retrains.
+The last checkpoint (adapter, optimizer, scheduler, RNG states, trainer state) lives in
+runs/<config>/<fingerprint>/ (not a DVC output) while training runs, written every `save_steps`
+optimizer steps and at each epoch's end: a rerun after a kill, with the same inputs and params,
+resumes from the newest complete one, mid-epoch too (the trainer skips the epoch's micro-batches
+already trained, in the sampler's order for that epoch); a change of either gets a new
+fingerprint and starts fresh, so nobody resumes someone else's checkpoint. A finished run
+deletes its checkpoints, so `dvc repro -f` really retrains.
 """
 
+import filecmp
 import hashlib
 import json
 import math
@@ -27,7 +30,7 @@ from transformers import TrainerCallback
 
 from ..core.artifacts import atomic_dir, dir_digest, write_json
 from ..core.determinism import set_determinism
-from ..core.errors import ParamsError
+from ..core.errors import ParamsError, PipelineError
 from ..core.params import Recipe, TrainJob
 from ..data.audio import AudioStore
 from ..model.processor import load_processor
@@ -47,11 +50,17 @@ def fingerprint(*parts) -> str:
     return h.hexdigest()[:16]
 
 
+# Recipe keys no trained weight depends on: a run killed under one checkpoint cadence resumes
+# under another (a user who lost a stretch of training may well ask for more checkpoints).
+NOT_FINGERPRINTED = ("save_steps",)
+
+
 def params_parts(job: TrainJob) -> tuple:
     """The params a run depends on, as the fingerprint hashes them: the config, its fresh LoRA
-    (None for a speech-lora config), the recipe, seed and process count, each the YAML's own
-    values (the same hash as when they were dicts; tested)."""
-    return (asdict(job.config), None if job.lora is None else asdict(job.lora), asdict(job.recipe), job.seed,
+    (None for a speech-lora config), the recipe but its NOT_FINGERPRINTED keys, seed and process
+    count, each the YAML's own values (the same hash as when they were dicts; tested)."""
+    recipe = {k: v for k, v in asdict(job.recipe).items() if k not in NOT_FINGERPRINTED}
+    return (asdict(job.config), None if job.lora is None else asdict(job.lora), recipe, job.seed,
             job.num_processes)
 
 
@@ -77,7 +86,8 @@ def sft_config(recipe: Recipe, run_dir: Path, seed: int, num_processes: int = 1)
         logging_steps=recipe.logging_steps,
         activation_checkpointing=recipe.gradient_checkpointing,
         **precision_flags(recipe.precision),
-        save_strategy="epoch",
+        save_strategy="steps",  # and at each epoch's end (EpochAdapters)
+        save_steps=recipe.save_steps,
         save_total_limit=1,  # resuming needs only the last; EpochAdapters keeps each epoch's adapter
         eval_strategy="no",
         seed=seed,
@@ -143,20 +153,51 @@ class LiveLogger(TrainerCallback):
 
 
 class EpochAdapters(TrainerCallback):
-    """Copies each epoch's adapter out of its checkpoint before the trainer rotates it away."""
+    """Checkpoints at each epoch's end as well as every `save_steps` steps, and each epoch's
+    adapter copied out of its checkpoint (into epochs/epoch-<k>/, whole or not at all) before
+    the trainer rotates it away. A kill between a checkpoint and its copy is mended on resume
+    (recover): the newest checkpoint is then that epoch's own."""
 
     def __init__(self, run_dir: Path):
         self.run_dir = run_dir
+        self.saved_step = None
+
+    def on_train_begin(self, args, state, control, **kwargs):
+        state.save_steps = args.save_steps  # a resumed state keeps its checkpoint's cadence otherwise
+
+    def on_epoch_end(self, args, state, control, **kwargs):
+        if self.saved_step != state.global_step:  # not saved at this step already (save_steps divides it):
+            control.should_save = True  # a second save would rewrite the newest checkpoint in place
 
     def on_save(self, args, state, control, **kwargs):
-        if not state.is_world_process_zero:
+        self.saved_step = state.global_step
+        if state.is_world_process_zero and float(state.epoch).is_integer():  # an epoch's last step
+            save_epoch_adapter(self.run_dir / f"checkpoint-{state.global_step}", self.run_dir, round(state.epoch))
+
+    def recover(self, checkpoint: Path | None) -> None:
+        """The adapter of the epoch `checkpoint` ends, if a kill came before its copy."""
+        if checkpoint is None:
             return
-        ckpt = self.run_dir / f"checkpoint-{state.global_step}"
-        dst = self.run_dir / "epochs" / f"epoch-{round(state.epoch)}"
-        dst.mkdir(parents=True, exist_ok=True)
-        for f in ADAPTER_FILES:
-            shutil.copy2(ckpt / f, dst / f)
-        _scrub_adapter_config(dst)
+        epoch = json.loads((checkpoint / "trainer_state.json").read_text(encoding="utf-8"))["epoch"]
+        if float(epoch).is_integer() and not (self.run_dir / "epochs" / f"epoch-{round(epoch)}").is_dir():
+            save_epoch_adapter(checkpoint, self.run_dir, round(epoch))
+
+
+def save_epoch_adapter(checkpoint: Path, run_dir: Path, epoch: int) -> None:
+    dst = run_dir / "epochs" / f"epoch-{epoch}"
+    tmp = dst.with_name(f".{dst.name}.tmp")
+    shutil.rmtree(tmp, ignore_errors=True)
+    tmp.mkdir(parents=True)
+    for f in ADAPTER_FILES:
+        shutil.copy2(checkpoint / f, tmp / f)
+    _scrub_adapter_config(tmp)
+    shutil.rmtree(dst, ignore_errors=True)
+    tmp.rename(dst)
+
+
+def saved_epochs(run_dir: Path) -> dict[int, Path]:
+    folders = (run_dir / "epochs").glob("epoch-*")
+    return {int(d.name[len("epoch-"):]): d for d in folders if d.name[len("epoch-"):].isdigit()}
 
 
 def trainer_class():
@@ -170,15 +211,36 @@ def trainer_class():
     from .sampler import TaskLengthSampler
 
     class Trainer(SFTTrainer):
+        def __init__(self, *args, **kwargs):
+            super().__init__(*args, **kwargs)
+            self.add_callback(SamplerEpoch(self))
+
         def _get_train_sampler(self, train_dataset=None):
             if self.args.train_sampling_strategy != "group_by_length":
                 return super()._get_train_sampler(train_dataset)
             dataset = self.train_dataset if train_dataset is None else train_dataset
-            return TaskLengthSampler(dataset[self.args.length_column_name], dataset["task"],
-                                     self.args.per_device_train_batch_size,
-                                     seed=self.args.data_seed if self.args.data_seed is not None else self.args.seed)
+            self.task_sampler = TaskLengthSampler(
+                dataset[self.args.length_column_name], dataset["task"], self.args.per_device_train_batch_size,
+                seed=self.args.data_seed if self.args.data_seed is not None else self.args.seed)
+            return self.task_sampler
 
     return Trainer
+
+
+class SamplerEpoch(TrainerCallback):
+    """Tells the training sampler its epoch at each epoch's start. The trainer's own set_epoch
+    does not reach it in one case: resuming mid-epoch under DDP, where accelerate wraps the batch
+    sampler in BatchSamplerShard and the skip of the trained micro-batches in SkipBatchSampler,
+    and neither passes set_epoch on; the resumed epoch would replay epoch 0's order (tested).
+    state.epoch is the epoch's index at its start, and epochs + a fraction on a mid-epoch resume."""
+
+    def __init__(self, trainer):
+        self.trainer = trainer
+
+    def on_epoch_begin(self, args, state, control, **kwargs):
+        sampler = getattr(self.trainer, "task_sampler", None)
+        if sampler is not None:
+            sampler.set_epoch(math.floor(state.epoch or 0))
 
 
 def with_lengths(dataset, tokenizer):
@@ -191,10 +253,32 @@ def with_lengths(dataset, tokenizer):
     return dataset.add_column("length", [t + a for t, a in zip(text_tokens, audio_tokens)])
 
 
-def latest_checkpoint(run_dir: Path) -> Path | None:
-    ckpts = sorted(run_dir.glob("checkpoint-*"), key=lambda p: int(p.name.split("-")[1]))
-    complete = [c for c in ckpts if (c / "trainer_state.json").is_file()]
-    return complete[-1] if complete else None
+# What a checkpoint needs to resume (transformers writes trainer_state.json last, so a kill
+# while saving leaves a folder without it or with it unparsable); rng_state_<rank>.pth under DDP.
+CHECKPOINT_FILES = (*ADAPTER_FILES, "optimizer.pt", "scheduler.pt", "trainer_state.json")
+
+
+def complete(checkpoint: Path) -> bool:
+    if not all((checkpoint / f).is_file() for f in CHECKPOINT_FILES) or not list(checkpoint.glob("rng_state*.pth")):
+        return False
+    try:
+        json.loads((checkpoint / "trainer_state.json").read_text(encoding="utf-8"))
+    except (OSError, ValueError):  # unparsable, or removed meanwhile by rank 0 (latest_checkpoint)
+        return False
+    return True
+
+
+def latest_checkpoint(run_dir: Path, clean: bool = True) -> Path | None:
+    """The newest complete checkpoint. With `clean`, newer partial ones (a kill while saving)
+    are removed, so the trainer does not write its next checkpoint over a partial folder's files."""
+    ckpts = sorted((p for p in run_dir.glob("checkpoint-*") if p.name.split("-")[1].isdigit()),
+                   key=lambda p: int(p.name.split("-")[1]), reverse=True)
+    for ckpt in ckpts:
+        if complete(ckpt):
+            return ckpt
+        if clean:
+            shutil.rmtree(ckpt, ignore_errors=True)
+    return None
 
 
 def run_train(job: TrainJob, base_dir, decoded_dir, materialized_dir, out_dir, live_dir, runs_dir="runs",
@@ -227,27 +311,40 @@ def run_train(job: TrainJob, base_dir, decoded_dir, materialized_dir, out_dir, l
 
     store = AudioStore(Path(decoded_dir) / "train.arrow")
     collator = PronunciationCollator(processor, audio_lookup=lambda row: store[row["audio_row"]])
+    epoch_adapters = EpochAdapters(run_dir)
     trainer = trainer_class()(
         model=model,
         args=sft_config(recipe, run_dir, job.seed, processes),
         train_dataset=with_lengths(load_instances(materialized_dir, "train"), processor.tokenizer),
         data_collator=collator,
         processing_class=processor,
-        callbacks=[LiveLogger(Path(live_dir)), EpochAdapters(run_dir), *callbacks],
+        callbacks=[LiveLogger(Path(live_dir)), epoch_adapters, *callbacks],
     )
     install_tied_token_head(model)  # a tied lm_head's token rows in trl's fused head (adapters.py)
-    resume = latest_checkpoint(run_dir)
+    # Every rank finds the same newest complete checkpoint; only rank 0 removes partial ones.
+    resume = latest_checkpoint(run_dir, clean=trainer.is_world_process_zero())
+    if trainer.is_world_process_zero():
+        epoch_adapters.recover(resume)
     started = time.perf_counter()
     result = trainer.train(resume_from_checkpoint=str(resume) if resume else None)
     seconds = time.perf_counter() - started
     if not trainer.is_world_process_zero():  # under DDP only rank 0 writes the outputs
         return None
 
+    epochs = saved_epochs(run_dir)
+    if sorted(epochs) != list(range(1, recipe.epochs + 1)):  # never an output silently short of an epoch
+        raise PipelineError(f"training of {name} ended with epoch adapters {sorted(epochs)}, not 1..{recipe.epochs} "
+                            f"(a checkpoint folder edited by hand?): delete {run_dir} and rerun the stage")
     with atomic_dir(out_dir) as tmp:
         model.save_pretrained(str(tmp / "adapter"))
         _scrub_adapter_config(tmp / "adapter")
-        for epoch_dir in sorted((run_dir / "epochs").iterdir()):
-            shutil.copytree(epoch_dir, tmp / epoch_dir.name)
+        for k, epoch_dir in sorted(epochs.items()):  # linked, not copied: run_dir goes next
+            shutil.copytree(epoch_dir, tmp / epoch_dir.name, copy_function=_link_or_copy)
+        for f in ADAPTER_FILES:  # the final adapter is the last epoch's: one file on disk, not two
+            final, last = tmp / "adapter" / f, tmp / f"epoch-{recipe.epochs}" / f
+            if filecmp.cmp(final, last, shallow=False):
+                final.unlink()
+                _link_or_copy(last, final)
         processor.save_pretrained(str(tmp / "processor"))
         write_json(tmp / TRAINING_RECORD, training_record(job, read_manifest(base_dir)))
     shutil.rmtree(run_dir)  # finished: nothing left to resume
@@ -264,6 +361,14 @@ def training_record(job: TrainJob, base_manifest: dict) -> dict:
     it resolved to, the recipe by name and its epochs, the config and seed."""
     return {"config": job.name, "profile": job.profile, "epochs": job.recipe.epochs, "seed": job.seed,
             "base": base_manifest.get("base"), "revision": base_manifest.get("commit") or base_manifest.get("revision")}
+
+
+def _link_or_copy(src, dst) -> None:
+    """A hard link where the filesystem has them (an r=320 run's epoch adapters are 7.4 GB)."""
+    try:
+        os.link(src, dst)
+    except OSError:
+        shutil.copy2(src, dst)
 
 
 def _scrub_adapter_config(folder: Path) -> None:
