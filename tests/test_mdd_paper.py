@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 
 from pronounce import mdd_paper_fit as fit
-from pronounce.mdd_paper import COUNT_KEYS, paper_style, paper_style_arrays, paper_style_counts, paper_style_scores
+from pronounce.mdd_paper import COUNT_KEYS, READING, paper_style, paper_style_arrays, paper_style_counts, paper_style_scores
 from pronounce.metrics import per
 from pronounce.paper import PAPER_TABLE3
 
@@ -216,10 +216,11 @@ def test_the_fit_command_writes_the_table(tmp_path, monkeypatch):
 
 def test_the_shipped_fit_table_names_the_shipped_reading_and_mixes():
     text = (ROOT / "docs" / "mdd_paper_fit.md").read_text(encoding="utf-8")
-    assert "**Chosen: position by position, pooled**: it fits on every draw." in text
-    row = next(line for line in text.splitlines() if line.startswith("| position by position, pooled |"))
+    assert f"**Chosen: {READING}**: it fits on every draw." in text
+    row = next(line for line in text.splitlines() if line.startswith(f"| {READING} |"))
     mixes = "; ".join(fit._mix(fit.FITTED[g]) for g in ("untrained", "LoRA", "Unfreeze"))
-    assert row.startswith(f"| position by position, pooled | {mixes} |")
+    assert row.startswith(f"| {READING} | {mixes} |")
+    assert READING in {rd.name for rd in fit.READINGS}
 
 
 def test_the_fit_command_refuses_a_missing_corpus_in_one_line(tmp_path, capsys):

@@ -23,6 +23,7 @@ import numpy as np
 
 from .metrics import normalise_phones
 
+READING = "position by position, pooled"  # its name in the fit table (a label for reports)
 COUNT_KEYS = ("hits", "recognised", "annotated")  # per-utterance counts; corpus values are their sums
 NAMES = ("precision_paper_style", "recall_paper_style", "f1_paper_style")
 
