@@ -3,7 +3,7 @@ reconstruction, not the paper's code (which is not public) and not the field's M
 
 The paper (section 4.3) says only that they were computed "by comparing the model outputs with
 reference phoneme transcriptions". Its Table 3 chooses the reading (`python -m
-pronounce.mdd_paper_fit`): position by position, pooled over the corpus, no alignment:
+pronounce.scoring.mdd_paper_fit`): position by position, pooled over the corpus, no alignment:
   hits      = #{k < min(len a, len r): r[k] == a[k]}  (a annotated, r recognised, normalised)
   precision = sum(hits) / sum(len r),  recall = sum(hits) / sum(len a),  F1 their harmonic mean.
 Why this one: any count over an edit-distance alignment (or a bag of phones) has recall >= 1 - PER,

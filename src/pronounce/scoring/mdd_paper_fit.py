@@ -1,6 +1,6 @@
 """Which reading of the paper's MDD precision/recall/F1 its own Table 3 supports: a simulation.
 
-`python -m pronounce.mdd_paper_fit [--out FILE]` writes the fit table (markdown; 5.3 CPU-minutes measured).
+`python -m pronounce.scoring.mdd_paper_fit [--out FILE]` writes the fit table (markdown; 5.3 CPU-minutes measured).
 
 The paper says only that P/R/F1 compare "the model outputs with reference phoneme transcriptions".
 Each candidate reading (`READINGS`) is scored on recognised sequences simulated, for each Table 3
@@ -19,7 +19,7 @@ row, at that row's PER from the corpus's annotated sequences (`simulate`):
   the closest reading fits when every row is within tolerance on all four draws (`chosen_reading`).
 A reconstruction: the paper's code is not public; errors here are independent within an utterance.
 (~540 lines, over the ~300 guide: the simulation, the 18 readings, the fit and its table are one
-analysis that nothing else imports; pronounce.mdd_paper is the metric it ships.)
+analysis that nothing else imports; pronounce.scoring.mdd_paper is the metric it ships.)
 """
 
 from __future__ import annotations
@@ -33,12 +33,12 @@ from difflib import SequenceMatcher
 import numpy as np
 from scipy import stats
 
-from .corpus import Entry, read_corpus
-from .errors import CorpusError, PipelineError
+from ..core.errors import CorpusError, PipelineError
+from ..data.corpus import Entry, read_corpus
+from ..data.phones import annotation_pairs, canonical_sequence, pronounced_sequence
 from .mdd_paper import position_hits
 from .metrics import align, mdd_counts, per
 from .paper import PAPER_TABLE3
-from .phones import annotation_pairs, canonical_sequence, pronounced_sequence
 
 # A reading fits when, in every row, P, R and F1 are within VALUE_TOL of the paper's and P - R
 # within SHAPE_TOL of the paper's P - R. VALUE_TOL: the paper's test-set sampling (measured on the
@@ -62,7 +62,7 @@ class Utterance:
 
 
 def load(corpus: str) -> list[Utterance]:
-    """Every usable utterance of the corpus (both splits), read through pronounce.corpus."""
+    """Every usable utterance of the corpus (both splits), read through pronounce.data.corpus."""
     _, stream = read_corpus(corpus)
     out = [Utterance(tuple(canonical_sequence(e.labels["words"])), tuple(pronounced_sequence(e.labels["words"])),
                      tuple(annotation_pairs(e.labels["words"])))
@@ -458,7 +458,7 @@ def markdown(result: dict, corpus: str) -> str:
     lines = [
         "# Paper-style MDD precision, recall and F1: which reading Table 3 supports",
         "",
-        f"`python -m pronounce.mdd_paper_fit` (seed {result['seed']}): recognised sequences simulated from the "
+        f"`python -m pronounce.scoring.mdd_paper_fit` (seed {result['seed']}): recognised sequences simulated from the "
         f"annotated phones of `{corpus}` ({result['n_utterances']} utterances, {result['n_phones']:,} phones) at "
         f"each row's PER; mixes searched over {result['n_mixes']} grid points on {result['search_reps']} replicates "
         f"of the corpus (the best few re-scored on {result['reps']}), the table on {result['reps']} fresh ones. "
@@ -516,7 +516,7 @@ def markdown(result: dict, corpus: str) -> str:
 
 
 def main(argv=None) -> int:
-    ap = argparse.ArgumentParser(prog="python -m pronounce.mdd_paper_fit", description=__doc__.split("\n\n")[0])
+    ap = argparse.ArgumentParser(prog="python -m pronounce.scoring.mdd_paper_fit", description=__doc__.split("\n\n")[0])
     ap.add_argument("--corpus", default=CORPUS, help="speechocean762 (either form) whose annotations to simulate from")
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--search-reps", type=int, default=4, help="replicates of the corpus per grid point")

@@ -1,5 +1,5 @@
-"""Paper-style MDD precision/recall/F1 (pronounce.mdd_paper) and the fit that chose its reading
-(pronounce.mdd_paper_fit)."""
+"""Paper-style MDD precision/recall/F1 (pronounce.scoring.mdd_paper) and the fit that chose its reading
+(pronounce.scoring.mdd_paper_fit)."""
 
 import subprocess
 import sys
@@ -8,12 +8,19 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from pronounce import mdd_paper_fit as fit
-from pronounce.mdd_paper import COUNT_KEYS, READING, paper_style, paper_style_arrays, paper_style_counts, paper_style_scores
-from pronounce.metrics import per
-from pronounce.paper import PAPER_TABLE3
+from pronounce.scoring import mdd_paper_fit as fit
+from pronounce.scoring.mdd_paper import (
+    COUNT_KEYS,
+    READING,
+    paper_style,
+    paper_style_arrays,
+    paper_style_counts,
+    paper_style_scores,
+)
+from pronounce.scoring.metrics import per
+from pronounce.scoring.paper import PAPER_TABLE3
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[2]
 P, R, F = "precision_paper_style", "recall_paper_style", "f1_paper_style"
 
 
@@ -92,7 +99,7 @@ def test_counts_are_additive_as_the_bootstrap_needs():
 
 def test_no_torch_behind_it():
     """Scoring stays light: the metric and the fit import neither torch nor transformers."""
-    code = ("import sys, pronounce.mdd_paper, pronounce.mdd_paper_fit; "
+    code = ("import sys, pronounce.scoring.mdd_paper, pronounce.scoring.mdd_paper_fit; "
             "print(sorted(m for m in ('torch', 'transformers', 'datasets') if m in sys.modules))")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert out.stdout.strip() == "[]"
@@ -167,7 +174,7 @@ def test_simulate_hits_the_rows_per(utts, row, mix):
 @pytest.mark.parametrize("row", range(len(PAPER_TABLE3)))
 def test_the_chosen_reading_reproduces_table3(utts, row):
     """On a small seeded simulation (8 replicates of the bundled corpus, not the fit's draws) at the
-    fitted mixes, pronounce.mdd_paper gives each row's shape: P >= R and P - R within SHAPE_TOL of
+    fitted mixes, pronounce.scoring.mdd_paper gives each row's shape: P >= R and P - R within SHAPE_TOL of
     the paper's; and P, R, F1 within the fit's tolerance plus three simulation SDs (0.008 each at 8
     replicates, measured across seeds): an aligned count misses by 0.16 or more."""
     paper = PAPER_TABLE3[row]
