@@ -202,6 +202,16 @@ def test_plot_templates_are_valid_json_with_the_data_anchor():
         assert spec["data"] == {"values": "<DVC_METRIC_DATA>"}, name
 
 
+def test_the_vs_paper_plot_draws_our_intervals_and_names_the_run():
+    """Error bars from the plot data's low/high (rows without an interval skipped), and one row of
+    panels per run, headed by its `run` line (a smoke run's says it is not a reproduction)."""
+    spec = json.loads((ROOT / "plots" / "vs_paper.json").read_text(encoding="utf-8"))
+    assert spec["facet"]["row"]["field"] == "run" and "SMOKE RUN" in spec["facet"]["row"]["header"]["labelExpr"]
+    bars = [layer for layer in spec["spec"]["layer"] if layer["mark"]["type"] == "rule"]
+    assert len(bars) == 1 and bars[0]["encoding"]["y"]["field"] == "low" and bars[0]["encoding"]["y2"]["field"] == "high"
+    assert bars[0]["transform"] == [{"filter": "isValid(datum.low) && isValid(datum.high)"}]
+
+
 def test_intervals_verdicts_and_paired_comparisons(tmp_path):
     text = report(tmp_path, scored(tmp_path))
     # 2 speakers: the utterance-level interval, labelled, with the reason
@@ -293,8 +303,9 @@ def test_a_final_epoch_table3_lacks_is_summarised_against_our_choice_of_headline
 
 
 def test_too_few_events_read_too_few_in_every_section(tmp_path):
-    """One mispronounced phone in the fixture's test set: under min_events.mispronounced 2, recall and
-    F1 get "too few (n = 1)" in the verdicts, the intervals and the paired tests, and are listed."""
+    """One mispronounced phone in the fixture's test set: under min_events.mispronounced 2, recall,
+    precision and F1 get "too few (n = 1)" in the verdicts, the intervals and the paired tests, and
+    are listed."""
     p = params(configs=("cfg_a", "cfg_b"))
     p["score"]["intervals"]["min_events"] = {"utterances": 2, "mispronounced": 2, "rejections": 1}
     p["configs"]["cfg_b"]["unfreeze_audio"] = True
@@ -306,12 +317,12 @@ def test_too_few_events_read_too_few_in_every_section(tmp_path):
     assert verdicts["cfg_a", "3", "f1"][4] == "too few (n = 1)" and verdicts["cfg_a", "3", "wer"][4].startswith("[")
     comps = [r for r in section_rows(text, "Paired comparisons") if r[1] == "recall"]
     assert comps and all(r[3] == "too few (n = 1)" and r[4] == "n/a" and r[5] == "too few (n = 1)" for r in comps)
-    assert ("- cfg_a, epoch 3 (final): f1, recall: no interval, verdict or paired test: too few: 1 mispronounced "
+    assert ("- cfg_a, epoch 3 (final): f1, precision, recall: no interval, verdict or paired test: too few: 1 mispronounced "
             "phone, fewer than score.intervals.min_events.mispronounced=2") in text
     assert "No interval, verdict or paired test below `score.intervals.min_events`: 2 utterances, " \
            "2 mispronounced phones, 1 rejection." in text
     summary = section_rows(text, "Verdicts at a glance")
-    assert all(int(r[5]) >= 2 for r in summary[1:])  # recall and F1 of each trained row: too few
+    assert all(int(r[5]) >= 3 for r in summary[1:])  # recall, precision and F1 of each trained row: too few
 
 
 def _dvc_outputs(kind: str) -> list[tuple[str, dict]]:

@@ -403,7 +403,8 @@ def test_one_mispronounced_phone_gives_a_verdict_only_under_a_minimum_of_one(tmp
         assert metrics["verdict"]["recall"] in ("consistent", "above", "below")
         assert metrics["recall_ci"]["low"] is not None and "too_few" not in metrics["recall_ci"]
         return
-    assert metrics["verdict"]["recall"] == metrics["verdict"]["f1"] == verdict
+    # recall, and precision and F1, whose numerators the one mispronounced phone caps
+    assert metrics["verdict"]["recall"] == metrics["verdict"]["precision"] == metrics["verdict"]["f1"] == verdict
     assert metrics["recall_ci"] == {"low": None, "high": None, "too_few": verdict}
     assert metrics["recall"] == 1.0  # the measured value stays
     assert metrics["epochs"]["3"]["verdict"]["recall"] == verdict
@@ -414,4 +415,5 @@ def test_one_mispronounced_phone_gives_a_verdict_only_under_a_minimum_of_one(tmp
     # the paired comparison of epoch 3 with epoch 2 on recall: no test
     comp = details["epoch_comparisons"][1]
     assert comp["a"] == "epoch-3" and comp["metrics"]["recall"]["too_few"] == verdict
-    assert comp["metrics"]["recall"]["p_value"] is None and comp["metrics"]["precision"]["too_few"] is None
+    assert comp["metrics"]["recall"]["p_value"] is None and comp["metrics"]["precision"]["too_few"] == verdict
+    assert comp["metrics"]["wer"]["too_few"] is None and comp["metrics"]["wer"]["p_value"] is not None

@@ -179,7 +179,7 @@ class MinEvents:
     """score.intervals.min_events: the events below which a metric gets no interval, verdict or
     paired test (pronounce.scoring.intervals.too_few)."""
     utterances: int = _check(lambda v: v >= 2, ">= 2")  # scored answers (PCC, SCC, RMSE), utterances (WER, PER)
-    mispronounced: int = _check(lambda v: v >= 1, ">= 1")  # mispronounced phones (recall, F1)
+    mispronounced: int = _check(lambda v: v >= 1, ">= 1")  # mispronounced phones (recall, precision, F1)
     rejections: int = _check(lambda v: v >= 1, ">= 1")  # phones the model rejects (precision, F1)
 
 

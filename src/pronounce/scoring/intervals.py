@@ -13,8 +13,8 @@ resampling): what the score stage writes beside each metric and the report reads
   of variation it does not include (README, score stage).
 
 No interval, verdict or paired test the data cannot carry: each metric rests on a count of events
-(bootstrap.events: scored answers for a PCC, mispronounced phones for recall, rejections for
-precision, ...), and below `score.intervals.min_events` of its kind it gets "too few (n = k)"
+(bootstrap.events: scored answers for a PCC, mispronounced phones for recall, rejections and
+mispronounced phones for precision, ...), and below `score.intervals.min_events` of its kind it gets "too few (n = k)"
 instead (`too_few`), as an undefined value gets n/a. Why a minimum: the percentile interval of
 a proportion over k events, measured (1,000 simulated sets, 500 resamples, i.i.d.), covers the
 truth in 0% of sets at k = 1 (every resample the same 0 or 1: `1.000 [1.000, 1.000]`), 27-75% at

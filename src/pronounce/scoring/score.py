@@ -386,7 +386,8 @@ def run_score(job: ScoreJob, decoded_dir, pred_dir, base_pred_dir, metrics_path,
     bound = job.min_parse_rate
     low = {t: final["parse"][t]["parse_rate"] for t in TASKS if (final["parse"][t]["parse_rate"] or 0) < bound}
     if log:
-        shown = ", ".join(f"{k} {fmt(flat[k])}" for k in (*HEADLINE, "parse_rate"))
+        shown = ", ".join(f"{k} {fmt(flat[k])}" + (f" ({final_ci[k]['too_few']})" if final_ci.get(k, {}).get("too_few")
+                                                    else "") for k in (*HEADLINE, "parse_rate"))
         log(f"score {name} (final adapter, epoch {final_epoch}): {shown}")
     if low:
         raise ScoreError(f"{name}: the final adapter's parse rate is below score.min_parse_rate={bound} for "
