@@ -103,3 +103,29 @@ def test_settings_from_params_and_from_a_recorded_plan():
     assert plan["min_events"] == settings.min_events  # recorded, so the report rebuilds the same settings
     assert I.settings_of({**plan, "level": plan["level"]}) == B.Settings(0, 100, plan["level"], 10, 0.95,
                                                                          settings.min_events)
+
+
+def test_the_default_minimum_is_where_a_proportions_interval_starts_to_cover():
+    """Why min_events.mispronounced/rejections default to 20 (params.yaml): the 95% percentile
+    interval of a proportion over k i.i.d. events, over 400 simulated test sets (300 resamples
+    each, seeded), covers the truth never at k = 1, in 0.92-0.95 of sets at k = 20 for the three
+    proportions below, and at k = 10 in only 0.76 for the paper's untrained recall (0.134). The
+    bounds (0.85, 0.85) sit 5 standard errors of a 400-set coverage away from those values."""
+    rng = np.random.default_rng(0)
+
+    def coverage(k, p, sets=400, resamples=300):
+        x = rng.random((sets, k)) < p
+        draws = np.take_along_axis(x[:, None, :].repeat(resamples, 1),
+                                   rng.integers(0, k, (sets, resamples, k)), axis=2).mean(2)
+        low, high = np.percentile(draws, [2.5, 97.5], axis=1)
+        return np.mean((low <= p) & (p <= high))
+
+    for p in (0.134, 0.5, 0.721):  # the paper's untrained and epoch-3 recall, and the middle
+        assert coverage(1, p) == 0.0
+        assert coverage(20, p) >= 0.85, p
+    assert coverage(10, 0.134) < 0.85  # half the minimum is not enough for a recall like the paper's 0.134
+    import yaml
+    from conftest import ROOT
+
+    minima = yaml.safe_load((ROOT / "params.yaml").read_text())["score"]["intervals"]["min_events"]
+    assert minima["mispronounced"] == minima["rejections"] == 20
