@@ -1,5 +1,5 @@
 """Stage `report`: metrics/report.md, our results in the layout of the paper's Table 3, beside
-the paper's, plus the plot data of the cross-config plots (dvc plots show). (~315 lines: the
+the paper's, plus the plot data of the cross-config plots (dvc plots show). (~425 lines: the
 report's sections in the order they print.)
 
 Reads scores/<config>/details.json of every config in params.yaml (pronounce.scoring.score) and the

@@ -53,7 +53,7 @@ Outputs:
   scores/<config>/apa_scatter.json      predicted vs human score per aspect (final adapter)
   scores/<config>/per_vs_accuracy.json  per-utterance PER vs human accuracy (the paper's Fig. 5)
 
-(~350 lines, over the ~300 guide: the stage reads, scores, attaches intervals and verdicts and
+(~400 lines, over the ~300 guide: the stage reads, scores, attaches intervals and verdicts and
 writes its four outputs in one pass; the statistics themselves live in metrics, bootstrap and
 intervals.)
 """
