@@ -93,6 +93,10 @@ def test_a_speech_lora_config_takes_no_adapter_params():
     (lambda p: p["eval"].update(cpu_threads=-1), r"eval\.cpu_threads must be >= 0, got -1"),
     (lambda p: p["score"].update(min_parse_rate=2), r"score\.min_parse_rate must be a number between 0 and 1, or a mapping from training profile to one, got 2"),
     (lambda p: p.update(seed=-1), r"seed must be >= 0, got -1"),
+    (lambda p: p["score"]["intervals"]["min_events"].pop("mispronounced"),
+     r"missing key score\.intervals\.min_events\.mispronounced"),
+    (lambda p: p["score"]["intervals"]["min_events"].update(rejections=0),
+     r"score\.intervals\.min_events\.rejections must be >= 1, got 0"),
 ])
 def test_bad_params_name_their_key(tmp_path, edit, message):
     with pytest.raises(ParamsError, match=message):

@@ -16,6 +16,7 @@ from pronounce.core.params import EvalJob, load_params, parse_params
 from pronounce.evaluation import evaluate as E
 from pronounce.evaluation import generation as G
 from pronounce.model.tiny import AUDIO_TOKEN
+from pronounce.task import prompts
 from pronounce.task.predictions import BASE_LABEL, read_jsonl
 from pronounce.training.checkpoints import adapter_digest
 
@@ -172,6 +173,31 @@ def test_base_model_is_epoch_zero_with_its_speech_lora(world, tmp_path):
         ours = heard(**batch).logits
         bare = load_base_model(base).eval()(**batch).logits
     assert (ours - bare).abs().max().item() > 1e-4
+
+
+def test_the_base_model_is_prompted_without_control_tokens_and_a_config_with_them(world, tmp_path, monkeypatch):
+    """The paper's baseline is the model "for inference without control tokens or additional
+    training" (section 3.1): epoch 0's prompts are the task prompts alone; a trained config's
+    carry <|APA|>/<|MDD|>, as in training. Checked on what reaches the generator, and recorded."""
+    seen = []
+    original = G.Generator.__call__
+
+    def recording(self, rows):
+        seen.extend((r["task"], r["prompt"]) for r in rows)
+        return original(self, rows)
+
+    monkeypatch.setattr(G.Generator, "__call__", recording)
+    base = evaluate(world, tmp_path / "base", tmp_path / "cache", model_dir=None)
+    heard_by_base, seen[:] = list(seen), []
+    trained = evaluate(world, tmp_path / "cfg", tmp_path / "cache", params(epochs="none"))
+    expected = {task: prompts.user_turn(task, AUDIO_TOKEN, control_token=False) for task in prompts.TASKS}
+    assert len(heard_by_base) == 6 and all(p == expected[t] for t, p in heard_by_base)
+    assert not any(tok in p for _, p in heard_by_base for tok in prompts.CONTROL_TOKENS.values())
+    assert len(seen) == 6 and all(p == prompts.user_turn(t, AUDIO_TOKEN) for t, p in seen)
+    assert all(prompts.CONTROL_TOKENS[t] in p for t, p in seen)
+    assert base["control_tokens"] is False and base["prompts"] == {t: [expected[t]] for t in prompts.TASKS}
+    assert trained["control_tokens"] is True
+    assert trained["prompts"] == {t: [prompts.user_turn(t, AUDIO_TOKEN)] for t in prompts.TASKS}
 
 
 def with_epochs(epochs, profile="smoke"):

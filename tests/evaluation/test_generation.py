@@ -60,8 +60,12 @@ def test_cache_key_changes_with_everything_a_generation_depends_on():
     assert set(parts["versions"]) == {"torch", "transformers", "peft"}
     others = {G.cache_key("x" * 64, "b" * 64, gp, "c" * 64)[0], G.cache_key("a" * 64, "x" * 64, gp, "c" * 64)[0],
               G.cache_key("a" * 64, "b" * 64, {**gp, "batch_size": 1}, "c" * 64)[0],
-              G.cache_key("a" * 64, "b" * 64, gp, "x" * 64)[0]}
-    assert len(others) == 4 and key not in others
+              G.cache_key("a" * 64, "b" * 64, gp, "x" * 64)[0],
+              # the same test set prompted otherwise (the base model: without control tokens)
+              G.cache_key("a" * 64, "b" * 64, gp, "c" * 64, prompts={"apa": ["<|user|><|audio|>Rate"]})[0]}
+    assert len(others) == 5 and key not in others
+    assert G.cache_key("a" * 64, "b" * 64, gp, "c" * 64, prompts={"apa": ["x"]})[0] == \
+        G.cache_key("a" * 64, "b" * 64, gp, "c" * 64, prompts={"apa": ["x"]})[0]
 
 
 def test_cache_key_covers_the_code_generation_runs_and_only_that(tmp_path):

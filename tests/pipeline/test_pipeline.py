@@ -72,7 +72,7 @@ def test_lora_rank_experiment_reruns_only_paper_r64(repo, lora_experiment):
     rows = list(csv.DictReader(io.StringIO(shown.stdout)))
     assert "320" in [row.get("lora.r") for row in rows], "dvc exp show lists the experiment"
     diff = sh("dvc", "metrics", "diff", cwd=repo)
-    assert "metrics/paper_r64.json" in diff
+    assert "metrics/paper_r64/headline.json" in diff  # the default metrics: the headline
 
 
 def test_lora_rank_experiment_round_trips_through_a_remote(repo, lora_experiment, tmp_path):
@@ -87,7 +87,8 @@ def test_lora_rank_experiment_round_trips_through_a_remote(repo, lora_experiment
     shown = subprocess.run(["dvc", "exp", "show", "--csv"], cwd=teammate, capture_output=True, text=True, check=True)
     rows = {row["Experiment"]: row for row in csv.DictReader(io.StringIO(shown.stdout))}
     assert rows[LORA_EXP]["lora.r"] == "320", "the teammate's dvc exp show lists the experiment"
-    assert rows[LORA_EXP]["metrics/paper_r64.json:per"] not in ("", "-"), "with its metrics"
+    assert rows[LORA_EXP]["metrics/paper_r64/headline.json:per"] not in ("", "-"), "with its metrics"
+    assert rows[LORA_EXP]["metrics/paper_r64/verdict.json:per"] not in ("", "-"), "and their verdicts"
 
     sh("dvc", "exp", "apply", LORA_EXP, cwd=teammate)
     assert "r: 320" in (teammate / "params.yaml").read_text()

@@ -41,3 +41,21 @@ def test_paper_table_matches_reference():
         pytest.skip(f"{REFERENCE} not found: ../shared is not beside this clone")
     ref = json.loads(REFERENCE.read_text())["table3"]
     assert ref == P.PAPER_TABLE3
+
+
+def test_the_papers_small_facts_as_printed():
+    """The caption's one underlined (p >= 0.05) APA value, the untrained fluency PCC; the untrained
+    prosodic PCC printed with four decimals; every other value with three."""
+    assert P.PAPER_NOT_SIGNIFICANT == {("none", 0, "fluency_pcc")}
+    assert P.paper_fmt("none", 0, "fluency_pcc", -0.017) == "-0.017 (p ≥ 0.05)"
+    assert P.paper_fmt("LoRA", 0, "prosodic_pcc", -0.0493) == "-0.0493"  # epoch 0 is the "none" row
+    assert P.paper_fmt("LoRA", 1, "fluency_pcc", 0.585) == "0.585" and P.paper_fmt("LoRA", 3, "wer", 0.14) == "0.140"
+    printed = [P.paper_fmt(r["strategy"], r["epoch"], k, r[k]) for r in P.PAPER_TABLE3 for k in P.HEADLINE]
+    assert sum("(p ≥ 0.05)" in c for c in printed) == 1 and sum(len(c.split(".")[1]) == 4 for c in printed) == 1
+    assert P.paper_fmt("none", 0, "fluency_pcc", None) == "n/a"
+
+
+def test_headline_names_are_table3s_columns_in_its_order():
+    assert list(P.TABLE3_NAMES) == ["accuracy_pcc", "fluency_pcc", "prosodic_pcc", "total_pcc", "wer", "per", "f1",
+                                    "precision", "recall"]
+    assert set(P.TABLE3_NAMES) == set(P.HEADLINE)

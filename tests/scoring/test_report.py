@@ -113,7 +113,8 @@ def test_an_epoch_the_paper_lacks_is_named_not_compared(tmp_path):
                 tmp_path / "metrics" / "cfg.json", tmp_path / "scores" / "cfg", log=None)
     text = report(tmp_path, params())
     assert section_rows(text, "Each epoch minus the paper's row")[1][:4] == ["cfg", "LoRA", "10", "(not in Table 3)"]
-    assert section_rows(text, "Headline")[1][1] == "paper, LoRA epoch 3"  # the smoke run's 10th epoch: the headline
+    # the smoke run's 10th epoch: against epoch 3, labelled as our choice (the paper names no headline epoch)
+    assert section_rows(text, "Headline")[1][1] == "paper, LoRA epoch 3 (our choice)"
 
 
 def test_tiny_model_warning_is_loud_and_only_for_the_tiny_model(tmp_path):
@@ -137,27 +138,36 @@ def test_undefined_values_and_details_are_listed(tmp_path):
 def test_tables_are_padded_pipe_tables_with_cells_as_formatted(tmp_path):
     text = report(tmp_path, scored(tmp_path))
     tables = [t for t in text.split("\n\n") if t.startswith("|")]
-    # Table 3, epoch differences, headline, verdicts, APA with SCC/RMSE, paired comparisons, PCC
-    # details, MDD counts
-    assert len(tables) == 8
+    # verdicts at a glance, Table 3, epoch differences, headline, verdicts, APA with SCC/RMSE, paired
+    # comparisons, PCC details, MDD counts
+    assert len(tables) == 9
     for t in tables:
         lines = t.splitlines()
         assert len({len(line) for line in lines}) == 1, t  # columns line up in the raw file too
         assert set(lines[1]) == {"|", "-", ":"}
-    table3 = tables[0].splitlines()
+    table3 = tables[1].splitlines()
     # text columns left-aligned, metric columns right-aligned
     assert [c[:1] + c[-1:] for c in table3[1].strip("|").split("|")] == [":-"] * 4 + ["-:"] * 10
     # cells are not re-parsed as numbers: three decimals and the parse rates stay as written
-    assert section_rows(text, "Table 3 layout")[1][4:6] == ["-0.041", "-0.017"]
+    # the paper's row as it prints it: -0.0493 with four decimals, its one underlined (p >= 0.05) PCC marked
+    assert section_rows(text, "Table 3 layout")[1][4:8] == ["-0.041", "-0.017 (p ≥ 0.05)", "-0.0493", "-0.104"]
     assert section_rows(text, "Table 3 layout")[0][-1] == "0.00 / 0.00"
 
 
 def test_plot_data(tmp_path):
     report(tmp_path, scored(tmp_path))
     vs = json.loads((tmp_path / "metrics" / "plots" / "vs_paper.json").read_text())
-    assert {"metric", "config", "source", "series", "value"} == set(vs[0])
+    assert {"metric", "config", "source", "series", "value", "low", "high", "run"} == set(vs[0])
     assert {(r["source"], r["series"]) for r in vs if r["metric"] == "wer"} == {
         ("ours", "cfg_a (e3)"), ("ours", "cfg_b (e3)"), ("paper", "paper LoRA (e3)"), ("paper", "paper Unfreeze (e3)")}
+    # error bars: ours with the interval of metrics/<config>.json, the paper's without; every row names the run
+    metrics = json.loads((tmp_path / "metrics" / "cfg_a.json").read_text())
+    wer = next(r for r in vs if r["metric"] == "wer" and r["config"] == "cfg_a" and r["source"] == "ours")
+    assert (wer["low"], wer["value"], wer["high"]) == (metrics["wer_ci"]["low"], metrics["wer"], metrics["wer_ci"]["high"])
+    assert wer["low"] < wer["high"]
+    assert all(r["low"] is None and r["high"] is None for r in vs if r["source"] == "paper")
+    assert {r["run"] for r in vs} == {"SMOKE RUN, NOT A REPRODUCTION: builtin:tiny, data/speechocean762-mini, "
+                                      "profile smoke"}
     loss = json.loads((tmp_path / "metrics" / "plots" / "train_loss.json").read_text())
     assert loss == [{"config": "cfg_a", "step": 5, "epoch": 0.5, "loss": 7.5},
                     {"config": "cfg_a", "step": 10, "epoch": 1.0, "loss": 6.25}]
@@ -192,6 +202,16 @@ def test_plot_templates_are_valid_json_with_the_data_anchor():
         assert spec["data"] == {"values": "<DVC_METRIC_DATA>"}, name
 
 
+def test_the_vs_paper_plot_draws_our_intervals_and_names_the_run():
+    """Error bars from the plot data's low/high (rows without an interval skipped), and one row of
+    panels per run, headed by its `run` line (a smoke run's says it is not a reproduction)."""
+    spec = json.loads((ROOT / "plots" / "vs_paper.json").read_text(encoding="utf-8"))
+    assert spec["facet"]["row"]["field"] == "run" and "SMOKE RUN" in spec["facet"]["row"]["header"]["labelExpr"]
+    bars = [layer for layer in spec["spec"]["layer"] if layer["mark"]["type"] == "rule"]
+    assert len(bars) == 1 and bars[0]["encoding"]["y"]["field"] == "low" and bars[0]["encoding"]["y2"]["field"] == "high"
+    assert bars[0]["transform"] == [{"filter": "isValid(datum.low) && isValid(datum.high)"}]
+
+
 def test_intervals_verdicts_and_paired_comparisons(tmp_path):
     text = report(tmp_path, scored(tmp_path))
     # 2 speakers: the utterance-level interval, labelled, with the reason
@@ -203,7 +223,8 @@ def test_intervals_verdicts_and_paired_comparisons(tmp_path):
     row = next(r for r in verdicts if r[:3] == ["cfg_a", "3", "wer"])
     assert row[3:] == [f"{e3['wer']:.3f}", f"[{e3['wer_ci']['low']:.3f}, {e3['wer_ci']['high']:.3f}]", "0.140",
                        e3["verdict"]["wer"]]
-    assert {r[6] for r in verdicts} <= {"consistent", "above", "below", "n/a"}
+    assert {r[6] for r in verdicts if not re.fullmatch(r"too few \(n = \d+\)", r[6])} <= {"consistent", "above",
+                                                                                          "below", "n/a"}
     comps = section_rows(text, "Paired comparisons")
     # configs (cfg_b - cfg_a: the same answers, so a zero difference, p = 1) and consecutive epochs
     same = [r for r in comps if r[0] == "cfg_b final − cfg_a final"]
@@ -237,3 +258,107 @@ def test_the_first_lines_name_what_depends_on_the_machine(tmp_path):
     real = tmp_path / "real"
     text = report(real, scored(real, base="microsoft/Phi-4-multimodal-instruct"))
     assert text.startswith(MACHINE_NOTE) and "repro_check" in text.splitlines()[3]
+
+
+def test_the_report_opens_with_the_verdicts_at_a_glance_then_the_table(tmp_path):
+    """After the banner: the title, the verdict summary (one sentence with the counts, one row per row
+    of ours beside a row of Table 3), then the Table 3 layout; the counts are the verdicts in the metrics."""
+    from pronounce.scoring.report import MACHINE_NOTE
+
+    text = report(tmp_path, scored(tmp_path))
+    rest = text[len(TINY_WARNING + "\n" + MACHINE_NOTE + "\n"):].splitlines()
+    assert rest[:4] == ["# Results: Ahn & Nam (2025) reproduction", "", "## Verdicts at a glance", ""]
+    counts = {"consistent": 0, "above": 0, "below": 0, "too few": 0, "n/a": 0}
+    for name in ("cfg_a", "cfg_b"):
+        epochs = json.loads((tmp_path / "metrics" / f"{name}.json").read_text())["epochs"]
+        for epoch, e in epochs.items():
+            if epoch == "0" and name == "cfg_b":
+                continue  # the base model once
+            for k in paper.HEADLINE:
+                v = e["verdict"].get(k)
+                counts["n/a" if v is None else "too few" if v.startswith("too few") else v] += 1
+    assert rest[4] == (f"**Of {sum(counts.values())} Table 3 numbers set beside ours: "
+                       + ", ".join(f"{n} {k}" for k, n in counts.items()) + ".**")
+    table = [line for line in rest[5:rest.index("## Table 3 layout: ours beside the paper's")] if line.startswith("|")]
+    rows = [[c.strip() for c in line.strip("|").split("|")] for line in table[2:]]
+    assert [r[:2] for r in rows] == [[f"{BASE_LABEL}, epoch 0", "none, epoch 0"],
+                                     ["cfg_a, epoch 2", "LoRA, epoch 2"], ["cfg_a, epoch 3", "LoRA, epoch 3"],
+                                     ["cfg_b, epoch 2", "Unfreeze, epoch 2"], ["cfg_b, epoch 3", "Unfreeze, epoch 3"]]
+    assert all(sum(map(int, r[2:])) == len(paper.HEADLINE) for r in rows)
+    # what produced our numbers follows the table
+    assert text.index("## Table 3 layout") < text.index("Our rows were produced by base model")
+
+
+def test_a_final_epoch_table3_lacks_is_summarised_against_our_choice_of_headline(tmp_path):
+    labels = write_labels(tmp_path / "decoded" / "test.arrow")
+    write_predictions(tmp_path / "predictions" / "base", {"epoch-0": (0, good_rows("epoch-0", 0))})
+    write_predictions(tmp_path / "predictions" / "cfg", {"final": (20, good_rows("final", 20))})
+    S.run_score(score_job(params(), "cfg"), labels.parent, tmp_path / "predictions" / "cfg",
+                tmp_path / "predictions" / "base", tmp_path / "metrics" / "cfg.json", tmp_path / "scores" / "cfg",
+                log=None)
+    rows = section_rows(report(tmp_path, params()), "Verdicts at a glance")
+    assert [r[:2] for r in rows] == [
+        [f"{BASE_LABEL}, epoch 0", "none, epoch 0"],
+        ["cfg, epoch 20 (final)", "LoRA, epoch 3 (our choice of headline: Table 3 has no epoch 20)"]]
+
+
+def test_too_few_events_read_too_few_in_every_section(tmp_path):
+    """One mispronounced phone in the fixture's test set: under min_events.mispronounced 2, recall,
+    precision and F1 get "too few (n = 1)" in the verdicts, the intervals and the paired tests, and
+    are listed."""
+    p = params(configs=("cfg_a", "cfg_b"))
+    p["score"]["intervals"]["min_events"] = {"utterances": 2, "mispronounced": 2, "rejections": 1}
+    p["configs"]["cfg_b"]["unfreeze_audio"] = True
+    for name in ("cfg_a", "cfg_b"):
+        make_scored(tmp_path, name, p)
+    text = report(tmp_path, p)
+    verdicts = {(r[0], r[1], r[2]): r for r in section_rows(text, "Intervals and verdicts against the paper")}
+    assert verdicts["cfg_a", "3", "recall"][3:] == ["1.000", "too few (n = 1)", "0.721", "too few (n = 1)"]
+    assert verdicts["cfg_a", "3", "f1"][4] == "too few (n = 1)" and verdicts["cfg_a", "3", "wer"][4].startswith("[")
+    comps = [r for r in section_rows(text, "Paired comparisons") if r[1] == "recall"]
+    assert comps and all(r[3] == "too few (n = 1)" and r[4] == "n/a" and r[5] == "too few (n = 1)" for r in comps)
+    assert ("- cfg_a, epoch 3 (final): f1, precision, recall: no interval, verdict or paired test: too few: 1 mispronounced "
+            "phone, fewer than score.intervals.min_events.mispronounced=2") in text
+    assert "No interval, verdict or paired test below `score.intervals.min_events`: 2 utterances, " \
+           "2 mispronounced phones, 1 rejection." in text
+    summary = section_rows(text, "Verdicts at a glance")
+    assert all(int(r[5]) >= 3 for r in summary[1:])  # recall, precision and F1 of each trained row: too few
+
+
+def _dvc_outputs(kind: str) -> list[tuple[str, dict]]:
+    """(path, its settings) of every `kind` (plots, metrics, outs) entry of dvc.yaml, with the paths
+    and each config name of params.yaml substituted as DVC does."""
+    import yaml
+
+    doc = yaml.safe_load((ROOT / "dvc.yaml").read_text(encoding="utf-8"))
+    paths = next(v["paths"] for v in doc["vars"] if "paths" in v)
+    configs = yaml.safe_load((ROOT / "params.yaml").read_text(encoding="utf-8"))["configs"]
+    out = []
+    for stage in doc["stages"].values():
+        body, keys = (stage["do"], list(configs)) if "foreach" in stage else (stage, [None])
+        for entry in body.get(kind, []):
+            path, settings = next(iter(entry.items())) if isinstance(entry, dict) else (entry, {})
+            for key in keys:
+                resolved = re.sub(r"\$\{paths\.(\w+)\}", lambda m: paths[m.group(1)], path)
+                out.append((resolved.replace("${key}", key or ""), settings or {}))
+    return out
+
+
+def test_every_plot_is_drawn_from_git_and_the_default_metrics_are_the_headline():
+    """`dvc plots show` on a fresh clone (no DVC remote) renders only what git holds: every plot's
+    data is declared cache: false and is not ignored by git. The default metrics (`dvc metrics show`,
+    `dvc exp show`) are only metrics/<config>/{headline,verdict}.json; the detail is a plain output."""
+    import subprocess
+
+    plots = _dvc_outputs("plots")
+    assert len(plots) == 8  # 2 configs x (training curves, APA scatter, Figure 5) + vs paper + loss
+    for path, settings in plots:
+        assert settings.get("cache") is False, path
+        ignored = subprocess.run(["git", "check-ignore", "-q", path], cwd=ROOT)
+        assert ignored.returncode == 1, f"{path} is ignored by git: a fresh clone could not draw it"
+    metrics = sorted(path for path, _ in _dvc_outputs("metrics"))
+    assert metrics == ["metrics/paper_r64/headline.json", "metrics/paper_r64/verdict.json",
+                       "metrics/pretrained_r320/headline.json", "metrics/pretrained_r320/verdict.json"]
+    outs = dict(_dvc_outputs("outs"))
+    for kept in ("metrics/paper_r64.json", "dvclive/paper_r64/metrics.json"):
+        assert outs[kept].get("cache") is False, kept  # in git, not a default metric

@@ -9,7 +9,7 @@ import pyarrow as pa
 import pytest
 from conftest import BUNDLED
 
-from pronounce.core.params import ConfigParams, IntervalParams, ModelParams, ReportJob, ScoreJob
+from pronounce.core.params import ConfigParams, IntervalParams, MinEvents, ModelParams, ReportJob, ScoreJob
 from pronounce.data.decode import run_decode
 from pronounce.scoring import paper as P
 from pronounce.scoring import score as S
@@ -214,14 +214,18 @@ def params(base="builtin:tiny", unfreeze=False, min_parse_rate=0.0, configs=("cf
     }
 
 
-# quick intervals for the tests (the stage's default is 2,000 resamples)
-INTERVALS = {"seed": 0, "n_resamples": 200, "level": "speaker", "min_speakers": 10, "confidence": 0.95}
+# quick intervals for the tests (the stage's default is 2,000 resamples); minima of events low
+# enough for the 4-utterance fixture (tests of the minima set their own)
+LOW_MINIMA = {"utterances": 2, "mispronounced": 1, "rejections": 1}
+INTERVALS = {"seed": 0, "n_resamples": 200, "level": "speaker", "min_speakers": 10, "confidence": 0.95,
+             "min_events": LOW_MINIMA}
 
 
 def score_job(p: dict, name: str) -> ScoreJob:
     """What the score stage of config `name` reads, from a `params()` dict."""
+    iv = p["score"]["intervals"]
     return ScoreJob(name, ConfigParams(**p["configs"][name]), p["model"]["base"], p["data"]["corpus"],
-                    p["score"]["min_parse_rate"], IntervalParams(**p["score"]["intervals"]))
+                    p["score"]["min_parse_rate"], IntervalParams(**{**iv, "min_events": MinEvents(**iv["min_events"])}))
 
 
 def report_job(p: dict) -> ReportJob:
@@ -362,3 +366,54 @@ def test_min_parse_rate_fails_clearly(tmp_path):
         make_scored(tmp_path, p=params(min_parse_rate=0.8))
     assert (tmp_path / "metrics" / "cfg.json").is_file()  # written first, so the failure can be inspected
 
+
+
+def test_the_headline_files_are_small_and_keyed_by_table3s_columns(tmp_path):
+    """metrics/<config>/headline.json (what `dvc metrics show` prints by default) holds the final
+    adapter's nine Table 3 numbers at the paper's three decimals and its epoch; verdict.json beside
+    it the same keys, each number's verdict (the epoch: the paper row's)."""
+    labels = write_labels(tmp_path / "decoded" / "test.arrow")
+    write_predictions(tmp_path / "predictions" / "base", {"epoch-0": (0, good_rows("epoch-0", 0))})
+    write_predictions(tmp_path / "predictions" / "cfg", {"final": (20, good_rows("final", 20))})
+    metrics = S.run_score(score_job(params(), "cfg"), labels.parent, tmp_path / "predictions" / "cfg",
+                          tmp_path / "predictions" / "base", tmp_path / "metrics" / "cfg.json",
+                          tmp_path / "scores" / "cfg", log=None, headline_dir=tmp_path / "metrics" / "cfg")
+    values = json.loads((tmp_path / "metrics" / "cfg" / "headline.json").read_text())
+    verdicts = json.loads((tmp_path / "metrics" / "cfg" / "verdict.json").read_text())
+    names = ["accuracy", "fluency", "prosodic", "total", "wer", "per", "f1", "precision", "recall"]
+    assert list(P.TABLE3_NAMES.values()) == names
+    assert sorted(values) == sorted(verdicts) == sorted(["epoch", *names])
+    assert values["epoch"] == 20 and verdicts["epoch"] == 3  # an epoch Table 3 lacks: against its epoch 3
+    for key, name in P.TABLE3_NAMES.items():
+        assert values[name] == (None if metrics[key] is None else round(metrics[key], 3))
+        assert verdicts[name] == (metrics["verdict"][key] or "n/a")
+    assert values["wer"] == round(metrics["wer"], 3) and values["wer"] != metrics["wer"]  # 0.1666.. -> 0.167
+    # small: one short line per config in `dvc metrics show`, not the detail's hundreds of keys
+    assert len(values) == len(verdicts) == 10 < len(metrics)
+
+
+@pytest.mark.parametrize("minimum, verdict", [(1, None), (2, "too few (n = 1)")])
+def test_one_mispronounced_phone_gives_a_verdict_only_under_a_minimum_of_one(tmp_path, minimum, verdict):
+    """The fixture's test set has one mispronounced phone: at min_events.mispronounced 1 recall gets an
+    interval and a verdict; at 2, "too few (n = 1)" in the metrics, the headline and details."""
+    p = params()
+    p["score"]["intervals"] = {**INTERVALS, "min_events": {**LOW_MINIMA, "mispronounced": minimum}}
+    metrics = make_scored(tmp_path, p=p)
+    if verdict is None:
+        assert metrics["verdict"]["recall"] in ("consistent", "above", "below")
+        assert metrics["recall_ci"]["low"] is not None and "too_few" not in metrics["recall_ci"]
+        return
+    # recall, and precision and F1, whose numerators the one mispronounced phone caps
+    assert metrics["verdict"]["recall"] == metrics["verdict"]["precision"] == metrics["verdict"]["f1"] == verdict
+    assert metrics["recall_ci"] == {"low": None, "high": None, "too_few": verdict}
+    assert metrics["recall"] == 1.0  # the measured value stays
+    assert metrics["epochs"]["3"]["verdict"]["recall"] == verdict
+    details = json.loads((tmp_path / "scores" / "cfg" / "details.json").read_text())
+    final = details["checkpoints"]["final"]["intervals"]["recall"]
+    assert final["events"] == {"mispronounced": 1} and "min_events.mispronounced=2" in final["reason"]
+    assert details["intervals"]["min_events"]["mispronounced"] == 2
+    # the paired comparison of epoch 3 with epoch 2 on recall: no test
+    comp = details["epoch_comparisons"][1]
+    assert comp["a"] == "epoch-3" and comp["metrics"]["recall"]["too_few"] == verdict
+    assert comp["metrics"]["recall"]["p_value"] is None and comp["metrics"]["precision"]["too_few"] == verdict
+    assert comp["metrics"]["wer"]["too_few"] is None and comp["metrics"]["wer"]["p_value"] is not None

@@ -7,7 +7,8 @@ In a clone of a published run whose `dvc pull` brought its predictions, it runs 
 `report` stages' own functions (pronounce.scoring.score.run_score, pronounce.scoring.report.run_report; the
 stage scripts hold no logic) with this checkout's params, on the paths dvc.yaml gives them,
 into a temporary folder, and requires the checked-out `metrics/<config>.json` of every config
-and `metrics/report.md` byte-identical to what they give. It prints each difference by metric
+(and its headline, `metrics/<config>/{headline,verdict}.json`) and `metrics/report.md`
+byte-identical to what they give. It prints each difference by metric
 (`paper_r64: epochs.3.accuracy_pcc: committed 0.51, recomputed 0.49`) and exits 1 on any, 2
 when an input is missing. Nothing in the workspace is written.
 """
@@ -116,8 +117,11 @@ def verify(work_dir, log=print) -> list[str]:
     for name in configs:
         recomputed = work / "metrics" / f"{name}.json"
         run_score(params.score_job(name), paths["decoded"], Path(paths["predictions"]) / name,
-                  Path(paths["predictions"]) / "base", recomputed, scores_dir / name, log=None)
+                  Path(paths["predictions"]) / "base", recomputed, scores_dir / name, log=None,
+                  headline_dir=work / "metrics" / name)
         differences += compare_metrics(name, metrics_dir / f"{name}.json", recomputed)
+        for part in ("headline.json", "verdict.json"):
+            differences += compare_metrics(f"{name}/{part}", metrics_dir / name / part, work / "metrics" / name / part)
     report = work / "metrics" / "report.md"
     run_report(params.report_job(), scores_dir, paths["live"], report, work / "plots", log=None)
     differences += compare_text("report.md", metrics_dir / "report.md", report)

@@ -179,6 +179,15 @@ def _parse_floor_ok(v) -> bool:
 
 
 @dataclass(frozen=True)
+class MinEvents:
+    """score.intervals.min_events: the events below which a metric gets no interval, verdict or
+    paired test (pronounce.scoring.intervals.too_few)."""
+    utterances: int = _check(lambda v: v >= 2, ">= 2")  # scored answers (PCC, SCC, RMSE), utterances (WER, PER)
+    mispronounced: int = _check(lambda v: v >= 1, ">= 1")  # mispronounced phones (recall, precision, F1)
+    rejections: int = _check(lambda v: v >= 1, ">= 1")  # phones the model rejects (precision, F1)
+
+
+@dataclass(frozen=True)
 class IntervalParams:
     """score.intervals: the bootstrap of pronounce.scoring.bootstrap."""
     seed: int = _non_negative()
@@ -186,6 +195,7 @@ class IntervalParams:
     level: str = _one_of("speaker", "utterance")
     min_speakers: int = _check(lambda v: v >= 2, ">= 2")
     confidence: float = _check(lambda v: 0 < v < 1, "between 0 and 1, exclusive")
+    min_events: MinEvents = field()
 
 
 @dataclass(frozen=True)

@@ -2,13 +2,16 @@
 (its final adapter and the per-epoch adapters `eval.epochs` selects) or for the untrained
 base model (the paper's "no training" row, epoch 0). The base model is evaluated WITH its speech
 LoRA: the shipped model switches that adapter on for every audio input, so the bare base
-model is not how the model hears (BASE_LABEL names the row).
+model is not how the model hears (BASE_LABEL names the row); and WITHOUT the control tokens:
+the paper's baseline is the model "for inference without control tokens or additional training"
+(section 3.1), so its prompts are the task prompts alone (prompts.user_turn, control_token=False);
+a trained config's carry <|APA|>/<|MDD|> as in training.
 
 Outputs, under predictions/<config>/ (predictions/base/ for the base model), in the format of
 pronounce.task.predictions:
   final.jsonl, epoch-<k>.jsonl   one JSON object per test instance, sorted by (utt_id, task)
   summary.json                   what generated them (`model`: BASE_LABEL for the base model),
-                                 the checkpoints, their adapter hashes, cache keys, which
+                                 the prompts (`control_tokens`, `prompts`: each task's), the checkpoints, their adapter hashes, cache keys, which
                                  generations were shared, and the parse summaries
 Every file is byte-identical on a rerun (sorted keys, stable order, no wall-clock values).
 
@@ -34,6 +37,7 @@ from .generation import (
     generate_checkpoint,
     load_model,
     make_batches,
+    task_prompts,
     test_instances,
 )
 
@@ -92,7 +96,9 @@ def run_evaluate(job: EvalJob, base_dir, decoded_dir, materialized_dir, model_di
     else:
         checkpoints = find_checkpoints(model_dir, job.epochs)
 
-    instances = test_instances(materialized_dir)
+    control_tokens = model_dir is not None  # the base model: none (section 3.1 of the paper)
+    instances = test_instances(materialized_dir, control_tokens)
+    prompts = task_prompts(instances)
     expected = {(r["utt_id"], r["task"]) for r in instances}
     batches = make_batches(instances, job.batch_size)
     test_hash = file_digest([Path(materialized_dir) / "test.arrow", Path(decoded_dir) / "test.arrow"])
@@ -105,7 +111,7 @@ def run_evaluate(job: EvalJob, base_dir, decoded_dir, materialized_dir, model_di
 
     by_name = {}
     for ckpt in checkpoints:
-        ckpt.key, key_parts = cache_key(ckpt.digest, base_hash, gp, test_hash)
+        ckpt.key, key_parts = cache_key(ckpt.digest, base_hash, gp, test_hash, prompts=prompts)
         if ckpt.same_as is not None:
             ckpt.rows = by_name[ckpt.same_as].rows
             stats["shared"].append(ckpt.name)
@@ -130,6 +136,7 @@ def run_evaluate(job: EvalJob, base_dir, decoded_dir, materialized_dir, model_di
     summary = {"config": name, "model_base": job.model_base,
                "model": BASE_LABEL if model_dir is None else f"base + {name} adapter", "eval": gp,
                "epochs_param": job.epochs if model_dir is not None else None,
+               "control_tokens": control_tokens, "prompts": prompts,
                "test_instances": len(instances), "checkpoints": []}
     with atomic_dir(out_dir) as tmp:
         for ckpt in checkpoints:

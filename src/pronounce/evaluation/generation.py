@@ -45,11 +45,13 @@ GENERATION_MODULES = ("pronounce.evaluation.generation", "pronounce.core.determi
 # --------------------------------------------------------------------------- instances
 
 
-def test_instances(materialized_dir) -> list[dict]:
+def test_instances(materialized_dir, control_tokens: bool = True) -> list[dict]:
     """The test split's instances (utt_id, task, prompt, audio_row, duration), generation order:
     sorted by task, then clip duration, then utt_id: a batch holds one task's prompts (the APA prompt
-    is ~380 tokens longer than the MDD one), so little of it is padding."""
+    is ~380 tokens longer than the MDD one), so little of it is padding. Without `control_tokens`,
+    each prompt loses its <|APA|>/<|MDD|> (the untrained base model's prompts, prompts.user_turn)."""
     from ..task.materialize import load_instances
+    from ..task.prompts import without_control_token
 
     ds = load_instances(materialized_dir, "test").select_columns(["utt_id", "task", "prompt", "audio_row", "duration"])
     rows = ds.to_list()
@@ -58,7 +60,21 @@ def test_instances(materialized_dir) -> list[dict]:
     keys = [(r["utt_id"], r["task"]) for r in rows]
     if len(set(keys)) != len(keys):
         raise EvalError(f"{materialized_dir}/test.arrow has duplicate (utt_id, task) instances")
+    if not control_tokens:
+        try:
+            rows = [{**r, "prompt": without_control_token(r["prompt"], r["task"])} for r in rows]
+        except ValueError as e:
+            raise EvalError(f"{materialized_dir}/test.arrow: {e}") from None
     return sorted(rows, key=lambda r: (r["task"], r["duration"], r["utt_id"]))
+
+
+def task_prompts(rows: list[dict]) -> dict[str, list[str]]:
+    """{task: its distinct prompts} of the instances (one per task: a prompt names no utterance),
+    recorded in predictions/<config>/summary.json and hashed into the cache key."""
+    out: dict[str, set] = {}
+    for r in rows:
+        out.setdefault(r["task"], set()).add(r["prompt"])
+    return {t: sorted(p) for t, p in sorted(out.items())}
 
 
 def make_batches(rows: list[dict], batch_size: int) -> list[list[dict]]:
@@ -84,9 +100,11 @@ def generation_code(src=None) -> dict:
     return {"sha256": digest, "modules": files}
 
 
-def cache_key(adapter: str, base: str, gen_params: dict, test: str, code: dict | None = None) -> tuple[str, dict]:
+def cache_key(adapter: str, base: str, gen_params: dict, test: str, code: dict | None = None,
+              prompts: dict | None = None) -> tuple[str, dict]:
     """(key, what it hashes): everything a cached generation depends on. `code`: generation_code()
-    unless given."""
+    unless given; `prompts`: task_prompts() of the instances generated from (the base model's lack
+    the control tokens the materialized test set has, so the test set's hash alone does not say them)."""
     import peft
     import torch
     import transformers
@@ -97,6 +115,7 @@ def cache_key(adapter: str, base: str, gen_params: dict, test: str, code: dict |
         "base": base,
         "eval": gen_params,
         "test": test,
+        "prompts": hashlib.sha256(json.dumps(prompts, sort_keys=True).encode()).hexdigest() if prompts else None,
         "generation_version": GENERATION_VERSION,
         "versions": {"torch": torch.__version__, "transformers": transformers.__version__, "peft": peft.__version__},
         "device": "cuda" if torch.cuda.is_available() else "cpu",

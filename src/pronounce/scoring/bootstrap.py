@@ -52,6 +52,9 @@ class Settings:
     level: str  # speaker: clustered (the default); utterance: i.i.d. (for comparison)
     min_speakers: int  # fewer speakers than this: no clustered interval, the utterance-level one instead
     confidence: float = 0.95
+    # {event kind: minimum} (score.intervals.min_events; EVENT_KINDS): below it a metric gets no
+    # interval, verdict or paired test (pronounce.scoring.intervals); None: no minimum
+    min_events: dict | None = None
 
 
 @dataclass
@@ -73,6 +76,33 @@ class UtteranceStats:
         return cls({a: (arr(v["predicted"]), arr(v["human"])) for a, v in d["apa"].items()},
                    arr(d["wer_errors"]), arr(d["wer_ref"]), arr(d["per_errors"]), arr(d["per_ref"]),
                    {k: arr(d["mdd"][k]) for k in MDD_COLUMNS})
+
+
+# What each metric's interval rests on: the events it counts (score.intervals.min_events names the
+# minimum of each). A PCC, SCC or RMSE: the scored (parsed) answers; WER and PER: the utterances;
+# recall: the mispronounced phones (TR + FA); precision: the rejections (TR + FR) and the
+# mispronounced phones too, as they cap its numerator (one mispronounced phone among 760 rejections
+# holds precision under 0.0014 whatever the model does: a verdict on the test set, not the model);
+# F1 both.
+EVENT_KINDS = {"utterances": ("utterance", "utterances"),
+               "mispronounced": ("mispronounced phone", "mispronounced phones"),
+               "rejections": ("rejection", "rejections")}
+
+
+def events(s: UtteranceStats) -> dict[str, dict[str, int]]:
+    """{metric: {event kind: count}} on the full set: the counts each metric's interval rests on."""
+    out = {}
+    for a, (pred, human) in s.apa.items():
+        n = int(np.sum(np.isfinite(pred) & np.isfinite(human)))
+        out.update({f"{a}_{m}": {"utterances": n} for m in ("pcc", "scc", "rmse")})
+    out["wer"] = {"utterances": int(np.sum(s.wer_ref > 0))}
+    out["per"] = {"utterances": int(np.sum(s.per_ref > 0))}
+    mispronounced = int(np.sum(s.mdd["tr"] + s.mdd["fa"]))
+    rejections = int(np.sum(s.mdd["tr"] + s.mdd["fr"]))
+    out["recall"] = {"mispronounced": mispronounced}
+    out["precision"] = {"rejections": rejections, "mispronounced": mispronounced}
+    out["f1"] = {"rejections": rejections, "mispronounced": mispronounced}
+    return out
 
 
 def metric_names(aspects) -> list[str]:

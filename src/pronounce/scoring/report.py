@@ -1,12 +1,15 @@
 """Stage `report`: metrics/report.md, our results in the layout of the paper's Table 3, beside
-the paper's, plus the plot data of the cross-config plots (dvc plots show). (~315 lines: the
+the paper's, plus the plot data of the cross-config plots (dvc plots show). (~425 lines: the
 report's sections in the order they print.)
 
 Reads scores/<config>/details.json of every config in params.yaml (pronounce.scoring.score) and the
 training loss DVCLive logged (dvclive/<config>/plots/metrics/train/loss.tsv).
 
 Outputs:
-  metrics/report.md                Table 3 layout (config x epoch rows, metric columns), ours
+  metrics/report.md                After the banner, the verdicts at a glance (how many of Table
+                                   3's numbers set beside ours are consistent, above, below, too
+                                   few to judge); then the Table 3 layout (config x epoch rows,
+                                   metric columns), ours
                                    beside the paper's row of the same epoch and strategy (epoch 0:
                                    the base model with its speech LoRA); every epoch's difference
                                    from that row; the headline (final adapter vs the paper's row
@@ -17,7 +20,8 @@ Outputs:
                                    then (pronounce.scoring.uncertainty) 95% intervals and a verdict
                                    against the paper for each metric, SCC and RMSE beside each
                                    PCC, and paired comparisons (configs, consecutive epochs).
-  metrics/plots/vs_paper.json      our headline metrics against the paper's targets
+  metrics/plots/vs_paper.json      our headline metrics (with their 95% intervals) against the
+                                   paper's targets, each row naming the run (a smoke run says so)
   metrics/plots/train_loss.json    training loss per config
 """
 
@@ -32,7 +36,17 @@ from ..core.artifacts import atomic_write_text, write_json
 from ..core.errors import PipelineError
 from ..core.params import BUILTIN_TINY, ReportJob
 from ..task.predictions import BASE_LABEL, BASE_NAME, FINAL
-from .paper import HEADLINE, PAPER_SOURCE, PAPER_TABLE3, PAPER_TARGET_EPOCH, PAPER_TEST_UTTERANCES, fmt
+from .intervals import TOO_FEW, VERDICTS
+from .paper import (
+    HEADLINE,
+    JUDGED_BY,
+    PAPER_SOURCE,
+    PAPER_TABLE3,
+    PAPER_TARGET_EPOCH,
+    PAPER_TEST_UTTERANCES,
+    fmt,
+    paper_fmt,
+)
 from .tables import config_rows, listed, markdown
 from .uncertainty import render_sections
 
@@ -123,6 +137,11 @@ def _metric_cells(metrics: dict | None) -> list[str]:
     return [fmt(None if metrics is None else metrics.get(k)) for k, _ in COLUMNS]
 
 
+def _paper_cells(row: dict) -> list[str]:
+    """A Table 3 row as the paper prints it (its decimals, its one underlined p-value)."""
+    return [paper_fmt(row["strategy"], row["epoch"], k, row.get(k)) for k, _ in COLUMNS]
+
+
 def table3(details: dict[str, dict]) -> list[str]:
     """The base model's row and the paper's epoch 0, then one block per strategy: the paper's
     epochs of that strategy and every config of it, by epoch, ours before the paper's."""
@@ -137,7 +156,7 @@ def table3(details: dict[str, dict]) -> list[str]:
         keys.append((-1, 0, 0, 0))
         cells.append([BASE_LABEL, "none", 0, "**ours**", *_metric_cells(base["metrics"]), _parsed(base)])
     keys.append((-1, 0, 1, 0))
-    cells.append(["", "none", 0, "paper", *_metric_cells(paper0), ""])
+    cells.append(["", "none", 0, "paper", *_paper_cells(paper0), ""])
     for i, (name, d) in enumerate(details.items()):
         for key, label, c in config_rows(d):
             keys.append((strategies.index(d["strategy"]), key, 0, i))
@@ -145,7 +164,7 @@ def table3(details: dict[str, dict]) -> list[str]:
     for r in PAPER_TABLE3:
         if r["strategy"] in strategies:
             keys.append((strategies.index(r["strategy"]), r["epoch"], 1, 0))
-            cells.append(["", r["strategy"], r["epoch"], "paper", *_metric_cells(r), ""])
+            cells.append(["", r["strategy"], r["epoch"], "paper", *_paper_cells(r), ""])
     order = ["block", "epoch", "source", "config"]
     frame = pd.concat([pd.DataFrame(keys, columns=order), pd.DataFrame(cells, columns=TABLE3_HEADER, dtype=object)],
                       axis=1).sort_values(order, kind="stable")
@@ -180,8 +199,10 @@ def headline(details: dict[str, dict]) -> list[str]:
         rows.append([name, f"ours, final adapter (epoch {epoch if epoch is not None else '?'})",
                      *[fmt(m[k]) for k, _ in COLUMNS]])
         paper = m.get("paper") or {}
-        rows.append(["", f"paper, {d['strategy']} epoch {m.get('paper_epoch', PAPER_TARGET_EPOCH)}",
-                     *[fmt(paper.get(k)) for k, _ in COLUMNS]])
+        pe = m.get("paper_epoch", PAPER_TARGET_EPOCH)
+        rows.append(["", f"paper, {d['strategy']} epoch {pe}"
+                     + (" (our choice)" if pe != epoch else ""),
+                     *[paper_fmt(d["strategy"], pe, k, paper.get(k)) for k, _ in COLUMNS]])
         diff = m.get("diff") or {}
         rows.append(["", "ours − paper", *[_signed(diff.get(k)) for k, _ in COLUMNS]])
     return markdown(rows, ["Config", "Row", *[h for _, h in COLUMNS]], "ll" + "r" * len(COLUMNS))
@@ -205,9 +226,73 @@ def undefined_notes(details: dict[str, dict]) -> list[str]:
         for what in ("wer", "per"):
             if c[what]["reason"]:
                 by_reason.setdefault(c[what]["reason"], []).append(what.upper())
+        for metric, iv in c.get("intervals", {}).items():
+            if iv.get("too_few"):
+                why = f"no interval, verdict or paired test: {iv['reason']}"
+                by_reason.setdefault(why, []).append(metric)
         for why, metrics in by_reason.items():
             notes.append(f"- {name}, {ckpt}: {', '.join(metrics)}: {why}")
     return notes
+
+
+# --------------------------------------------------------------------------- verdicts at a glance
+
+
+VERDICT_COLUMNS = ("consistent", "above", "below", TOO_FEW, "n/a")
+
+
+def _kind(v: str | None) -> str:
+    """A verdict's column: consistent, above, below, too few (any "too few (n = k)"), n/a (None)."""
+    if v is None:
+        return "n/a"
+    return TOO_FEW if v.startswith(TOO_FEW) else v
+
+
+def verdict_rows(details: dict[str, dict]) -> list[tuple[str, str, dict]]:
+    """(ours, the paper's row, {metric: verdict}) at the paper's epochs: every evaluated epoch that
+    Table 3 has (epoch 0, the base model, once), and a final adapter of an epoch it lacks against
+    PAPER_TARGET_EPOCH (our choice of headline, labelled so)."""
+    out = []
+    for i, (name, d) in enumerate(details.items()):
+        m = d["metrics"]
+        judged = set()
+        for epoch, e in sorted(m.get("epochs", {}).items(), key=lambda kv: int(kv[0])):
+            if e.get("paper") is None or (epoch == "0" and i):
+                continue
+            judged.add(epoch)
+            ours = f"{BASE_LABEL}, epoch 0" if epoch == "0" else f"{name}, epoch {epoch}"
+            theirs = "none, epoch 0" if epoch == "0" else f"{d['strategy']}, epoch {epoch}"
+            out.append((ours, theirs, e.get("verdict") or {}))
+        final_epoch = m.get("epoch")
+        if m.get("paper") is not None and str(final_epoch) not in judged:
+            pe = m.get("paper_epoch")
+            theirs = f"{d['strategy']}, epoch {pe}" + (
+                f" (our choice of headline: Table 3 has no epoch {final_epoch})" if pe != final_epoch else "")
+            out.append((f"{name}, epoch {final_epoch} (final)", theirs, m.get("verdict") or {}))
+    return out
+
+
+def verdict_summary(details: dict[str, dict]) -> list[str]:
+    """The report's first section: one sentence with the counts, then one row per row of ours."""
+    rows, total = [], dict.fromkeys(VERDICT_COLUMNS, 0)
+    for ours, theirs, verdicts in verdict_rows(details):
+        counts = dict.fromkeys(VERDICT_COLUMNS, 0)
+        for k in HEADLINE:
+            counts[_kind(verdicts.get(k))] += 1
+        for k, v in counts.items():
+            total[k] += v
+        rows.append([ours, theirs, *[str(counts[k]) for k in VERDICT_COLUMNS]])
+    n = sum(total.values())
+    sentence = (f"**Of {n} Table 3 numbers set beside ours: " + ", ".join(f"{total[k]} {k}" for k in VERDICT_COLUMNS)
+                + ".**" if n else "**No row of ours stands beside a row of Table 3.**")
+    header = ["Ours", "Against the paper's", *[k.capitalize() for k in VERDICT_COLUMNS[:-1]], "n/a"]
+    return [sentence, "",
+            f"{VERDICTS[0].capitalize()}: the paper's value inside our 95% interval; {VERDICTS[1]} / "
+            f"{VERDICTS[2]}: our whole interval above / below it (for WER and PER above is worse); too few: fewer "
+            "events than `score.intervals.min_events` (e.g. mispronounced phones behind recall), so no interval or "
+            "verdict; n/a: no interval (the metric is undefined, e.g. no answer parsed). Per metric: "
+            "\"Intervals and verdicts against the paper\" below.", "",
+            *markdown(rows, header, "ll" + "r" * len(VERDICT_COLUMNS))]
 
 
 def pcc_details(details: dict[str, dict]) -> list[str]:
@@ -234,20 +319,32 @@ def mdd_details(details: dict[str, dict]) -> list[str]:
 # --------------------------------------------------------------------------- plot data
 
 
-def vs_paper_rows(details: dict[str, dict]) -> list[dict]:
+def run_label(job: ReportJob) -> str:
+    """What produced our numbers, in a line the plots carry (a smoke run says it is not a reproduction)."""
+    if job.model.base == BUILTIN_TINY:
+        return f"SMOKE RUN, NOT A REPRODUCTION: {BUILTIN_TINY}, {job.corpus}, profile {job.profile}"
+    return f"{job.model.base}, {job.corpus}, profile {job.profile}"
+
+
+def vs_paper_rows(details: dict[str, dict], run: str = "") -> list[dict]:
+    """Plot data: each config's final adapter and the paper's row it stands beside, per metric; ours
+    with its 95% interval (`low`, `high`: None where there is none, e.g. too few events), every row
+    with `run` (run_label), which the plot prints above the bars."""
     rows = []
     for name, d in details.items():
         m = d["metrics"]
         epoch = m.get("epoch")
         for key, _ in COLUMNS:
-            if m.get(key) is not None:
+            ours = JUDGED_BY[key]  # the metric of ours the paper's number is judged against
+            if m.get(ours) is not None:
+                ci = m.get(f"{ours}_ci") or {}
                 rows.append({"metric": key, "config": name, "source": "ours",
                              "series": f"{name} (e{epoch if epoch is not None else '?'})",
-                             "value": m[key]})
+                             "value": m[ours], "low": ci.get("low"), "high": ci.get("high"), "run": run})
             if (m.get("paper") or {}).get(key) is not None:
                 rows.append({"metric": key, "config": name, "source": "paper",
                              "series": f"paper {d['strategy']} (e{m.get('paper_epoch', PAPER_TARGET_EPOCH)})",
-                             "value": m["paper"][key]})
+                             "value": m["paper"][key], "low": None, "high": None, "run": run})
     # one paper bar per (metric, series) even when two configs share a strategy
     seen, out = set(), []
     for r in rows:
@@ -267,9 +364,19 @@ def render(job: ReportJob, details: dict[str, dict], n_test: int, tables: dict[s
     if base == BUILTIN_TINY:  # the very first line: nobody may take a smoke run for a reproduction
         parts += [TINY_WARNING]
     parts += [MACHINE_NOTE]
+    parts += ["# Results: Ahn & Nam (2025) reproduction", ""]
+    # at a glance: the verdicts first, then the table they summarise, then what produced them
+    parts += ["## Verdicts at a glance", ""] + verdict_summary(details) + [""]
+    parts += ["## Table 3 layout: ours beside the paper's", "",
+              f"Epoch 0 is the untrained base model with its speech LoRA ({BASE_LABEL}: the shipped model "
+              "switches that adapter on for every audio input; the paper's \"no training\" row), prompted without "
+              "the control tokens, as the paper's baseline. PCC: Pearson r "
+              "with the human sentence scores; WER/PER: lower is better; F1/precision/recall: "
+              "mispronunciation detection (TA/FR/FA/TR counting). Parsed: share of answers that parsed. "
+              "The paper's values are printed with its own decimals; \"(p ≥ 0.05)\" marks the one PCC its caption "
+              "underlines as not significant.", ""]
+    parts += table3(details) + [""]
     parts += [
-        "# Results: Ahn & Nam (2025) reproduction",
-        "",
         f"Our rows were produced by base model **`{base}`**"
         + (f" (revision `{revision}`)" if revision else "")
         + f" on corpus **`{corpus}`** ({n_test} test utterances), training profile "
@@ -280,17 +387,12 @@ def render(job: ReportJob, details: dict[str, dict], n_test: int, tables: dict[s
     if n_test != PAPER_TEST_UTTERANCES:
         parts += [f"> Note: our test set has {n_test} utterances, the paper's {PAPER_TEST_UTTERANCES}: "
                   "the rows are not directly comparable.", ""]
-    parts += ["## Table 3 layout: ours beside the paper's", "",
-              f"Epoch 0 is the untrained base model with its speech LoRA ({BASE_LABEL}: the shipped model "
-              "switches that adapter on for every audio input; the paper's \"no training\" row). PCC: Pearson r "
-              "with the human sentence scores; WER/PER: lower is better; F1/precision/recall: "
-              "mispronunciation detection (TA/FR/FA/TR counting). Parsed: share of answers that parsed.", ""]
-    parts += table3(details) + [""]
     parts += ["## Each epoch minus the paper's row of that epoch and strategy", "",
               "Ours − paper (PCC, F1, precision, recall: positive is better; WER/PER: negative is better).", ""]
     parts += epoch_diffs(details) + [""]
-    parts += ["## Headline: final adapter vs the paper's row of its epoch (Table 3; epoch "
-              f"{PAPER_TARGET_EPOCH}, the paper's headline, where Table 3 has no such epoch)", ""]
+    parts += ["## Headline: final adapter vs the paper's row of its epoch (Table 3; where it has no such "
+              f"epoch, its epoch {PAPER_TARGET_EPOCH}: our choice, the paper names no headline epoch and bolds "
+              "its best value of each metric across epochs)", ""]
     parts += headline(details) + [""]
     notes = undefined_notes(details)
     if notes:
@@ -317,7 +419,7 @@ def run_report(job: ReportJob, scores_dir, dvclive_dir, out_md, plots_dir, log=p
     atomic_write_text(out_md, text)
     plots_dir = Path(plots_dir)
     plots_dir.mkdir(parents=True, exist_ok=True)
-    write_json(plots_dir / "vs_paper.json", vs_paper_rows(details))
+    write_json(plots_dir / "vs_paper.json", vs_paper_rows(details, run_label(job)))
     write_json(plots_dir / "train_loss.json", [r for name in configs for r in read_loss(dvclive_dir, name)])
     if log:
         log(f"report: {out_md} ({len(configs)} config(s), base {job.model.base})")

@@ -38,6 +38,13 @@ Outputs:
                                Beside each headline metric `<metric>_ci` {low, high}, its 95%
                                interval; SCC and RMSE beside each PCC; `verdict` per paper row;
                                `interval_level` (speaker, or utterance with too few speakers)
+                               Not a default DVC metric (a plain output, in git): `dvc metrics
+                               show metrics/<config>.json` prints it.
+  metrics/<config>/headline.json  what `dvc metrics show` prints by default: the final adapter's
+                               Table 3 numbers (three decimals, named by Table 3's column headers,
+                               paper.TABLE3_NAMES) and `epoch`
+  metrics/<config>/verdict.json   beside it, the same keys: each number's verdict against the
+                               paper's row (`epoch`: that row's), so the two print as two aligned rows
   scores/<config>/details.json everything behind those numbers: p-values, n, counts, parse
                                summaries, every metric's interval, per checkpoint; the paired
                                comparisons of consecutive epochs (`epoch_comparisons`)
@@ -46,7 +53,7 @@ Outputs:
   scores/<config>/apa_scatter.json      predicted vs human score per aspect (final adapter)
   scores/<config>/per_vs_accuracy.json  per-utterance PER vs human accuracy (the paper's Fig. 5)
 
-(~350 lines, over the ~300 guide: the stage reads, scores, attaches intervals and verdicts and
+(~400 lines, over the ~300 guide: the stage reads, scores, attaches intervals and verdicts and
 writes its four outputs in one pass; the statistics themselves live in metrics, bootstrap and
 intervals.)
 """
@@ -76,7 +83,7 @@ from .metrics import (
     wer,
     wer_by_utterance,
 )
-from .paper import HEADLINE, PAPER_SOURCE, fmt, paper_epoch_for, paper_row
+from .paper import HEADLINE, JUDGED_BY, PAPER_SOURCE, TABLE3_NAMES, fmt, paper_epoch_for, paper_row
 
 INS_PENALISED = ("precision", "f1", "false_rejection_rate")  # the variant's fields: <name>_ins_penalised
 EXTRA = ("diagnosis_accuracy", "false_rejection_rate", *(f"{k}_ins_penalised" for k in INS_PENALISED),
@@ -246,7 +253,8 @@ def _flat(metrics: dict, keys=(*HEADLINE, *EXTRA)) -> dict:
 def _diff(ours: dict, paper: dict | None) -> dict:
     if paper is None:
         return {}
-    return {k: (None if ours[k] is None or paper[k] is None else _round(ours[k] - paper[k])) for k in HEADLINE}
+    return {k: (None if ours[JUDGED_BY[k]] is None or paper[k] is None else _round(ours[JUDGED_BY[k]] - paper[k]))
+            for k in HEADLINE}
 
 
 # --------------------------------------------------------------------------- the stage
@@ -266,15 +274,19 @@ def _with_ci(flat: dict, ci: dict, keys) -> dict:
     """The flat metrics with `<metric>_ci` {low, high} beside each of `keys` (rounded as they are)."""
     out = dict(flat)
     for k in keys:
-        c = ci[k]
-        out[f"{k}_ci"] = {"low": _round(c["low"]), "high": _round(c["high"])}
+        out[f"{k}_ci"] = _ci(ci[k])
     return out
+
+
+def _ci(c: dict) -> dict:
+    """{low, high} rounded; with `too_few` ("too few (n = k)") where the events were too few."""
+    return {"low": _round(c["low"]), "high": _round(c["high"]), **({"too_few": c["too_few"]} if c.get("too_few") else {})}
 
 
 def _verdicts(ci: dict, paper: dict | None) -> dict:
     if paper is None:
         return {}
-    return {k: verdict(paper[k], ci[k]) for k in HEADLINE}
+    return {k: verdict(paper[k], ci[JUDGED_BY[k]]) for k in HEADLINE}
 
 
 def _extra_apa(ci: dict) -> dict:
@@ -284,11 +296,27 @@ def _extra_apa(ci: dict) -> dict:
         for m in ("scc", "rmse"):
             c = ci[f"{a}_{m}"]
             out[f"{a}_{m}"] = _round(c["value"])
-            out[f"{a}_{m}_ci"] = {"low": _round(c["low"]), "high": _round(c["high"])}
+            out[f"{a}_{m}_ci"] = _ci(c)
     return out
 
 
-def run_score(job: ScoreJob, decoded_dir, pred_dir, base_pred_dir, metrics_path, out_dir, log=print) -> dict:
+def headline(metrics: dict) -> tuple[dict, dict]:
+    """(headline.json, verdict.json) of a config's metrics: the final adapter's Table 3 numbers at
+    three decimals, as the paper prints them, and their verdicts ("n/a" where there is none), both
+    keyed by Table 3's column names; `epoch` ours in the first, the paper row's in the second."""
+    values = {"epoch": metrics["epoch"]}
+    verdicts = {"epoch": metrics["paper_epoch"]}
+    for key, name in TABLE3_NAMES.items():
+        ours = metrics[JUDGED_BY[key]]
+        values[name] = None if ours is None else round(ours, 3)
+        verdicts[name] = (metrics.get("verdict") or {}).get(key) or "n/a"
+    return values, verdicts
+
+
+def run_score(job: ScoreJob, decoded_dir, pred_dir, base_pred_dir, metrics_path, out_dir, log=print,
+              headline_dir=None) -> dict:
+    """Score one config; `headline_dir` (metrics/<config>/): where headline.json and verdict.json go
+    (None: not written)."""
     name = job.name
     strategy = strategy_of(job.config)
     labels = load_labels(Path(decoded_dir) / "test.arrow")
@@ -349,11 +377,17 @@ def run_score(job: ScoreJob, decoded_dir, pred_dir, base_pred_dir, metrics_path,
     write_json(out_dir / "apa_scatter.json", apa_scatter(final_rows, labels))
     write_json(out_dir / "per_vs_accuracy.json", per_vs_accuracy(final_rows, labels))
     write_json(metrics_path, metrics)
+    if headline_dir is not None:
+        values, verdicts = headline(metrics)
+        Path(headline_dir).mkdir(parents=True, exist_ok=True)
+        write_json(Path(headline_dir) / "headline.json", values)
+        write_json(Path(headline_dir) / "verdict.json", verdicts)
 
     bound = job.min_parse_rate
     low = {t: final["parse"][t]["parse_rate"] for t in TASKS if (final["parse"][t]["parse_rate"] or 0) < bound}
     if log:
-        shown = ", ".join(f"{k} {fmt(flat[k])}" for k in (*HEADLINE, "parse_rate"))
+        shown = ", ".join(f"{k} {fmt(flat[k])}" + (f" ({final_ci[k]['too_few']})" if final_ci.get(k, {}).get("too_few")
+                                                    else "") for k in (*HEADLINE, "parse_rate"))
         log(f"score {name} (final adapter, epoch {final_epoch}): {shown}")
     if low:
         raise ScoreError(f"{name}: the final adapter's parse rate is below score.min_parse_rate={bound} for "

@@ -22,15 +22,19 @@ import statistics
 from pathlib import Path
 
 from ..task.predictions import BASE_NAME, FINAL
+from .bootstrap import EVENT_KINDS
 from .intervals import compare_tables, settings_of
-from .paper import HEADLINE, fmt
+from .paper import HEADLINE, fmt, paper_fmt
 from .tables import listed, markdown
 
 ASPECTS = ("accuracy", "fluency", "prosodic", "total")
 VERDICT_NOTE = (
     "A verdict says where the paper's published value lies against our 95% interval: **consistent** "
     "(inside it), **above** (our whole interval is above the paper's value; for WER and PER that is worse) "
-    "or **below**. Our interval covers test-set sampling only (which speakers and utterances were "
+    "or **below**; **too few (n = k)** where the metric rests on fewer events than "
+    "`score.intervals.min_events` (scored answers for a PCC, mispronounced phones for recall, rejections "
+    "and mispronounced phones for precision): an interval over so few is no evidence either way. Our "
+    "interval covers test-set sampling only (which speakers and utterances were "
     "tested), not the variation between training runs (seeds, data order, hardware): a verdict of "
     "above/below says the paper's number is unlikely under *our* run's sampling error, not that the "
     "paper's method differs from ours. The paper publishes no intervals, so its own uncertainty is not "
@@ -38,6 +42,9 @@ VERDICT_NOTE = (
 
 
 def _ci(c: dict | None) -> str:
+    """[low, high]; "too few (n = k)" where the events were too few for one; else n/a."""
+    if c and c.get("too_few"):
+        return c["too_few"]
     if not c or c.get("low") is None:
         return "n/a"
     return f"[{c['low']:.3f}, {c['high']:.3f}]"
@@ -49,7 +56,13 @@ def level_line(details: dict) -> str:
             if plan["level"] == "speaker" else "**utterance-level** bootstrap (utterances resampled i.i.d.)")
     line = (f"Intervals: {int(plan['confidence'] * 100)}% percentile intervals, {what}, "
             f"{plan['n_resamples']} resamples, seed {plan['seed']}, {plan['n_speakers']} speakers.")
-    return line + (f" {plan['reason']}." if plan.get("reason") else "")
+    line += f" {plan['reason']}." if plan.get("reason") else ""
+    minima = plan.get("min_events") or {}
+    if minima:
+        line += (" No interval, verdict or paired test below `score.intervals.min_events`: "
+                 + ", ".join(f"{minima[k]} {EVENT_KINDS[k][minima[k] != 1]}" for k in EVENT_KINDS if k in minima)
+                 + ".")
+    return line
 
 
 def verdict_table(details: dict) -> list[str]:# (report imports this module: import here, at use)
@@ -61,7 +74,8 @@ def verdict_table(details: dict) -> list[str]:# (report imports this module: imp
                 continue
             for k in HEADLINE:
                 rows.append([name if epoch != "0" else "base", epoch, k, fmt(e[k]), _ci(e.get(f"{k}_ci")),
-                             fmt(e["paper"][k]), e.get("verdict", {}).get(k) or "n/a"])
+                             paper_fmt(d["strategy"], int(epoch), k, e["paper"][k]),
+                             e.get("verdict", {}).get(k) or "n/a"])
     return markdown(rows, ["Config", "Epoch", "Metric", "Ours", "95% interval", "Paper", "Verdict"], "lllrrrl")
 
 
@@ -83,7 +97,7 @@ def comparison_rows(label: str, comp: dict, keys=HEADLINE) -> list[list]:
     rows = []
     for k in keys:
         m = comp["metrics"][k]
-        star = "**yes**" if m["significant"] else ("no" if m["significant"] is not None else "n/a")
+        star = "**yes**" if m["significant"] else ("no" if m["significant"] is not None else m.get("too_few") or "n/a")
         diff = "n/a" if m["diff"] is None else f"{m['diff']:+.3f}"
         p = "n/a" if m["p_value"] is None else f"{m['p_value']:.3g}"
         rows.append([label, k, diff, _ci(m), p, star])
@@ -127,7 +141,8 @@ def render_sections(details: dict, tables: dict) -> list[str]:
               "Each difference is **paired**: both sides scored on the same test utterances and resampled "
               "on the same speakers, so what the two share (hard speakers, hard sentences) cancels. "
               "Significant: p < 0.05, i.e. the paired 95% interval excludes 0. Positive is better for PCC, "
-              "precision, recall and F1; negative for WER and PER.", ""]
+              "precision, recall and F1; negative for WER and PER. \"too few (n = k)\": fewer events on one side "
+              "than `score.intervals.min_events` (the smaller count shown): no interval and no test.", ""]
     parts += comparisons_section(details, tables) + [""]
     return parts
 

@@ -15,6 +15,10 @@ APA_TOKEN = "<|APA|>"
 MDD_TOKEN = "<|MDD|>"
 CONTROL_TOKENS = {"apa": APA_TOKEN, "mdd": MDD_TOKEN}
 TASKS = ("apa", "mdd")
+# The answers' keys and order as the appendix prompts ask for them. Figure 3 of the paper prints
+# {"accuracy", "prosodic", "fluency", "total"} and spaced keys ("word transcript", "phoneme
+# transcript"); we follow the prompts, as section 4.2 says the answers do ("the identical JSON
+# format prescribed in the prompts"): an answer in Figure 3's layout would contradict its prompt.
 APA_FIELDS = ("accuracy", "fluency", "prosodic", "total")
 MDD_FIELDS = ("word_transcript", "phoneme_transcript")
 TASK_FIELDS = {"apa": APA_FIELDS, "mdd": MDD_FIELDS}
@@ -56,18 +60,35 @@ Provide an overall assessment of the pronunciation quality considering all aspec
 Provide the results in the following JSON format:
 {'accuracy': ACCURACY_SCORE, 'fluency': FLUENCY_SCORE, 'prosodic': PROSODIC_SCORE, 'total': TOTAL_SCORE}"""
 
+# Two blank lines, as appendix 7.2 prints them: after "...phoneme-level breakdown." and after
+# "...mark it with '<unk>'." (tests/task/test_prompts.py pins both prompts' text).
 MDD_PROMPT = """Transcribe the audio utterance, providing both a word-level transcript and phoneme-level breakdown.
+
 For the phoneme breakdown, use the CMU Pronouncing Dictionary format (e.g., AA, IH).
 If a word or phoneme is unclear, mark it with '<unk>'.
+
 Provide the results in the following JSON format:
 {'word_transcript': 'That's an interesting observation.', 'phoneme_transcript': 'DH EH S AX N IH N T AX R EH S T IH NG AA B Z AX R V EY IH SH AX N'}"""
 
 TASK_PROMPTS = {"apa": APA_PROMPT, "mdd": MDD_PROMPT}
 
 
-def user_turn(task: str, audio_token: str) -> str:
-    """The prompt the model sees: user tag, control token, audio placeholder, task prompt."""
-    return f"{USER}{CONTROL_TOKENS[task]}{audio_token}{TASK_PROMPTS[task]}{END}{ASSISTANT}"
+def user_turn(task: str, audio_token: str, control_token: bool = True) -> str:
+    """The prompt the model sees: user tag, control token, audio placeholder, task prompt.
+    Without the control token for the untrained base model: the paper's baseline is the model
+    "for inference without control tokens or additional training" (section 3.1)."""
+    control = CONTROL_TOKENS[task] if control_token else ""
+    return f"{USER}{control}{audio_token}{TASK_PROMPTS[task]}{END}{ASSISTANT}"
+
+
+def without_control_token(prompt: str, task: str) -> str:
+    """A materialized user turn (user_turn with its control token) without the control token:
+    the untrained base model's prompt. A prompt not in that layout is a ValueError (stale data)."""
+    head = f"{USER}{CONTROL_TOKENS[task]}"
+    if not prompt.startswith(head):
+        raise ValueError(f"a {task} prompt does not start with {head!r}: the materialized data are not in the "
+                         "layout of pronounce.task.prompts; rerun the materialize stage")
+    return USER + prompt[len(head):]
 
 
 def apa_answer(scores: dict) -> str:
