@@ -9,10 +9,31 @@ import pytest
 from scipy import stats
 
 from pronounce.scoring import bootstrap as B
+from pronounce.scoring.mdd_paper import NAMES as PAPER_STYLE
+from pronounce.scoring.mdd_paper import paper_style
+
+PHONES = ("AH", "K", "T", "S", "IH", "D")
+
+
+def _pairs(n, rng):
+    """(annotated, recognised) phone sequences with substitutions, deletions and insertions (and an
+    empty answer now and then: the unparsed rule's), so index-by-index hits vary per utterance."""
+    out = []
+    for _ in range(n):
+        annotated = list(rng.choice(PHONES, rng.integers(2, 9)))
+        recognised = []
+        for ph in annotated:
+            u = rng.random()
+            recognised += [] if u < 0.1 else [str(rng.choice(PHONES))] if u < 0.25 else [ph]
+            if rng.random() < 0.08:
+                recognised.append(str(rng.choice(PHONES)))
+        out.append((annotated, [] if rng.random() < 0.08 else recognised))
+    return out
 
 
 def _stats(n=60, seed=0, unparsed=5):
     rng = np.random.default_rng(seed)
+    pairs = _pairs(n, rng)
     human = rng.integers(0, 11, n).astype(float)
     pred = np.clip(np.round(human + rng.normal(0, 2, n)), 0, 10)
     pred[rng.choice(n, unparsed, replace=False)] = np.nan
@@ -20,13 +41,14 @@ def _stats(n=60, seed=0, unparsed=5):
     return B.UtteranceStats(
         apa={"accuracy": (pred, human)}, wer_errors=rng.integers(0, 4, n).astype(float), wer_ref=ref,
         per_errors=rng.integers(0, 6, n).astype(float), per_ref=ref * 3,
-        mdd={k: rng.integers(0, 5, n).astype(float) for k in B.MDD_COLUMNS})
+        mdd={k: rng.integers(0, 5, n).astype(float) for k in B.MDD_COLUMNS},
+        paper_style={k: np.array(v, dtype=float) for k, v in paper_style(pairs)["by_utterance"].items()}), pairs
 
 
 def test_weighted_metrics_equal_rescoring_the_resampled_set():
     """A weight vector is a resampled set with duplicated rows: PCC, SCC (re-ranked, mid-ranks for
     ties), RMSE, WER, PER and MDD scores computed from it equal those of the expanded set."""
-    s = _stats()
+    s, _ = _stats()
     speakers = [f"s{i // 3}" for i in range(60)]
     settings = B.Settings(seed=3, n_resamples=20, level="speaker", min_speakers=2)
     d = next(B.draw_blocks(speakers, settings, "speaker"))
@@ -52,8 +74,29 @@ def test_weighted_metrics_equal_rescoring_the_resampled_set():
     assert all(len(set(w[b, 3 * k:3 * k + 3])) == 1 for b in range(len(w)) for k in range(20))
 
 
+def test_paper_style_metrics_of_a_resample_are_the_resampled_set_rescored():
+    """The bootstrap's paper-style P/R/F1 of each speaker resample equal mdd_paper.paper_style run
+    afresh on the resampled (annotated, recognised) pairs, each utterance repeated as often as its
+    speaker was drawn; and the point estimate is paper_style on the full set."""
+    s, pairs = _stats(seed=4)
+    speakers = [f"s{i // 3}" for i in range(60)]
+    d = next(B.draw_blocks(speakers, B.Settings(seed=9, n_resamples=25, level="speaker", min_speakers=2), "speaker"))
+    got = B.metrics_of(d, s)
+    full = paper_style(pairs)
+    assert full["counts"]["hits"] < full["counts"]["recognised"] != full["counts"]["annotated"]  # P != R, not 1
+    assert {m: B.point(s)[m] for m in PAPER_STYLE} == pytest.approx({m: full[m] for m in PAPER_STYLE}, abs=1e-15)
+    moved = 0
+    for b, w in enumerate(d.weights.astype(int)):
+        direct = paper_style([p for p, k in zip(pairs, w) for _ in range(k)])
+        for m in PAPER_STYLE:
+            assert got[m][b] == pytest.approx(direct[m], abs=1e-12), (m, b)
+        moved += direct["precision_paper_style"] != pytest.approx(full["precision_paper_style"])
+    assert moved > 20  # the resamples differ from the full set (a test of resampling, not of one number)
+    assert set(PAPER_STYLE) <= set(B.metric_names(["accuracy"]))
+
+
 def test_same_seed_same_intervals_and_points_are_the_full_set():
-    s = _stats()
+    s, _ = _stats()
     speakers = [f"s{i // 4}" for i in range(60)]
     settings = B.Settings(seed=7, n_resamples=300, level="speaker", min_speakers=10)
     one = B.resample({"x": s}, speakers, settings, "speaker")["x"]
@@ -72,7 +115,7 @@ def test_too_few_speakers_falls_back_to_the_labelled_utterance_level():
 
 
 def test_paired_difference_of_identical_checkpoints_is_zero_with_p_1():
-    s = _stats()
+    s, _ = _stats()
     speakers = [f"s{i // 3}" for i in range(60)]
     draws = B.resample({"a": s, "b": s}, speakers, B.Settings(1, 200, "speaker", 10), "speaker")
     d = B.paired(draws["a"]["wer"], draws["b"]["wer"], 0.3, 0.3, 0.95)
@@ -85,7 +128,8 @@ def test_utterance_level_pcc_interval_is_scipys_percentile_bootstrap():
     rng = np.random.default_rng(11)
     x = rng.normal(size=300)
     y = 0.5 * x + rng.normal(size=300)
-    s = B.UtteranceStats({"accuracy": (x, y)}, *(np.ones(300),) * 4, {k: np.ones(300) for k in B.MDD_COLUMNS})
+    s = B.UtteranceStats({"accuracy": (x, y)}, *(np.ones(300),) * 4, {k: np.ones(300) for k in B.MDD_COLUMNS},
+                         {k: np.ones(300) for k in ("hits", "recognised", "annotated")})
     settings = B.Settings(seed=5, n_resamples=2000, level="utterance", min_speakers=10)
     ours = B.interval(B.resample({"x": s}, [str(i) for i in range(300)], settings, "utterance")["x"]["accuracy_pcc"],
                       0.0, 0.95)

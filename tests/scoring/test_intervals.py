@@ -13,7 +13,9 @@ ASPECTS = ("accuracy", "fluency", "prosodic", "total")
 def table(n=24, parsed=20, mispronounced=6, detected=3, rejections=9, seed=0):
     """n utterances of n // 2 speakers; `parsed` APA answers (the rest unparsed); `mispronounced`
     mispronounced phones of which `detected` are rejected (TR), and `rejections` rejections in all
-    (TR + FR). Counts are spread one per utterance, so resamples vary."""
+    (TR + FR). Counts are spread one per utterance, so resamples vary. Paper-style counts: the
+    unparsed answers recognise no phone (the empty transcript), so `parsed` utterances are behind
+    precision_paper_style and all n behind recall_paper_style."""
     rng = np.random.default_rng(seed)
     human = {a: rng.integers(2, 10, n).astype(float).tolist() for a in ASPECTS}
     predicted = {a: [h + float(rng.integers(-2, 3)) if i < parsed else None for i, h in enumerate(human[a])]
@@ -24,7 +26,9 @@ def table(n=24, parsed=20, mispronounced=6, detected=3, rejections=9, seed=0):
     ta = [10 - a - b - c for a, b, c in zip(tr, fa, fr)]
     ckpt = {"predicted": predicted, "wer_errors": rng.integers(0, 3, n).tolist(), "wer_ref": [5] * n,
             "per_errors": rng.integers(0, 5, n).tolist(), "per_ref": [10] * n,
-            "mdd": {"ta": ta, "fr": fr, "fa": fa, "tr": tr}}
+            "mdd": {"ta": ta, "fr": fr, "fa": fa, "tr": tr},
+            "paper_style": {"hits": [int(rng.integers(3, 9)) if i < parsed else 0 for i in range(n)],
+                            "recognised": [9 if i < parsed else 0 for i in range(n)], "annotated": [10] * n}}
     return {"utt_ids": [f"u{i:02d}" for i in range(n)], "speakers": [f"s{i // 2:02d}" for i in range(n)],
             "human": human, "checkpoints": {"a": ckpt}}
 
@@ -41,12 +45,15 @@ def test_the_events_each_metric_rests_on():
     assert ev["wer"] == ev["per"] == {"utterances": 24}
     assert ev["recall"] == {"mispronounced": 6}
     assert ev["precision"] == ev["f1"] == {"rejections": 9, "mispronounced": 6}
+    # paper-style: the utterances behind each denominator (answered ones for precision)
+    assert ev["precision_paper_style"] == ev["f1_paper_style"] == {"utterances": 20}
+    assert ev["recall_paper_style"] == {"utterances": 24}
 
 
 @pytest.mark.parametrize("kind, count, metrics", [
     ("mispronounced", 6, ("recall", "precision", "f1")),
     ("rejections", 9, ("precision", "f1")),
-    ("utterances", 20, ("accuracy_pcc", "fluency_scc", "total_rmse")),
+    ("utterances", 20, ("accuracy_pcc", "fluency_scc", "total_rmse", "precision_paper_style", "f1_paper_style")),
 ])
 def test_at_the_minimum_an_interval_one_above_too_few(kind, count, metrics):
     at = run(table(), **{kind: count})
@@ -61,7 +68,8 @@ def test_at_the_minimum_an_interval_one_above_too_few(kind, count, metrics):
         assert got["value"] == at[m]["value"]  # the measured value stays; only the interval is withheld
         assert got["reason"] == f"too few: {count} {noun}, fewer than score.intervals.min_events.{kind}={count + 1}"
     # the other metrics keep their intervals
-    others = [m for m in ("wer", "per", "recall", "precision", "accuracy_pcc") if m not in metrics]
+    others = [m for m in ("wer", "per", "recall", "precision", "accuracy_pcc", "recall_paper_style",
+                          "precision_paper_style") if m not in metrics]
     assert all(short[m]["too_few"] is None and short[m]["low"] is not None for m in others)
 
 

@@ -59,3 +59,27 @@ def test_headline_names_are_table3s_columns_in_its_order():
     assert list(P.TABLE3_NAMES) == ["accuracy_pcc", "fluency_pcc", "prosodic_pcc", "total_pcc", "wer", "per", "f1",
                                     "precision", "recall"]
     assert set(P.TABLE3_NAMES) == set(P.HEADLINE)
+
+
+def test_table3s_precision_recall_f1_are_judged_against_the_paper_style_metrics():
+    """The paper's MDD numbers are judged against the paper-style reconstruction; every other number
+    against its namesake; the standard precision/recall/F1 against nothing."""
+    from pronounce.scoring.mdd_paper import NAMES, READING
+
+    assert P.JUDGED_BY == {**{k: k for k in P.HEADLINE}, "precision": "precision_paper_style",
+                           "recall": "recall_paper_style", "f1": "f1_paper_style"}
+    assert set(P.JUDGED_BY.values()) & {"precision", "recall", "f1"} == set() and set(NAMES) <= set(P.JUDGED)
+    assert P.HEADLINE_NAMES["precision"] == "precision_paper_style" and P.HEADLINE_NAMES["wer"] == "wer"
+    assert P.judged_label("f1") == "f1 (paper-style)" and P.judged_label("per") == "per"
+    assert READING in P.PAPER_STYLE_NOTE and "reconstructed from Table 3, see docs/mdd_paper_fit.md" in P.PAPER_STYLE_NOTE
+    assert (ROOT / "docs" / "mdd_paper_fit.md").is_file()  # the docs the labels point at
+
+
+def test_the_fields_published_mdd_results_are_context_with_their_sources():
+    """MuFFIN and HMamba on speechocean762 (standard counting, canonical phones given): F1 only, each
+    with its paper's title and arXiv id, and which of it was checked."""
+    rows = {r["system"]: r for r in P.MDD_CONTEXT}
+    assert {k: r["f1"] for k, r in rows.items()} == {"MuFFIN": 0.680, "HMamba": 0.639}
+    assert "arXiv:2510.04956" in rows["MuFFIN"]["source"] and "MuFFIN: Multifaceted" in rows["MuFFIN"]["source"]
+    assert "arXiv:2502.07575" in rows["HMamba"]["source"] and "63.85%" in rows["HMamba"]["checked"]
+    assert all(r["precision"] is None and r["recall"] is None for r in rows.values())

@@ -104,6 +104,11 @@ def test_exact_values_and_unparsed_rule():
     assert m["precision"] == pytest.approx(1 / 5) and m["recall"] == pytest.approx(1.0)
     assert m["f1"] == pytest.approx(2 * 0.2 / 1.2)
     assert m["diagnosis_accuracy"] == pytest.approx(1.0)
+    # paper-style (index by index against the pronounced phones): u1 4 of 4, u2 4 of 5 (D said as T),
+    # u3 unparsed = empty (0 recognised, 3 annotated), u4 3 of 3: 11 hits, 12 recognised, 15 annotated
+    assert got["mdd_paper_style"]["counts"] == {"hits": 11, "recognised": 12, "annotated": 15}
+    assert (m["precision_paper_style"], m["recall_paper_style"]) == (pytest.approx(11 / 12), pytest.approx(11 / 15))
+    assert m["f1_paper_style"] == pytest.approx(22 / 27)
     assert (m["parse_rate_apa"], m["parse_rate_mdd"], m["parse_rate"]) == (0.75, 0.75, 0.75)
 
 
@@ -262,12 +267,13 @@ def test_run_score_writes_metrics_json(tmp_path):
     assert metrics["accuracy_pcc"] == round(9 / math.sqrt(84), 6)
     assert metrics["epoch"] == 3 and metrics["n_utterances"] == 4
     assert set(metrics["epochs"]) == {"0", "2", "3"}
-    assert metrics["epochs"]["3"] == {**{k: metrics[k] for k in (*P.HEADLINE, "parse_rate")},
-                                      **{f"{k}_ci": metrics[f"{k}_ci"] for k in P.HEADLINE},
+    assert metrics["epochs"]["3"] == {**{k: metrics[k] for k in (*S.WITH_CI, "parse_rate")},
+                                      **{f"{k}_ci": metrics[f"{k}_ci"] for k in S.WITH_CI},
                                       "paper": metrics["paper"], "diff": metrics["diff"], "verdict": metrics["verdict"]}
     assert metrics["epochs"]["0"]["parse_rate"] == 0.0 and metrics["epochs"]["2"]["accuracy_pcc"] is None
     assert metrics["paper"] == P.paper_row("LoRA", 3) and metrics["paper"]["accuracy_pcc"] == 0.656
     assert metrics["diff"]["wer"] == round(metrics["wer"] - 0.14, 6)
+    assert metrics["diff"]["f1_paper_style"] == round(metrics["f1_paper_style"] - 0.724, 6)
     assert metrics["diff"]["accuracy_pcc"] == round(metrics["accuracy_pcc"] - 0.656, 6)
     details = json.loads((tmp_path / "scores" / "cfg" / "details.json").read_text())
     assert set(details["checkpoints"]) == {"final", "epoch-2", "epoch-3", "base/epoch-0"}
@@ -305,8 +311,10 @@ def test_intervals_in_metrics_and_details(tmp_path):
     e2 = details["checkpoints"]["epoch-2"]["intervals"]["accuracy_pcc"]
     assert e2["low"] is None and e2["reason"] == "the metric itself is undefined"
     # verdicts: the paper's 0.14 WER is far below our interval [low, high] of a 1/6 WER? say which
-    for k, v in metrics["verdict"].items():
-        ci, theirs = metrics[f"{k}_ci"], metrics["paper"][k]
+    assert list(metrics["verdict"]) == [P.JUDGED_BY[k] for k in P.HEADLINE]
+    for key in P.HEADLINE:
+        k = P.JUDGED_BY[key]
+        v, ci, theirs = metrics["verdict"][k], metrics[f"{k}_ci"], metrics["paper"][key]
         assert v == ("consistent" if ci["low"] <= theirs <= ci["high"] else "above" if theirs < ci["low"] else "below")
     # consecutive epochs compared, paired: epoch 2 - base, epoch 3 - epoch 2
     comps = [(c["a"], c["b"], c["paired"]) for c in details["epoch_comparisons"]]
@@ -380,40 +388,113 @@ def test_the_headline_files_are_small_and_keyed_by_table3s_columns(tmp_path):
                           tmp_path / "scores" / "cfg", log=None, headline_dir=tmp_path / "metrics" / "cfg")
     values = json.loads((tmp_path / "metrics" / "cfg" / "headline.json").read_text())
     verdicts = json.loads((tmp_path / "metrics" / "cfg" / "verdict.json").read_text())
-    names = ["accuracy", "fluency", "prosodic", "total", "wer", "per", "f1", "precision", "recall"]
-    assert list(P.TABLE3_NAMES.values()) == names
+    names = ["accuracy", "fluency", "prosodic", "total", "wer", "per", "f1_paper_style", "precision_paper_style",
+             "recall_paper_style"]  # ours for P/R/F1: the paper-style reconstruction, named so
+    assert list(P.HEADLINE_NAMES.values()) == names
     assert sorted(values) == sorted(verdicts) == sorted(["epoch", *names])
     assert values["epoch"] == 20 and verdicts["epoch"] == 3  # an epoch Table 3 lacks: against its epoch 3
-    for key, name in P.TABLE3_NAMES.items():
-        assert values[name] == (None if metrics[key] is None else round(metrics[key], 3))
-        assert verdicts[name] == (metrics["verdict"][key] or "n/a")
+    for key, name in P.HEADLINE_NAMES.items():
+        ours = P.JUDGED_BY[key]
+        assert values[name] == (None if metrics[ours] is None else round(metrics[ours], 3))
+        assert verdicts[name] == (metrics["verdict"][ours] or "n/a")
+    assert values["precision_paper_style"] == round(11 / 12, 3) != round(metrics["precision"], 3)  # not the standard
     assert values["wer"] == round(metrics["wer"], 3) and values["wer"] != metrics["wer"]  # 0.1666.. -> 0.167
     # small: one short line per config in `dvc metrics show`, not the detail's hundreds of keys
     assert len(values) == len(verdicts) == 10 < len(metrics)
 
 
-@pytest.mark.parametrize("minimum, verdict", [(1, None), (2, "too few (n = 1)")])
-def test_one_mispronounced_phone_gives_a_verdict_only_under_a_minimum_of_one(tmp_path, minimum, verdict):
-    """The fixture's test set has one mispronounced phone: at min_events.mispronounced 1 recall gets an
-    interval and a verdict; at 2, "too few (n = 1)" in the metrics, the headline and details."""
+@pytest.mark.parametrize("minimum, short", [(1, None), (2, "too few (n = 1)")])
+def test_one_mispronounced_phone_gives_an_interval_only_under_a_minimum_of_one(tmp_path, minimum, short):
+    """The fixture's test set has one mispronounced phone: at min_events.mispronounced 1 the standard
+    recall gets an interval; at 2, "too few (n = 1)" in the metrics, details and paired tests. Either
+    way the standard counting gets no paper verdict, and the paper-style verdicts (utterances behind
+    them) do not move."""
     p = params()
     p["score"]["intervals"] = {**INTERVALS, "min_events": {**LOW_MINIMA, "mispronounced": minimum}}
     metrics = make_scored(tmp_path, p=p)
-    if verdict is None:
-        assert metrics["verdict"]["recall"] in ("consistent", "above", "below")
+    assert not {"precision", "recall", "f1"} & set(metrics["verdict"])
+    assert all(metrics["verdict"][k] in ("consistent", "above", "below") for k in S.PAPER_STYLE)
+    if short is None:
         assert metrics["recall_ci"]["low"] is not None and "too_few" not in metrics["recall_ci"]
         return
     # recall, and precision and F1, whose numerators the one mispronounced phone caps
-    assert metrics["verdict"]["recall"] == metrics["verdict"]["precision"] == metrics["verdict"]["f1"] == verdict
-    assert metrics["recall_ci"] == {"low": None, "high": None, "too_few": verdict}
+    assert metrics["recall_ci"] == metrics["precision_ci"] == metrics["f1_ci"] == {"low": None, "high": None,
+                                                                                  "too_few": short}
     assert metrics["recall"] == 1.0  # the measured value stays
-    assert metrics["epochs"]["3"]["verdict"]["recall"] == verdict
+    assert metrics["recall_paper_style_ci"]["low"] is not None
     details = json.loads((tmp_path / "scores" / "cfg" / "details.json").read_text())
     final = details["checkpoints"]["final"]["intervals"]["recall"]
     assert final["events"] == {"mispronounced": 1} and "min_events.mispronounced=2" in final["reason"]
     assert details["intervals"]["min_events"]["mispronounced"] == 2
     # the paired comparison of epoch 3 with epoch 2 on recall: no test
     comp = details["epoch_comparisons"][1]
-    assert comp["a"] == "epoch-3" and comp["metrics"]["recall"]["too_few"] == verdict
-    assert comp["metrics"]["recall"]["p_value"] is None and comp["metrics"]["precision"]["too_few"] == verdict
+    assert comp["a"] == "epoch-3" and comp["metrics"]["recall"]["too_few"] == short
+    assert comp["metrics"]["recall"]["p_value"] is None and comp["metrics"]["precision"]["too_few"] == short
     assert comp["metrics"]["wer"]["too_few"] is None and comp["metrics"]["wer"]["p_value"] is not None
+
+
+# --------------------------------------------------------------------------- paper-style MDD
+
+P_VERDICTS = ("consistent", "above", "below")
+
+
+def shifted_rows():
+    """MDD answers where an alignment and an index-by-index comparison disagree: u1 drops its first
+    phone (every later one shifted), u2 inserts one early, u3 unparsed (the empty transcript), u4
+    says what the annotation heard (EH, not the canonical AE)."""
+    return [*(r for r in good_rows() if r["task"] == "apa"),
+            mdd("u1", "a cat", "K AE T"), mdd("u2", "the dog", "DH Z AH D AO G"), mdd("u3", raw="{nope"),
+            mdd("u4", "bad", "B EH D")]
+
+
+def test_score_rows_gives_the_paper_style_metrics_of_its_pairs():
+    """score_rows' paper-style metrics are mdd_paper.paper_style over (pronounced phones, recognised
+    phones under the unparsed rule), and its per-utterance counts are the bootstrap's columns."""
+    from pronounce.scoring.mdd_paper import paper_style
+
+    labels = labels_dict()
+    got = S.score_rows(shifted_rows(), labels)
+    recognised = {"u1": "K AE T", "u2": "DH Z AH D AO G", "u3": "", "u4": "B EH D"}
+    direct = paper_style([(labels[u]["pronounced_phones"], recognised[u].split()) for u in sorted(labels)])
+    for k in S.PAPER_STYLE:
+        assert got["metrics"][k] == direct[k], k
+    assert got["utterances"]["paper_style"] == direct["by_utterance"]
+    assert got["mdd_paper_style"]["counts"] == direct["counts"]
+    # by hand: u1 0 of 3 (shifted), u2 1 of 6 (DH; then shifted), u3 0 of 0 (3 annotated), u4 3 of 3
+    assert direct["by_utterance"] == {"hits": [0, 1, 0, 3], "recognised": [3, 6, 0, 3], "annotated": [4, 5, 3, 3]}
+    assert got["metrics"]["precision_paper_style"] == pytest.approx(4 / 12)
+    assert got["metrics"]["recall_paper_style"] == pytest.approx(4 / 15)
+    # the standard counting (an alignment) credits the shifted phones: a different number
+    assert got["metrics"]["precision"] != got["metrics"]["precision_paper_style"]
+
+
+def test_paper_verdicts_of_precision_recall_f1_judge_the_paper_style_metrics(tmp_path):
+    """Table 3's P/R/F1 against the paper-style metrics (verdict, ours - paper, headline files); the
+    standard P/R/F1 keep values and intervals, without a verdict or a difference."""
+    labels = write_labels(tmp_path / "decoded" / "test.arrow")
+    write_predictions(tmp_path / "predictions" / "base", {"epoch-0": (0, good_rows("epoch-0", 0))})
+    rows = [dict(r, checkpoint=c, epoch=3) for c in ("final", "epoch-3") for r in shifted_rows()]
+    write_predictions(tmp_path / "predictions" / "cfg", {c: (3, [r for r in rows if r["checkpoint"] == c])
+                                                          for c in ("final", "epoch-3")})
+    metrics = S.run_score(score_job(params(), "cfg"), labels.parent, tmp_path / "predictions" / "cfg",
+                          tmp_path / "predictions" / "base", tmp_path / "metrics" / "cfg.json",
+                          tmp_path / "scores" / "cfg", log=None, headline_dir=tmp_path / "metrics" / "cfg")
+    from pronounce.scoring.intervals import verdict
+
+    paper = P.paper_row("LoRA", 3)
+    for key, ours in (("precision", "precision_paper_style"), ("recall", "recall_paper_style"), ("f1", "f1_paper_style")):
+        assert P.JUDGED_BY[key] == ours
+        assert metrics["verdict"][ours] == verdict(paper[key], metrics[f"{ours}_ci"])
+        assert metrics["diff"][ours] == round(metrics[ours] - paper[key], 6)
+        assert key not in metrics["verdict"] and key not in metrics["diff"]  # the standard: no verdict
+        assert metrics[f"{key}_ci"]["low"] is not None  # ... but its interval
+        assert metrics["epochs"]["3"]["verdict"][ours] == metrics["verdict"][ours]
+    assert metrics["precision_paper_style"] == round(4 / 12, 6)
+    values = json.loads((tmp_path / "metrics" / "cfg" / "headline.json").read_text())
+    verdicts = json.loads((tmp_path / "metrics" / "cfg" / "verdict.json").read_text())
+    assert values["precision_paper_style"] == 0.333
+    assert verdicts["precision_paper_style"] == metrics["verdict"]["precision_paper_style"] in P_VERDICTS
+    assert "precision" not in values and values["wer"] == round(metrics["wer"], 3)
+    # the per-utterance counts travel to utterances.json, for the report's paired comparisons
+    table = json.loads((tmp_path / "scores" / "cfg" / "utterances.json").read_text())
+    assert table["checkpoints"]["final"]["paper_style"]["hits"] == [0, 1, 0, 3]

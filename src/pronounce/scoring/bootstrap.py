@@ -20,6 +20,8 @@ are summed per speaker once, and all resamples are one matrix product, counts [B
               a cumulative sum over the values, then Pearson r over the pairs; no sort per resample
   WER, PER    sum(w*errors) / sum(w*reference length)
   MDD         sums of w*TA, w*FR, w*FA, w*TR, then precision, recall, F1
+  paper-style sums of w*hits, w*recognised, w*annotated (phones), then mdd_paper.paper_style_arrays:
+              the point estimate's own formula (pooled counts), so a resample is the set re-scored
 Counts are exact in float64 (small integers); the sums of non-integer columns differ from summing
 utterance by utterance only by rounding (~1e-14), in a fixed order, so reruns give the same bits.
 A resample where a metric is undefined (a zero denominator, constant predictions) gives NaN and
@@ -39,6 +41,10 @@ from dataclasses import dataclass
 
 import numpy as np
 from scipy import sparse
+
+from .mdd_paper import COUNT_KEYS as PAPER_STYLE_COLUMNS
+from .mdd_paper import NAMES as PAPER_STYLE
+from .mdd_paper import paper_style_arrays
 
 LEVELS = ("speaker", "utterance")
 BLOCK_CELLS = 625_000  # resamples x units per block (caps memory at the utterance level: 250 x 2,500)
@@ -67,15 +73,20 @@ class UtteranceStats:
     per_errors: np.ndarray
     per_ref: np.ndarray
     mdd: dict  # ta, fr, fa, tr -> counts
+    paper_style: dict  # hits, recognised, annotated -> phone counts (pronounce.scoring.mdd_paper)
 
     @classmethod
     def from_json(cls, d: dict) -> "UtteranceStats":
         def arr(v):
             return np.array([np.nan if x is None else x for x in v], dtype=float)
 
+        if "paper_style" not in d:
+            raise ValueError("per-utterance statistics without paper-style MDD counts (scored before they "
+                             "existed): rerun the score stage (`dvc repro score`)")
         return cls({a: (arr(v["predicted"]), arr(v["human"])) for a, v in d["apa"].items()},
                    arr(d["wer_errors"]), arr(d["wer_ref"]), arr(d["per_errors"]), arr(d["per_ref"]),
-                   {k: arr(d["mdd"][k]) for k in MDD_COLUMNS})
+                   {k: arr(d["mdd"][k]) for k in MDD_COLUMNS},
+                   {k: arr(d["paper_style"][k]) for k in PAPER_STYLE_COLUMNS})
 
 
 # What each metric's interval rests on: the events it counts (score.intervals.min_events names the
@@ -83,7 +94,10 @@ class UtteranceStats:
 # recall: the mispronounced phones (TR + FA); precision: the rejections (TR + FR) and the
 # mispronounced phones too, as they cap its numerator (one mispronounced phone among 760 rejections
 # holds precision under 0.0014 whatever the model does: a verdict on the test set, not the model);
-# F1 both.
+# F1 both. The paper-style metrics: the utterances behind each denominator (with a recognised
+# phone for precision, an annotated one for recall, both for F1): their phones are plentiful
+# (~15 per utterance), but one utterance's phones stand or fall together (a deletion early shifts
+# every later one), so the utterances are the units the interval rests on.
 EVENT_KINDS = {"utterances": ("utterance", "utterances"),
                "mispronounced": ("mispronounced phone", "mispronounced phones"),
                "rejections": ("rejection", "rejections")}
@@ -102,12 +116,17 @@ def events(s: UtteranceStats) -> dict[str, dict[str, int]]:
     out["recall"] = {"mispronounced": mispronounced}
     out["precision"] = {"rejections": rejections, "mispronounced": mispronounced}
     out["f1"] = {"rejections": rejections, "mispronounced": mispronounced}
+    answered = int(np.sum(s.paper_style["recognised"] > 0))
+    annotated = int(np.sum(s.paper_style["annotated"] > 0))
+    precision, recall, f1 = PAPER_STYLE
+    out[precision], out[recall] = {"utterances": answered}, {"utterances": annotated}
+    out[f1] = {"utterances": min(answered, annotated)}
     return out
 
 
 def metric_names(aspects) -> list[str]:
     return ([f"{a}_{m}" for a in aspects for m in ("pcc", "scc", "rmse")]
-            + ["wer", "per", "precision", "recall", "f1"])
+            + ["wer", "per", "precision", "recall", "f1", *PAPER_STYLE])
 
 
 # --------------------------------------------------------------------------- the draws
@@ -254,13 +273,16 @@ def metrics_of(d: Draws, s: UtteranceStats) -> dict[str, np.ndarray]:
             out[f"{a}_scc"], out[f"{a}_rmse"] = weighted_scc(d, utts, x, y), rmse
         else:
             out.update({f"{a}_{m}": np.full(b, np.nan) for m in ("pcc", "scc", "rmse")})
-    cols = [s.wer_errors, s.wer_ref, s.per_errors, s.per_ref] + [s.mdd[k] for k in MDD_COLUMNS]
-    we, wr, pe, pr, ta, fr, fa, tr = _sums(d, np.arange(len(s.wer_ref)), np.stack(cols, axis=1)).T
+    cols = ([s.wer_errors, s.wer_ref, s.per_errors, s.per_ref] + [s.mdd[k] for k in MDD_COLUMNS]
+            + [s.paper_style[k] for k in PAPER_STYLE_COLUMNS])
+    we, wr, pe, pr, ta, fr, fa, tr, hits, recognised, annotated = _sums(
+        d, np.arange(len(s.wer_ref)), np.stack(cols, axis=1)).T
     out["wer"], out["per"] = _div(we, wr), _div(pe, pr)
     p, r = _div(tr, tr + fr), _div(tr, tr + fa)
     with np.errstate(invalid="ignore"):
         f1 = np.where(p + r > 0, _div(2 * p * r, p + r), np.where(np.isfinite(p) & np.isfinite(r), 0.0, np.nan))
     out.update(precision=p, recall=r, f1=f1)
+    out.update(paper_style_arrays(hits, recognised, annotated))
     return out
 
 

@@ -14,7 +14,8 @@ resampling): what the score stage writes beside each metric and the report reads
 
 No interval, verdict or paired test the data cannot carry: each metric rests on a count of events
 (bootstrap.events: scored answers for a PCC, mispronounced phones for recall, rejections and
-mispronounced phones for precision, ...), and below `score.intervals.min_events` of its kind it gets "too few (n = k)"
+mispronounced phones for precision, utterances for WER, PER and the paper-style MDD metrics, ...),
+and below `score.intervals.min_events` of its kind it gets "too few (n = k)"
 instead (`too_few`), as an undefined value gets n/a. Why a minimum: the percentile interval of
 a proportion over k events, measured (1,000 simulated sets, 500 resamples, i.i.d.), covers the
 truth in 0% of sets at k = 1 (every resample the same 0 or 1: `1.000 [1.000, 1.000]`), 27-75% at
@@ -82,7 +83,7 @@ def utterance_table(utts: list[str], labels: dict, scored: dict[str, dict]) -> d
             "predicted": u["predicted"],
             "wer_errors": [e for e, _ in u["wer"]], "wer_ref": [n for _, n in u["wer"]],
             "per_errors": [e for e, _ in u["per"]], "per_ref": [n for _, n in u["per"]],
-            "mdd": u["mdd"]}
+            "mdd": u["mdd"], "paper_style": u["paper_style"]}
     return table
 
 
@@ -90,7 +91,7 @@ def stats_of(table: dict, name: str) -> UtteranceStats:
     c = table["checkpoints"][name]
     return UtteranceStats.from_json({
         "apa": {a: {"predicted": c["predicted"][a], "human": table["human"][a]} for a in table["human"]},
-        **{k: c[k] for k in ("wer_errors", "wer_ref", "per_errors", "per_ref", "mdd")}})
+        **{k: c[k] for k in ("wer_errors", "wer_ref", "per_errors", "per_ref", "mdd", "paper_style") if k in c}})
 
 
 def checkpoint_intervals(table: dict, settings: Settings, pairs=()) -> dict:

@@ -5,6 +5,9 @@ printed). A library: the score and report stages both import it, and neither imp
 
 from __future__ import annotations
 
+from .mdd_paper import NAMES as PAPER_STYLE_NAMES
+from .mdd_paper import READING
+
 HEADLINE = ("accuracy_pcc", "fluency_pcc", "prosodic_pcc", "total_pcc", "wer", "per", "precision", "recall", "f1")
 # The headline metrics file (metrics/<config>/headline.json) names each metric by Table 3's own
 # column header (its PCC columns are headed Accuracy, Fluency, Prosodic, Total): short names keep
@@ -13,11 +16,46 @@ TABLE3_NAMES = {"accuracy_pcc": "accuracy", "fluency_pcc": "fluency", "prosodic_
                 "total_pcc": "total", "wer": "wer", "per": "per", "f1": "f1", "precision": "precision",
                 "recall": "recall"}
 # Which metric of ours each number of Table 3 is judged against (verdict, ours - paper, the
-# headline file), by Table 3 key. Today each its namesake. The paper's P/R/F1 are not the field's
-# standard MDD counting (README, score stage): once the paper-style metrics are defined
-# (precision_paper_style, recall_paper_style, f1_paper_style, beside the standard ones), they go
-# here, and the standard ones keep their values and intervals without a verdict.
-JUDGED_BY = {k: k for k in HEADLINE}
+# headline files, the vs-paper plot), by Table 3 key. The paper's MDD precision, recall and F1
+# are not the field's TA/FR/FA/TR counting (random errors at its PER give a standard precision
+# near 0.06 on the bundled subset, not its 0.73); they are judged against the paper-style metrics
+# (pronounce.scoring.mdd_paper), the reading of "comparing the model outputs with reference
+# phoneme transcriptions" that Table 3's own 9 rows chose, a reconstruction (docs/mdd_paper_fit.md).
+# The standard precision, recall and F1 keep their values and intervals but get no verdict:
+# MDD_CONTEXT sets them in context.
+JUDGED_BY = {**{k: k for k in HEADLINE}, **dict(zip(("precision", "recall", "f1"), PAPER_STYLE_NAMES))}
+JUDGED = tuple(JUDGED_BY[k] for k in HEADLINE)  # our metrics with a paper verdict, in HEADLINE's order
+RECONSTRUCTED = "reconstructed from Table 3, see docs/mdd_paper_fit.md"
+PAPER_STYLE_NOTE = (f"{READING} (each recognised phone compared with the annotated phone at the same index, no "
+                    f"alignment; counts summed over the test set), {RECONSTRUCTED}")
+PAPER_STYLE_SHORT = f"paper-style ({READING}; {RECONSTRUCTED})"
+# The headline files' key of each Table 3 number: its column header, with `_paper_style` where
+# ours is the paper-style reconstruction (so `dvc metrics show` cannot pass it off as the standard)
+HEADLINE_NAMES = {k: name if JUDGED_BY[k] == k else f"{name}_paper_style" for k, name in TABLE3_NAMES.items()}
+
+
+def judged_label(key: str) -> str:
+    """A Table 3 key as the report names the metric of ours judged against it."""
+    return key if JUDGED_BY[key] == key else f"{key} (paper-style)"
+
+
+# The field's published MDD results on speechocean762 (standard TA/FR/FA/TR counting), set beside
+# our standard precision/recall/F1 as context, NOT as targets: both systems are given the
+# canonical phones of the prompt text (both read phone-level features aligned to them: HMamba's
+# input is the speech and the canonical phone sequence, MuFFIN's adds GOP features computed
+# against it), which our model (and the paper's) is not: it transcribes the audio it hears.
+MDD_CONTEXT = [
+    {"system": "MuFFIN", "f1": 0.680, "precision": None, "recall": None,
+     "source": "Yan, Tsai and Chen (2025), \"MuFFIN: Multifaceted Pronunciation Feedback Model with Interactive "
+               "Hierarchical Neural Modeling\", arXiv:2510.04956",
+     "checked": "title and arXiv id checked; the F1 (0.680) as reported by the issue, not checked against the "
+                "paper's text"},
+    {"system": "HMamba", "f1": 0.639, "precision": None, "recall": None,
+     "source": "Chao and Chen (2025), \"Towards Efficient and Multifaceted Computer-assisted Pronunciation Training "
+               "Leveraging Hierarchical Selective State Space Model and Decoupled Cross-entropy Loss\", "
+               "arXiv:2502.07575",
+     "checked": "title, arXiv id and F1 checked (its abstract: 63.85%)"},
+]
 # OUR CHOICE, not the paper's: the row a final adapter of an epoch Table 3 lacks (the smoke run's
 # 20th) is set beside. The paper names no headline epoch: it bolds its best value of each metric
 # across epochs (among LoRA epochs 2-4 and Unfreeze epoch 4). We take epoch 3, the middle of the

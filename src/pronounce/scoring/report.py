@@ -1,6 +1,7 @@
 """Stage `report`: metrics/report.md, our results in the layout of the paper's Table 3, beside
-the paper's, plus the plot data of the cross-config plots (dvc plots show). (~425 lines: the
-report's sections in the order they print.)
+the paper's, plus the plot data of the cross-config plots (dvc plots show). (~500 lines: the
+report's sections in the order they print.) Wherever ours stands beside Table 3's precision,
+recall or F1 it is the paper-style metric, labelled so (paper.JUDGED_BY).
 
 Reads scores/<config>/details.json of every config in params.yaml (pronounce.scoring.score) and the
 training loss DVCLive logged (dvclive/<config>/plots/metrics/train/loss.tsv).
@@ -19,7 +20,11 @@ Outputs:
                                    base is `builtin:tiny` (a smoke run, not a reproduction);
                                    then (pronounce.scoring.uncertainty) 95% intervals and a verdict
                                    against the paper for each metric, SCC and RMSE beside each
-                                   PCC, and paired comparisons (configs, consecutive epochs).
+                                   PCC, and paired comparisons (configs, consecutive epochs);
+                                   then MDD both ways: the paper-style P/R/F1 (Table 3's are
+                                   judged against them, paper.JUDGED_BY) with intervals and
+                                   verdicts, and the standard counting with intervals, no verdict,
+                                   beside the field's published results (paper.MDD_CONTEXT).
   metrics/plots/vs_paper.json      our headline metrics (with their 95% intervals) against the
                                    paper's targets, each row naming the run (a smoke run says so)
   metrics/plots/train_loss.json    training loss per config
@@ -40,20 +45,26 @@ from .intervals import TOO_FEW, VERDICTS
 from .paper import (
     HEADLINE,
     JUDGED_BY,
+    MDD_CONTEXT,
     PAPER_SOURCE,
+    PAPER_STYLE_NAMES,
+    PAPER_STYLE_NOTE,
+    PAPER_STYLE_SHORT,
     PAPER_TABLE3,
     PAPER_TARGET_EPOCH,
     PAPER_TEST_UTTERANCES,
     fmt,
+    judged_label,
     paper_fmt,
 )
 from .tables import config_rows, listed, markdown
 from .uncertainty import render_sections
 
-COLUMNS = [  # (metric key, header): the paper's Table 3 order
-    ("accuracy_pcc", "Acc. PCC"), ("fluency_pcc", "Flu. PCC"), ("prosodic_pcc", "Pros. PCC"),
-    ("total_pcc", "Total PCC"), ("wer", "WER"), ("per", "PER"), ("f1", "F1"), ("precision", "Precision"),
-    ("recall", "Recall"),
+COLUMNS = [  # (Table 3 key, header): the paper's Table 3 order; ours in each is paper.JUDGED_BY's metric
+    (k, h if JUDGED_BY[k] == k else f"{h} (paper-style)") for k, h in (
+        ("accuracy_pcc", "Acc. PCC"), ("fluency_pcc", "Flu. PCC"), ("prosodic_pcc", "Pros. PCC"),
+        ("total_pcc", "Total PCC"), ("wer", "WER"), ("per", "PER"), ("f1", "F1"), ("precision", "Precision"),
+        ("recall", "Recall"))
 ]
 LOWER_IS_BETTER = {"wer", "per"}
 
@@ -134,7 +145,8 @@ TABLE3_HEADER = ["Config", "Strategy", "Epoch", "Source", *[h for _, h in COLUMN
 
 
 def _metric_cells(metrics: dict | None) -> list[str]:
-    return [fmt(None if metrics is None else metrics.get(k)) for k, _ in COLUMNS]
+    """Ours under each Table 3 column: the metric it is judged against (paper-style P/R/F1)."""
+    return [fmt(None if metrics is None else metrics.get(JUDGED_BY[k])) for k, _ in COLUMNS]
 
 
 def _paper_cells(row: dict) -> list[str]:
@@ -186,7 +198,7 @@ def epoch_diffs(details: dict[str, dict]) -> list[str]:
             if e.get("paper") is None:
                 cells = ["(not in Table 3)"] + [""] * (len(COLUMNS) - 1)
             else:
-                cells = [_signed(e["diff"].get(k)) for k, _ in COLUMNS]
+                cells = [_signed(e["diff"].get(JUDGED_BY[k])) for k, _ in COLUMNS]
             rows.append([BASE_LABEL if epoch == "0" else name, "none" if epoch == "0" else d["strategy"], epoch, *cells])
     return markdown(rows, ["Config", "Strategy", "Epoch", *[h for _, h in COLUMNS]], "llr" + "r" * len(COLUMNS))
 
@@ -197,14 +209,14 @@ def headline(details: dict[str, dict]) -> list[str]:
         m = d["metrics"]
         epoch = m.get("epoch")
         rows.append([name, f"ours, final adapter (epoch {epoch if epoch is not None else '?'})",
-                     *[fmt(m[k]) for k, _ in COLUMNS]])
+                     *[fmt(m.get(JUDGED_BY[k])) for k, _ in COLUMNS]])
         paper = m.get("paper") or {}
         pe = m.get("paper_epoch", PAPER_TARGET_EPOCH)
         rows.append(["", f"paper, {d['strategy']} epoch {pe}"
                      + (" (our choice)" if pe != epoch else ""),
                      *[paper_fmt(d["strategy"], pe, k, paper.get(k)) for k, _ in COLUMNS]])
         diff = m.get("diff") or {}
-        rows.append(["", "ours − paper", *[_signed(diff.get(k)) for k, _ in COLUMNS]])
+        rows.append(["", "ours − paper", *[_signed(diff.get(JUDGED_BY[k])) for k, _ in COLUMNS]])
     return markdown(rows, ["Config", "Row", *[h for _, h in COLUMNS]], "ll" + "r" * len(COLUMNS))
 
 
@@ -223,6 +235,8 @@ def undefined_notes(details: dict[str, dict]) -> list[str]:
         for metric, why in c["mdd"]["reasons"].items():
             if metric in HEADLINE:
                 by_reason.setdefault(why, []).append(metric)
+        for metric, why in c.get("mdd_paper_style", {}).get("reasons", {}).items():
+            by_reason.setdefault(why, []).append(metric)
         for what in ("wer", "per"):
             if c[what]["reason"]:
                 by_reason.setdefault(c[what]["reason"], []).append(what.upper())
@@ -248,10 +262,11 @@ def _kind(v: str | None) -> str:
     return TOO_FEW if v.startswith(TOO_FEW) else v
 
 
-def verdict_rows(details: dict[str, dict]) -> list[tuple[str, str, dict]]:
-    """(ours, the paper's row, {metric: verdict}) at the paper's epochs: every evaluated epoch that
-    Table 3 has (epoch 0, the base model, once), and a final adapter of an epoch it lacks against
-    PAPER_TARGET_EPOCH (our choice of headline, labelled so)."""
+def verdict_rows(details: dict[str, dict]) -> list[tuple[str, str, dict, tuple]]:
+    """(ours, the paper's row, its entry in the metrics: our values, `<metric>_ci`, `paper`, `verdict`
+    keyed by our metric; (strategy, epoch) of the paper's row) at the paper's epochs: every evaluated epoch that Table 3 has (epoch 0, the
+    base model, once), and a final adapter of an epoch it lacks against PAPER_TARGET_EPOCH (our
+    choice of headline, labelled so)."""
     out = []
     for i, (name, d) in enumerate(details.items()):
         m = d["metrics"]
@@ -262,23 +277,24 @@ def verdict_rows(details: dict[str, dict]) -> list[tuple[str, str, dict]]:
             judged.add(epoch)
             ours = f"{BASE_LABEL}, epoch 0" if epoch == "0" else f"{name}, epoch {epoch}"
             theirs = "none, epoch 0" if epoch == "0" else f"{d['strategy']}, epoch {epoch}"
-            out.append((ours, theirs, e.get("verdict") or {}))
+            out.append((ours, theirs, e, (d["strategy"], int(epoch))))
         final_epoch = m.get("epoch")
         if m.get("paper") is not None and str(final_epoch) not in judged:
             pe = m.get("paper_epoch")
             theirs = f"{d['strategy']}, epoch {pe}" + (
                 f" (our choice of headline: Table 3 has no epoch {final_epoch})" if pe != final_epoch else "")
-            out.append((f"{name}, epoch {final_epoch} (final)", theirs, m.get("verdict") or {}))
+            out.append((f"{name}, epoch {final_epoch} (final)", theirs, m, (d["strategy"], pe)))
     return out
 
 
 def verdict_summary(details: dict[str, dict]) -> list[str]:
     """The report's first section: one sentence with the counts, then one row per row of ours."""
     rows, total = [], dict.fromkeys(VERDICT_COLUMNS, 0)
-    for ours, theirs, verdicts in verdict_rows(details):
+    for ours, theirs, entry, _ in verdict_rows(details):
         counts = dict.fromkeys(VERDICT_COLUMNS, 0)
+        verdicts = entry.get("verdict") or {}
         for k in HEADLINE:
-            counts[_kind(verdicts.get(k))] += 1
+            counts[_kind(verdicts.get(JUDGED_BY[k]))] += 1
         for k, v in counts.items():
             total[k] += v
         rows.append([ours, theirs, *[str(counts[k]) for k in VERDICT_COLUMNS]])
@@ -289,8 +305,9 @@ def verdict_summary(details: dict[str, dict]) -> list[str]:
     return [sentence, "",
             f"{VERDICTS[0].capitalize()}: the paper's value inside our 95% interval; {VERDICTS[1]} / "
             f"{VERDICTS[2]}: our whole interval above / below it (for WER and PER above is worse); too few: fewer "
-            "events than `score.intervals.min_events` (e.g. mispronounced phones behind recall), so no interval or "
-            "verdict; n/a: no interval (the metric is undefined, e.g. no answer parsed). Per metric: "
+            "events than `score.intervals.min_events` (e.g. scored answers behind a PCC, utterances behind WER, PER and "
+            "the paper-style precision, recall and F1), so no interval or verdict; n/a: no interval (the metric is undefined, e.g. no answer parsed). Precision, recall and F1 "
+            f"are judged paper-style: {PAPER_STYLE_NOTE}; the standard MDD counting gets no verdict. Per metric: "
             "\"Intervals and verdicts against the paper\" below.", "",
             *markdown(rows, header, "ll" + "r" * len(VERDICT_COLUMNS))]
 
@@ -316,6 +333,62 @@ def mdd_details(details: dict[str, dict]) -> list[str]:
     return markdown(rows, header, "ll" + "r" * 10)
 
 
+STANDARD_MDD = ("precision", "recall", "f1")  # the field's counting (TA/FR/FA/TR): no paper verdict
+
+
+def _with_interval(value, ci: dict | None) -> str:
+    """"0.123 [0.100, 0.150]"; the value with "too few (n = k)" or alone where there is no interval."""
+    if ci and ci.get("too_few"):
+        return f"{fmt(value)}, {ci['too_few']}"
+    if value is None or not ci or ci.get("low") is None:
+        return fmt(value)
+    return f"{fmt(value)} [{ci['low']:.3f}, {ci['high']:.3f}]"
+
+
+def mdd_paper_style(details: dict[str, dict]) -> list[str]:
+    """The paper-style P/R/F1 at the paper's epochs (verdict_rows): ours with its 95% interval, the
+    paper's value and the verdict, one row per row of ours."""
+    rows = []
+    for ours, theirs, e, (strategy, epoch) in verdict_rows(details):
+        cells = []
+        for key, name in zip(STANDARD_MDD, PAPER_STYLE_NAMES):
+            cells += [_with_interval(e.get(name), e.get(f"{name}_ci")),
+                      paper_fmt(strategy, epoch, key, (e.get("paper") or {}).get(key)),
+                      (e.get("verdict") or {}).get(name) or "n/a"]
+        rows.append([ours, theirs, *cells])
+    header = ["Ours", "Against the paper's", *[f"{k} {h}" for k in ("P", "R", "F1")
+                                                for h in ("[95%]", "paper", "verdict")]]
+    return markdown(rows, header, "ll" + "rrl" * 3)
+
+
+def mdd_standard(details: dict[str, dict]) -> list[str]:
+    """The field's TA/FR/FA/TR counting with its intervals, no verdict; then the field's published
+    speechocean762 results (paper.MDD_CONTEXT), as context."""
+    rows = []
+    for name, ckpt, c in listed(details):
+        iv = c.get("intervals", {})
+        rows.append([name, ckpt, *[_with_interval(c["metrics"].get(k), iv.get(k)) for k in STANDARD_MDD], "ours"])
+    for r in MDD_CONTEXT:
+        rows.append([r["system"], "published (context, not a target)", *[fmt(r[k]) for k in STANDARD_MDD],
+                     f"{r['source']}; {r['checked']}"])
+    return markdown(rows, ["System", "Checkpoint", "Precision [95%]", "Recall [95%]", "F1 [95%]", "Source"],
+                    "llrrrl")
+
+
+def mdd_section(details: dict[str, dict]) -> list[str]:
+    return ["## MDD: paper-style and standard counting", "",
+            f"**Paper-style**: {PAPER_STYLE_NOTE}. Table 3's precision, recall and F1 are judged against these. "
+            "A reconstruction: the paper says only that they compare \"the model outputs with reference phoneme "
+            "transcriptions\"; this reading fits all 9 rows of its Table 3, no alignment-based one does.", "",
+            *mdd_paper_style(details), "",
+            "**Standard counting** (TA/FR/FA/TR against the canonical and annotated phones, "
+            "`mdd_scoring.md`): values and 95% intervals, no paper verdict (the paper's numbers are not this "
+            "metric). Beside them the field's published speechocean762 results, as **context, not targets**: "
+            "both systems are given the canonical phones of the prompt text, which our model (like the paper's) "
+            "is not: it transcribes the audio alone.", "",
+            *mdd_standard(details)]
+
+
 # --------------------------------------------------------------------------- plot data
 
 
@@ -336,13 +409,15 @@ def vs_paper_rows(details: dict[str, dict], run: str = "") -> list[dict]:
         epoch = m.get("epoch")
         for key, _ in COLUMNS:
             ours = JUDGED_BY[key]  # the metric of ours the paper's number is judged against
+            label = judged_label(key)  # "precision (paper-style)": the panel says what ours is
+            note = None if ours == key else PAPER_STYLE_SHORT
             if m.get(ours) is not None:
                 ci = m.get(f"{ours}_ci") or {}
-                rows.append({"metric": key, "config": name, "source": "ours",
+                rows.append({"metric": label, "ours_metric": ours, "note": note, "config": name, "source": "ours",
                              "series": f"{name} (e{epoch if epoch is not None else '?'})",
                              "value": m[ours], "low": ci.get("low"), "high": ci.get("high"), "run": run})
             if (m.get("paper") or {}).get(key) is not None:
-                rows.append({"metric": key, "config": name, "source": "paper",
+                rows.append({"metric": label, "ours_metric": ours, "note": note, "config": name, "source": "paper",
                              "series": f"paper {d['strategy']} (e{m.get('paper_epoch', PAPER_TARGET_EPOCH)})",
                              "value": m["paper"][key], "low": None, "high": None, "run": run})
     # one paper bar per (metric, series) even when two configs share a strategy
@@ -372,7 +447,8 @@ def render(job: ReportJob, details: dict[str, dict], n_test: int, tables: dict[s
               "switches that adapter on for every audio input; the paper's \"no training\" row), prompted without "
               "the control tokens, as the paper's baseline. PCC: Pearson r "
               "with the human sentence scores; WER/PER: lower is better; F1/precision/recall: "
-              "mispronunciation detection (TA/FR/FA/TR counting). Parsed: share of answers that parsed. "
+              f"mispronunciation detection, {PAPER_STYLE_SHORT}; the standard TA/FR/FA/TR counting is in \"MDD: "
+              "paper-style and standard counting\". Parsed: share of answers that parsed. "
               "The paper's values are printed with its own decimals; \"(p ≥ 0.05)\" marks the one PCC its caption "
               "underlines as not significant.", ""]
     parts += table3(details) + [""]
@@ -403,6 +479,7 @@ def render(job: ReportJob, details: dict[str, dict], n_test: int, tables: dict[s
     parts += [first["unparsed_apa_worst"], ""] if "unparsed_apa_worst" in first else []
     parts += render_sections(details, tables)
     parts += ["## APA: PCC p-values and n", ""] + pcc_details(details) + [""]
+    parts += mdd_section(details) + [""]
     parts += ["## MDD: counts", ""] + mdd_details(details) + [""]
     parts += ["Plots: `dvc plots show` (predicted vs human scores, PER vs accuracy as in the paper's "
               "Figure 5, ours vs the paper, training loss).", ""]

@@ -26,6 +26,14 @@ the test labels (data/decoded/test.arrow); never generates.
     recall would be 1.0 -- a parse failure would look like a perfect detector.)
   So a failed parse cannot raise precision, recall or F1, and adds exactly len(reference)
   errors to WER/PER.
+- Paper-style MDD (pronounce.scoring.mdd_paper: precision_paper_style, recall_paper_style,
+  f1_paper_style): the reading of the paper's own P/R/F1 that its Table 3 chose, a reconstruction
+  (docs/mdd_paper_fit.md): recognised phones compared index by index with the annotated
+  (pronounced) phones, no alignment, counts pooled over the test set. Under the unparsed rule an
+  unparsed answer is the empty transcript: its annotated phones count against recall, it adds
+  nothing to precision's denominator (as the standard precision counts only phones a model
+  rejects). Table 3's precision, recall and F1 are judged against these (paper.JUDGED_BY); the
+  standard ones keep their values and intervals, with no paper verdict.
 - Parse rate: per task and overall (parsed answers / all answers).
 
 Outputs:
@@ -35,14 +43,16 @@ Outputs:
                                headline, when Table 3 has no such epoch) under `paper` and ours
                                minus it under `diff`; `epochs` {"0": base, "<k>": ...}, each
                                with its own `paper` row (that epoch, that strategy) and `diff`
-                               Beside each headline metric `<metric>_ci` {low, high}, its 95%
-                               interval; SCC and RMSE beside each PCC; `verdict` per paper row;
+                               Beside each headline metric and each paper-style one
+                               `<metric>_ci` {low, high}, its 95% interval; SCC and RMSE beside
+                               each PCC; `verdict` and `diff` keyed by the metric of ours judged
+                               (paper.JUDGED_BY: the paper-style P/R/F1, not the standard ones);
                                `interval_level` (speaker, or utterance with too few speakers)
                                Not a default DVC metric (a plain output, in git): `dvc metrics
                                show metrics/<config>.json` prints it.
   metrics/<config>/headline.json  what `dvc metrics show` prints by default: the final adapter's
                                Table 3 numbers (three decimals, named by Table 3's column headers,
-                               paper.TABLE3_NAMES) and `epoch`
+                               `_paper_style` after P/R/F1: paper.HEADLINE_NAMES) and `epoch`
   metrics/<config>/verdict.json   beside it, the same keys: each number's verdict against the
                                paper's row (`epoch`: that row's), so the two print as two aligned rows
   scores/<config>/details.json everything behind those numbers: p-values, n, counts, parse
@@ -53,7 +63,7 @@ Outputs:
   scores/<config>/apa_scatter.json      predicted vs human score per aspect (final adapter)
   scores/<config>/per_vs_accuracy.json  per-utterance PER vs human accuracy (the paper's Fig. 5)
 
-(~400 lines, over the ~300 guide: the stage reads, scores, attaches intervals and verdicts and
+(~420 lines, over the ~300 guide: the stage reads, scores, attaches intervals and verdicts and
 writes its four outputs in one pass; the statistics themselves live in metrics, bootstrap and
 intervals.)
 """
@@ -83,12 +93,15 @@ from .metrics import (
     wer,
     wer_by_utterance,
 )
-from .paper import HEADLINE, JUDGED_BY, PAPER_SOURCE, TABLE3_NAMES, fmt, paper_epoch_for, paper_row
+from .mdd_paper import NAMES as PAPER_STYLE
+from .mdd_paper import READING, paper_style
+from .paper import HEADLINE, HEADLINE_NAMES, JUDGED_BY, PAPER_SOURCE, RECONSTRUCTED, fmt, paper_epoch_for, paper_row
 
 INS_PENALISED = ("precision", "f1", "false_rejection_rate")  # the variant's fields: <name>_ins_penalised
 EXTRA = ("diagnosis_accuracy", "false_rejection_rate", *(f"{k}_ins_penalised" for k in INS_PENALISED),
          "parse_rate", "parse_rate_apa", "parse_rate_mdd")
-EPOCH_KEYS = (*HEADLINE, "parse_rate")
+WITH_CI = (*HEADLINE, *PAPER_STYLE)  # the metrics written with their interval, per epoch too
+EPOCH_KEYS = (*WITH_CI, "parse_rate")
 DIGITS = 6  # metrics/<config>.json is rounded for reading; details.json keeps full precision
 
 UNPARSED_RULE = (
@@ -200,6 +213,7 @@ def score_rows(rows: list[dict], labels: dict, what: str = "predictions") -> dic
     counts = sum_counts(per_utt)
     mdd = mdd_scores(counts)
     mdd_ins = mdd_scores(penalise_insertions(counts))
+    style = paper_style([(r, h[1]) for r, h in zip(refs_phones, hyps)])  # h[1]: [] when unparsed
     parse = {t: summarise(_parse_result(by[u, t]) for u in utts) for t in TASKS}
     parsed = sum(parse[t]["parsed"] for t in TASKS)
     metrics = {f"{a}_pcc": apa[a]["value"] for a in APA_FIELDS}
@@ -208,13 +222,18 @@ def score_rows(rows: list[dict], labels: dict, what: str = "predictions") -> dic
                    parse_rate=parsed / (2 * len(utts)), parse_rate_apa=parse["apa"]["parse_rate"],
                    parse_rate_mdd=parse["mdd"]["parse_rate"])
     metrics.update({f"{k}_ins_penalised": mdd_ins[k] for k in INS_PENALISED})
+    metrics.update({k: style[k] for k in PAPER_STYLE})
     metrics.update({f"{a}_pcc_unparsed_worst": apa_worst[a]["value"] for a in APA_FIELDS})
     # the bootstrap's per-utterance sufficient statistics (scores/<config>/utterances.json)
     by_utt = {"predicted": predicted,
               "wer": wer_by_utterance(refs_words, [h[0] for h in hyps]), "per": per_by_utterance(refs_phones, [h[1] for h in hyps]),
-              "mdd": {k: [c[k] for c in per_utt] for k in ("ta", "fr", "fa", "tr")}}
+              "mdd": {k: [c[k] for c in per_utt] for k in ("ta", "fr", "fa", "tr")},
+              "paper_style": style["by_utterance"]}
     return {"metrics": metrics, "n_utterances": len(utts), "apa": apa, "apa_unparsed_worst": apa_worst, "wer": w,
-            "per": p, "mdd_counts": counts, "mdd": mdd, "mdd_ins_penalised": mdd_ins, "parse": parse,
+            "per": p, "mdd_counts": counts, "mdd": mdd, "mdd_ins_penalised": mdd_ins,
+            "mdd_paper_style": {"reading": READING, "counts": style["counts"], "reasons": style["reasons"],
+                                "note": RECONSTRUCTED},
+            "parse": parse,
             "truncated": sum(r.get("stopped") == "max_new_tokens" for r in rows), "utterances": by_utt}
 
 
@@ -246,15 +265,16 @@ def _round(v):
     return None if v is None else round(float(v), DIGITS)
 
 
-def _flat(metrics: dict, keys=(*HEADLINE, *EXTRA)) -> dict:
+def _flat(metrics: dict, keys=(*WITH_CI, *EXTRA)) -> dict:
     return {k: _round(metrics[k]) for k in keys}
 
 
 def _diff(ours: dict, paper: dict | None) -> dict:
+    """Ours minus the paper's row, keyed by the metric of ours judged (paper.JUDGED_BY)."""
     if paper is None:
         return {}
-    return {k: (None if ours[JUDGED_BY[k]] is None or paper[k] is None else _round(ours[JUDGED_BY[k]] - paper[k]))
-            for k in HEADLINE}
+    return {JUDGED_BY[k]: (None if ours[JUDGED_BY[k]] is None or paper[k] is None
+                           else _round(ours[JUDGED_BY[k]] - paper[k])) for k in HEADLINE}
 
 
 # --------------------------------------------------------------------------- the stage
@@ -284,9 +304,11 @@ def _ci(c: dict) -> dict:
 
 
 def _verdicts(ci: dict, paper: dict | None) -> dict:
+    """Each Table 3 number's verdict, keyed by the metric of ours judged against it (paper.JUDGED_BY):
+    `precision_paper_style`, not `precision`: the standard counting gets none."""
     if paper is None:
         return {}
-    return {k: verdict(paper[k], ci[JUDGED_BY[k]]) for k in HEADLINE}
+    return {JUDGED_BY[k]: verdict(paper[k], ci[JUDGED_BY[k]]) for k in HEADLINE}
 
 
 def _extra_apa(ci: dict) -> dict:
@@ -301,15 +323,16 @@ def _extra_apa(ci: dict) -> dict:
 
 
 def headline(metrics: dict) -> tuple[dict, dict]:
-    """(headline.json, verdict.json) of a config's metrics: the final adapter's Table 3 numbers at
-    three decimals, as the paper prints them, and their verdicts ("n/a" where there is none), both
-    keyed by Table 3's column names; `epoch` ours in the first, the paper row's in the second."""
+    """(headline.json, verdict.json) of a config's metrics: the final adapter's numbers judged against
+    Table 3's (paper.JUDGED_BY) at three decimals, as the paper prints them, and their verdicts ("n/a"
+    where there is none), both keyed by Table 3's column names (`_paper_style` after P/R/F1: ours
+    are the paper-style reconstruction); `epoch` ours in the first, the paper row's in the second."""
     values = {"epoch": metrics["epoch"]}
     verdicts = {"epoch": metrics["paper_epoch"]}
-    for key, name in TABLE3_NAMES.items():
+    for key, name in HEADLINE_NAMES.items():
         ours = metrics[JUDGED_BY[key]]
         values[name] = None if ours is None else round(ours, 3)
-        verdicts[name] = (metrics.get("verdict") or {}).get(key) or "n/a"
+        verdicts[name] = (metrics.get("verdict") or {}).get(JUDGED_BY[key]) or "n/a"
     return values, verdicts
 
 
@@ -347,7 +370,7 @@ def run_score(job: ScoreJob, decoded_dir, pred_dir, base_pred_dir, metrics_path,
     paper_epoch = paper_epoch_for(strategy, final_epoch)
     paper = paper_row(strategy, paper_epoch)
     final_ci = final["intervals"]
-    flat = {**_with_ci(_flat(final["metrics"]), final_ci, HEADLINE), **_extra_apa(final_ci),
+    flat = {**_with_ci(_flat(final["metrics"]), final_ci, WITH_CI), **_extra_apa(final_ci),
             **{f"{a}_pcc_unparsed_worst": _round(final["metrics"][f"{a}_pcc_unparsed_worst"]) for a in APA_FIELDS}}
     per_epoch = [(epoch, scored) for ckpt, (epoch, scored, _) in checkpoints.items() if ckpt != FINAL and epoch is not None]
     # per epoch only the headline with its intervals, the parse rate and the paper's row of that
@@ -355,7 +378,7 @@ def run_score(job: ScoreJob, decoded_dir, pred_dir, base_pred_dir, metrics_path,
     epochs = {}
     for epoch, scored in sorted(per_epoch, key=lambda e: e[0]):
         ours, theirs = _flat(scored["metrics"], EPOCH_KEYS), paper_row(strategy, epoch)
-        epochs[str(epoch)] = {**_with_ci(ours, scored["intervals"], HEADLINE), "paper": theirs,
+        epochs[str(epoch)] = {**_with_ci(ours, scored["intervals"], WITH_CI), "paper": theirs,
                               "diff": _diff(ours, theirs), "verdict": _verdicts(scored["intervals"], theirs)}
     metrics = {**flat, "epoch": final_epoch, "n_utterances": final["n_utterances"],
                "interval_level": boot["plan"]["level"], "paper_epoch": paper_epoch, "paper": paper,
@@ -387,7 +410,7 @@ def run_score(job: ScoreJob, decoded_dir, pred_dir, base_pred_dir, metrics_path,
     low = {t: final["parse"][t]["parse_rate"] for t in TASKS if (final["parse"][t]["parse_rate"] or 0) < bound}
     if log:
         shown = ", ".join(f"{k} {fmt(flat[k])}" + (f" ({final_ci[k]['too_few']})" if final_ci.get(k, {}).get("too_few")
-                                                    else "") for k in (*HEADLINE, "parse_rate"))
+                                                    else "") for k in (*WITH_CI, "parse_rate"))
         log(f"score {name} (final adapter, epoch {final_epoch}): {shown}")
     if low:
         raise ScoreError(f"{name}: the final adapter's parse rate is below score.min_parse_rate={bound} for "

@@ -24,16 +24,18 @@ from pathlib import Path
 from ..task.predictions import BASE_NAME, FINAL
 from .bootstrap import EVENT_KINDS
 from .intervals import compare_tables, settings_of
-from .paper import HEADLINE, fmt, paper_fmt
+from .paper import HEADLINE, JUDGED_BY, PAPER_STYLE_NAMES, PAPER_STYLE_SHORT, fmt, judged_label, paper_fmt
 from .tables import listed, markdown
 
 ASPECTS = ("accuracy", "fluency", "prosodic", "total")
+COMPARED = (*HEADLINE, *PAPER_STYLE_NAMES)  # the metrics the paired comparisons list
 VERDICT_NOTE = (
     "A verdict says where the paper's published value lies against our 95% interval: **consistent** "
     "(inside it), **above** (our whole interval is above the paper's value; for WER and PER that is worse) "
     "or **below**; **too few (n = k)** where the metric rests on fewer events than "
-    "`score.intervals.min_events` (scored answers for a PCC, mispronounced phones for recall, rejections "
-    "and mispronounced phones for precision): an interval over so few is no evidence either way. Our "
+    "`score.intervals.min_events` (scored answers for a PCC; utterances for WER, PER and the paper-style "
+    "precision, recall and F1; mispronounced phones and rejections for the standard ones): an interval over "
+    "so few is no evidence either way. Our "
     "interval covers test-set sampling only (which speakers and utterances were "
     "tested), not the variation between training runs (seeds, data order, hardware): a verdict of "
     "above/below says the paper's number is unlikely under *our* run's sampling error, not that the "
@@ -73,9 +75,10 @@ def verdict_table(details: dict) -> list[str]:# (report imports this module: imp
             if e.get("paper") is None or (epoch == "0" and name != next(iter(details))):
                 continue
             for k in HEADLINE:
-                rows.append([name if epoch != "0" else "base", epoch, k, fmt(e[k]), _ci(e.get(f"{k}_ci")),
-                             paper_fmt(d["strategy"], int(epoch), k, e["paper"][k]),
-                             e.get("verdict", {}).get(k) or "n/a"])
+                ours = JUDGED_BY[k]  # the paper-style metric for P/R/F1
+                rows.append([name if epoch != "0" else "base", epoch, judged_label(k), fmt(e.get(ours)),
+                             _ci(e.get(f"{ours}_ci")), paper_fmt(d["strategy"], int(epoch), k, e["paper"][k]),
+                             e.get("verdict", {}).get(ours) or "n/a"])
     return markdown(rows, ["Config", "Epoch", "Metric", "Ours", "95% interval", "Paper", "Verdict"], "lllrrrl")
 
 
@@ -93,7 +96,7 @@ def apa_table(details: dict) -> list[str]:
                            "PCC, unparsed as worst"], "lllrrrr")
 
 
-def comparison_rows(label: str, comp: dict, keys=HEADLINE) -> list[list]:
+def comparison_rows(label: str, comp: dict, keys=COMPARED) -> list[list]:
     rows = []
     for k in keys:
         m = comp["metrics"][k]
@@ -131,7 +134,9 @@ def comparisons_section(details: dict, tables: dict) -> list[str]:
 
 
 def render_sections(details: dict, tables: dict) -> list[str]:
-    parts = ["## Intervals and verdicts against the paper", "", level_line(details), "", VERDICT_NOTE, ""]
+    parts = ["## Intervals and verdicts against the paper", "", level_line(details), "", VERDICT_NOTE, "",
+             f"Precision, recall and F1: {PAPER_STYLE_SHORT}; the standard MDD counting gets no "
+             "verdict (\"MDD: paper-style and standard counting\" below).", ""]
     parts += verdict_table(details) + [""]
     parts += ["## APA: PCC, Spearman (SCC) and RMSE with intervals", "",
               "SCC is re-ranked in every resample. The last column counts each unparsed APA answer as the "
@@ -171,7 +176,7 @@ def compare_runs(run_a, run_b, config=None) -> str:
              f"A: {run_a}; B: {run_b}. Same test utterances, resampled on the same speakers "
              f"({got['plan']['level']} level, {plan['n_resamples']} resamples, seed {plan['seed']}). "
              "A change *exceeds its interval* when the paired 95% interval of B − A excludes 0 (Significant).", ""]
-    keys = [*HEADLINE, *(f"{a}_scc" for a in ASPECTS)]
+    keys = [*COMPARED, *(f"{a}_scc" for a in ASPECTS)]
     return "\n".join(lines + markdown(comparison_rows("B − A", got, keys), COMPARISON_HEADER, "llrrrl")) + "\n"
 
 
@@ -180,8 +185,8 @@ def seed_summary(runs, config=None) -> str:
 
     got = [_run(r, config) for r in runs]
     rows = []
-    for k in HEADLINE:
-        values = [d["metrics"][k] for _, d, _ in got if d["metrics"][k] is not None]
+    for k in COMPARED:
+        values = [d["metrics"].get(k) for _, d, _ in got if d["metrics"].get(k) is not None]
         sd = statistics.stdev(values) if len(values) > 1 else None
         rows.append([k, len(values), fmt(statistics.fmean(values)) if values else "n/a",
                      "n/a" if sd is None else fmt(sd), " ".join(fmt(v) for v in values)])
