@@ -31,8 +31,7 @@ the test labels (data/decoded/test.arrow); never generates.
   (docs/mdd_paper_fit.md): recognised phones compared index by index with the annotated
   (pronounced) phones, no alignment, counts pooled over the test set. Under the unparsed rule an
   unparsed answer is the empty transcript: its annotated phones count against recall, it adds
-  nothing to precision's denominator (as the standard precision counts only phones a model
-  rejects). Table 3's precision, recall and F1 are judged against these (paper.JUDGED_BY); the
+  nothing to precision's denominator (the phones the model said). Table 3's precision, recall and F1 are judged against these (paper.JUDGED_BY); the
   standard ones keep their values and intervals, with no paper verdict.
 - Parse rate: per task and overall (parsed answers / all answers).
 
