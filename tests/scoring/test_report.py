@@ -381,7 +381,7 @@ def test_the_mdd_section_judges_the_paper_style_and_sets_the_standard_beside_the
     assert set(context) == {"MuFFIN", "HMamba"}
     assert context["MuFFIN"][4] == "0.680" and "arXiv:2510.04956" in context["MuFFIN"][5]
     assert context["HMamba"][4] == "0.639" and "arXiv:2502.07575" in context["HMamba"][5]
-    assert "as reported by the issue" in context["MuFFIN"][5]  # not checked against the paper's text
+    assert "not yet checked" in context["MuFFIN"][5]  # not checked against the paper's text
 
 
 def _dvc_outputs(kind: str) -> list[tuple[str, dict]]:

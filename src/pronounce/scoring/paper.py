@@ -48,8 +48,8 @@ MDD_CONTEXT = [
     {"system": "MuFFIN", "f1": 0.680, "precision": None, "recall": None,
      "source": "Yan, Tsai and Chen (2025), \"MuFFIN: Multifaceted Pronunciation Feedback Model with Interactive "
                "Hierarchical Neural Modeling\", arXiv:2510.04956",
-     "checked": "title and arXiv id checked; the F1 (0.680) as reported by the issue, not checked against the "
-                "paper's text"},
+     "checked": "title and arXiv id checked; the F1 (0.680) not yet checked against the paper's tables "
+                "(its abstract gives none)"},
     {"system": "HMamba", "f1": 0.639, "precision": None, "recall": None,
      "source": "Chao and Chen (2025), \"Towards Efficient and Multifaceted Computer-assisted Pronunciation Training "
                "Leveraging Hierarchical Selective State Space Model and Decoupled Cross-entropy Loss\", "
