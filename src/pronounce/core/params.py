@@ -48,30 +48,35 @@ ATTN_IMPLEMENTATIONS = ("eager", "sdpa", "flash_attention_2")
 RESERVED_CONFIG = "base"
 
 
-def _check(test, meaning: str, types: tuple | None = None):
-    """A field's range check (`meaning` completes "must be ..."), and its types where the
+def _about(help: str, check=None, types: tuple | None = None):
+    """A field's help text (the params reference in the docs is generated from it), its range
+    check `(test, meaning)` (`meaning` completes "must be ..."), and its types where the
     annotation cannot say them."""
-    return field(metadata={"check": (test, meaning), "types": types})
+    return field(metadata={"help": help, "check": check, "types": types})
 
 
-def _one_of(*values: str, meaning: str | None = None):
-    return _check(lambda v: v in values, meaning or " or ".join(values))
+def _check(test, meaning: str, help: str, types: tuple | None = None):
+    return _about(help, (test, meaning), types)
 
 
-def _positive():
-    return _check(lambda v: v > 0, "> 0")
+def _one_of(*values: str, help: str, meaning: str | None = None):
+    return _check(lambda v: v in values, meaning or " or ".join(values), help)
 
 
-def _non_negative():
-    return _check(lambda v: v >= 0, ">= 0")
+def _positive(help: str):
+    return _check(lambda v: v > 0, "> 0", help)
 
 
-def _fraction():
-    return _check(lambda v: 0 <= v <= 1, "between 0 and 1")
+def _non_negative(help: str):
+    return _check(lambda v: v >= 0, ">= 0", help)
 
 
-def _determinism():  # pronounce.core.determinism.MODES, not imported: few stages need determinism.py
-    return _one_of("seeded", "full")
+def _fraction(help: str):
+    return _check(lambda v: 0 <= v <= 1, "between 0 and 1", help)
+
+
+def _determinism(help: str):  # pronounce.core.determinism.MODES, not imported: few stages need determinism.py
+    return _one_of("seeded", "full", help=help)
 
 
 def _epochs_ok(v) -> bool:
@@ -86,63 +91,99 @@ def _epochs_ok(v) -> bool:
 
 @dataclass(frozen=True)
 class DataParams:
-    corpus: str
-    max_seconds: float = _positive()
-    max_reject_fraction: float = _fraction()
+    corpus: str = _about(
+        "A corpus in the speechocean762 release layout (train/, test/, resource/scores.json, WAVE/), a Hugging Face "
+        "dataset saved with save_to_disk, or `hf:<id>[@<revision>]` for a Hub dataset read from the Hugging Face cache"
+        " (e.g. hf:mispeech/speechocean762). The corpus stage pins it (a Hub commit, a folder's digest) in "
+        "data/corpus.json.")
+    max_seconds: float = _positive(
+        "Clips longer than this are rejected, each with its reason in data/decoded/report.json.")
+    max_reject_fraction: float = _fraction(
+        "The decode stage fails when a larger fraction of the utterances is rejected.")
 
 
 @dataclass(frozen=True)
 class ModelParams:
-    base: str
-    revision: str | None
-    attn_implementation: str = _one_of(*ATTN_IMPLEMENTATIONS)
+    base: str = _about(
+        "`builtin:tiny` (the real architecture shrunk, built locally in seconds), a Hub id, or a local folder of the "
+        "real model; a local copy of the Hub's remote-code `main` is converted to the native layout.")
+    revision: str | None = _about(
+        "The Hub revision (branch, tag or commit); null means the native-layout revision of a known id "
+        "(microsoft/Phi-4-multimodal-instruct: refs/pr/70), else the default branch. The base stage records the commit"
+        " it resolved to in models/base/base.json.")
+    attn_implementation: str = _one_of(
+        *ATTN_IMPLEMENTATIONS,
+        help="The text decoder's attention kernels (the audio encoder keeps sdpa: it needs a float mask); a "
+             "checkpoint's own setting is never used.")
 
 
 @dataclass(frozen=True)
 class LoraParams:
     """The fresh adapter of configs whose init is `fresh`."""
-    r: int = _positive()
-    alpha: float = _positive()
-    dropout: float = _fraction()
-    target_modules: str = field()
+    r: int = _positive("The adapter's rank.")
+    alpha: float = _positive("LoRA's scaling numerator (the update is scaled by alpha / r).")
+    dropout: float = _fraction("Dropout on the adapter's input.")
+    target_modules: str = _about(
+        "A regex on module names: the text decoder's projections only, so the audio encoder's modules of the same "
+        "names stay frozen.")
 
 
 @dataclass(frozen=True)
 class ConfigParams:
-    init: str = _one_of("fresh", "speech-lora")
+    init: str = _one_of(
+        "fresh", "speech-lora",
+        help="`fresh`: a new LoRA from the `lora` section; `speech-lora`: the base model's own speech LoRA (r=320), "
+             "trained further.")
     # the section the adapter is built from, for dvc.yaml to track: `lora` for a fresh adapter,
     # `model` for the base model's own speech LoRA (nothing in this file but which model)
-    lora_params: str = _one_of("lora", "model")
-    unfreeze_audio: bool = field()
+    lora_params: str = _one_of(
+        "lora", "model",
+        help="The params section the adapter is built from, for dvc.yaml to track: `lora` for init fresh, `model` for "
+             "init speech-lora (so `dvc exp run -S lora.r=320` retrains only the fresh configs).")
+    unfreeze_audio: bool = _about(
+        "The paper's Unfreeze strategy: also train the audio encoder and the audio projector.")
 
 
 @dataclass(frozen=True)
 class Recipe:
-    epochs: int = _positive()
-    batch_size: int = _positive()
-    grad_accum: int = _positive()
-    learning_rate: float = _positive()
-    lr_scheduler: str = field()
-    warmup_ratio: float = _fraction()
-    optim: str = field()
-    max_length: int = _positive()
-    logging_steps: int = _positive()
+    epochs: int = _positive("Passes over the training split.")
+    batch_size: int = _positive("Instances per micro-batch (per process).")
+    grad_accum: int = _positive("Micro-batches per optimizer step (the effective batch is batch_size x grad_accum).")
+    learning_rate: float = _positive("The peak learning rate.")
+    lr_scheduler: str = _about("transformers' scheduler name (linear, cosine, constant, ...).")
+    warmup_ratio: float = _fraction("The fraction of the steps spent warming the learning rate up.")
+    optim: str = _about("transformers' optimizer name (adamw_torch, ...).")
+    max_length: int = _positive("Instances longer than this many tokens are an error, not cut.")
+    logging_steps: int = _positive("Optimizer steps between two logged losses (dvclive/<config>/).")
     # A checkpoint (adapter, optimizer, scheduler, RNG and sampler position) every save_steps
     # optimizer steps and at each epoch's end; a rerun after a kill resumes from the newest. A
     # multiple of logging_steps, so a resumed run logs the losses an uninterrupted one does.
-    save_steps: int = _positive()
-    precision: str = _one_of("auto", "bf16", "bf16-any", "fp32", meaning="auto, bf16, bf16-any or fp32")
-    gradient_checkpointing: bool = field()
-    train_lm_head: bool = field()
-    cpu_threads: int = _non_negative()
+    save_steps: int = _positive(
+        "A checkpoint (adapter, optimizer, scheduler, RNG, sampler position) every this many optimizer steps and at "
+        "each epoch's end; a rerun after a kill resumes from the newest. A multiple of logging_steps.")
+    precision: str = _one_of(
+        "auto", "bf16", "bf16-any", "fp32", meaning="auto, bf16, bf16-any or fp32",
+        help="`auto`: bf16 where the hardware has it, else fp32; `bf16` fails without bf16 hardware; `bf16-any` forces"
+             " bf16; `fp32`.")
+    gradient_checkpointing: bool = _about("Recompute activations in the backward pass (less memory, more time).")
+    train_lm_head: bool = _about(
+        "Train the output head too (it is tied to the input embedding, as in the real model; only the control tokens' "
+        "rows train otherwise).")
+    cpu_threads: int = _non_negative("torch threads when training on a CPU (0: torch's default, one per core).")
 
 
 @dataclass(frozen=True)
 class TrainParams:
-    profile: str
-    num_processes: int = _positive()
-    determinism: str = _determinism()
-    recipes: Mapping[str, Recipe] = field()
+    profile: str = _about(
+        "The recipe that trains: `smoke` (the embedded default, on a CPU in minutes) or `paper` (section 4.2 of the "
+        "paper, for the real model on a GPU).")
+    num_processes: int = _positive(
+        "More than 1 reruns the train stage as that many DDP processes (accelerate; gloo on a CPU); it must divide "
+        "grad_accum.")
+    determinism: str = _determinism(
+        "`seeded`: seeds, deterministic kernels and cuBLAS; `full`: also synchronous CUDA kernels and an error on any "
+        "op without a deterministic kernel (slower, same results).")
+    recipes: Mapping[str, Recipe] = _about("The training recipes by name; train.profile picks one.")
 
     @property
     def recipe(self) -> Recipe:
@@ -152,15 +193,20 @@ class TrainParams:
 
 @dataclass(frozen=True)
 class EvalParams:
-    batch_size: int = _positive()
-    max_new_tokens: int = _positive()
+    batch_size: int = _positive(
+        "Clips per generation batch, sorted by duration; a clip's answer does not depend on its batch-mates (the audio"
+        " encoder masks each clip's padding).")
+    max_new_tokens: int = _positive("An answer still unfinished after this many tokens is cut and flagged.")
     # one selection for every training profile, or {profile: selection} (epochs_for)
     epochs: str | tuple | Mapping = _check(
         lambda v: _epochs_ok(v) or (isinstance(v, dict) and bool(v) and all(map(_epochs_ok, v.values()))),
-        "all, none, last:<n> (n >= 1), a list of epoch numbers >= 1, or a mapping from training "
-        "profile to one of these", types=(str, list, dict))
-    cpu_threads: int = _non_negative()
-    determinism: str = _determinism()
+        "all, none, last:<n> (n >= 1), a list of epoch numbers >= 1, or a mapping from training profile to one "
+        "of these",
+        "The per-epoch adapters evaluated besides the final one: all, none, last:<n> or a list of epochs, per training "
+        "profile (or one value for all). An epoch byte-identical to the final adapter is generated once.",
+        types=(str, list, dict))
+    cpu_threads: int = _non_negative("torch threads when generating on a CPU (0: torch's default, one per core).")
+    determinism: str = _determinism("As train.determinism; it changes no generated token, only speed on CUDA.")
 
     def epochs_for(self, profile: str):
         """The epochs to evaluate under a training profile: eval.epochs itself, or its entry for
@@ -182,20 +228,33 @@ def _parse_floor_ok(v) -> bool:
 class MinEvents:
     """score.intervals.min_events: the events below which a metric gets no interval, verdict or
     paired test (pronounce.scoring.intervals.too_few)."""
-    utterances: int = _check(lambda v: v >= 2, ">= 2")  # scored answers (PCC, SCC, RMSE), utterances (WER, PER)
-    mispronounced: int = _check(lambda v: v >= 1, ">= 1")  # mispronounced phones (recall, precision, F1)
-    rejections: int = _check(lambda v: v >= 1, ">= 1")  # phones the model rejects (precision, F1)
+    utterances: int = _check(
+        lambda v: v >= 2, ">= 2",
+        "Scored answers behind a PCC, SCC or RMSE; utterances behind WER, PER and the paper-style MDD metrics.")
+    mispronounced: int = _check(
+        lambda v: v >= 1, ">= 1",
+        "Mispronounced phones (TR + FA) behind the standard recall, precision and F1.")
+    rejections: int = _check(
+        lambda v: v >= 1, ">= 1",
+        "Phones the model rejects (TR + FR) behind the standard precision and F1.")
 
 
 @dataclass(frozen=True)
 class IntervalParams:
     """score.intervals: the bootstrap of pronounce.scoring.bootstrap."""
-    seed: int = _non_negative()
-    n_resamples: int = _positive()
-    level: str = _one_of("speaker", "utterance")
-    min_speakers: int = _check(lambda v: v >= 2, ">= 2")
-    confidence: float = _check(lambda v: 0 < v < 1, "between 0 and 1, exclusive")
-    min_events: MinEvents = field()
+    seed: int = _non_negative("The bootstrap's seed.")
+    n_resamples: int = _positive("Bootstrap resamples.")
+    level: str = _one_of(
+        "speaker", "utterance",
+        help="`speaker`: resample the test set's speakers with all their utterances; `utterance`: utterances "
+             "independently (for comparison).")
+    min_speakers: int = _check(
+        lambda v: v >= 2, ">= 2",
+        "A test set with fewer speakers gets the utterance-level interval, labelled as such.")
+    confidence: float = _check(lambda v: 0 < v < 1, "between 0 and 1, exclusive", "The intervals' confidence level.")
+    min_events: MinEvents = _about(
+        "The events a metric must rest on to get an interval, a verdict and a paired test; below it they read `too few"
+        " (n = k)`.")
 
 
 @dataclass(frozen=True)
@@ -203,8 +262,11 @@ class ScoreParams:
     # one floor for every training profile, or {profile: floor} (min_parse_rate_for)
     min_parse_rate: float | Mapping = _check(
         lambda v: _parse_floor_ok(v) or (isinstance(v, dict) and bool(v) and all(map(_parse_floor_ok, v.values()))),
-        "a number between 0 and 1, or a mapping from training profile to one", types=(int, float, dict))
-    intervals: IntervalParams = field()
+        "a number between 0 and 1, or a mapping from training profile to one",
+        "The score stage fails when the final adapter's answers of either task parse less often than this, per "
+        "training profile (one number, or a mapping from profile to number).",
+        types=(int, float, dict))
+    intervals: IntervalParams = _about("The 95% intervals of every metric (a speaker-clustered bootstrap).")
 
     def min_parse_rate_for(self, profile: str) -> float:
         """The parse-rate floor under a training profile (the paper profile's is a real run's)."""
@@ -268,14 +330,16 @@ class ReportJob:
 
 @dataclass(frozen=True)
 class Params:
-    seed: int = _non_negative()
-    data: DataParams = field()
-    model: ModelParams = field()
-    lora: LoraParams = field()
-    configs: Mapping[str, ConfigParams] = field()
-    train: TrainParams = field()
-    eval: EvalParams = field()
-    score: ScoreParams = field()
+    seed: int = _non_negative(
+        "The seed of everything random: the tiny model's weights, LoRA initialisation, data order, dropout.")
+    data: DataParams = _about("Stage decode: which corpus, and what it may reject.")
+    model: ModelParams = _about("Stage base: which base model, at which revision, with which attention kernels.")
+    lora: LoraParams = _about("The fresh LoRA adapter of configs whose init is `fresh`.")
+    configs: Mapping[str, ConfigParams] = _about(
+        "One trained model per config, each a train, evaluate and score stage (dvc.yaml foreach).")
+    train: TrainParams = _about("Stage train: which recipe trains, on how many processes, how deterministically.")
+    eval: EvalParams = _about("Stages evaluate and evaluate_base: greedy generation on the test split, both tasks.")
+    score: ScoreParams = _about("Stage score: the parse-rate floor and the intervals of every metric.")
 
     def config(self, name: str) -> ConfigParams:
         """One config's settings, or a ParamsError naming the configs that exist."""
