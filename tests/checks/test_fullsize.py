@@ -156,6 +156,36 @@ def test_collator_labels_are_the_answer_and_end_with_real_ids(real_processor):
 
 # --------------------------------------------------------------------------- the command (pronounce.checks.fullsize)
 
+def test_each_config_is_built_from_its_own_config_and_generates_with_its_cache(tmp_path):
+    """The stand-in builder gives each config's model its own copy of the configuration: the
+    trainer of the first sets use_cache False on its model's config (transformers' Trainer, on
+    every model it gets), and a second model built from that same object would generate without
+    its key/value cache, a prefill per new token. Here (the tiny model's configuration, for speed)
+    the second model still decodes one new token per step against a cache that grows by one."""
+    from transformers import Trainer, TrainingArguments
+
+    from pronounce.checks.fullsize import standin_builder
+    from pronounce.model.tiny import build_tiny_tokenizer, tiny_config
+
+    seconds = []
+    build = standin_builder(tiny_config(build_tiny_tokenizer()), 0, "sdpa", "fp32", seconds)
+    first = build(None, None)
+    Trainer(model=first, args=TrainingArguments(output_dir=str(tmp_path), use_cpu=True, report_to=[]))
+    assert first.config.use_cache is False  # what the trainer did to the first config's model
+    second = build(None, None)
+    assert second.config.use_cache is True and second.generation_config.use_cache is True
+    assert len(seconds) == 2
+
+    steps = []  # per forward: (input width, cache length before it)
+    second.register_forward_pre_hook(lambda m, a, kw: steps.append(
+        (kw["input_ids"].shape[1], kw["cache"].get_seq_length() if kw.get("cache") is not None else None)),
+        with_kwargs=True)
+    prompt = torch.tensor([[5, 6, 7, 8, 9, 10]])
+    second.generate(input_ids=prompt, attention_mask=torch.ones_like(prompt), max_new_tokens=5, min_new_tokens=5,
+                    do_sample=False, pad_token_id=0)
+    assert steps == [(6, 0), (1, 6), (1, 7), (1, 8), (1, 9)]
+
+
 def check_fullsize_report(report, configs, batch, new_tokens, layers, weight_bytes=2):
     from transformers import Phi4MultimodalForCausalLM
 

@@ -131,6 +131,7 @@ class Recipe:
     gradient_checkpointing: bool = field()
     train_lm_head: bool = field()
     cpu_threads: int = _non_negative()
+    allow_cpu: bool = field()  # false: the train stage refuses a torch that sees no GPU
 
 
 @dataclass(frozen=True)
@@ -216,6 +217,7 @@ class TrainJob:
     seed: int
     num_processes: int
     determinism: str
+    profile: str  # train.profile, the recipe's name (for messages that name its keys)
 
 
 @dataclass(frozen=True)
@@ -271,7 +273,7 @@ class Params:
     def train_job(self, name: str) -> TrainJob:
         cfg = self.config(name)
         return TrainJob(name, cfg, self.lora if cfg.init == "fresh" else None, self.train.recipe, self.seed,
-                        self.train.num_processes, self.train.determinism)
+                        self.train.num_processes, self.train.determinism, self.train.profile)
 
     def eval_job(self, name: str) -> EvalJob:
         """A config's evaluation, or with name `base` the untrained base model's (no epochs)."""
