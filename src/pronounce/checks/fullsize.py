@@ -1,6 +1,6 @@
 """The real model's architecture at full size, with random weights: the preflight without a download.
 
-    python -m pronounce.checks.fullsize                      # both configs, the paper recipe's shapes
+    python -m pronounce.checks.fullsize                      # every config, the paper recipe's shapes
     python -m pronounce.checks.fullsize --batch-size 2 --new-tokens 8   # a CPU: the two longest clips (~23 GiB)
     python -m pronounce.checks.fullsize --layers 2           # reduced depth, full widths (a few GB)
 

@@ -17,7 +17,8 @@ How params reach a stage: a stage script (stages/<stage>.py) loads `Params` and 
   base         model.base, revision, attn_implementation and seed (as arguments)
   materialize  nothing
   train        a TrainJob (Params.train_job): the config, its fresh LoRA (None for a speech-lora
-               config), the active recipe, seed, train.num_processes, train.determinism
+               config), the active recipe (and its name, train.profile), seed, train.num_processes,
+               train.determinism
   evaluate     an EvalJob (Params.eval_job): seed, model.base, eval, the epochs for train.profile
   score        a ScoreJob (Params.score_job): the config, model.base, data.corpus, score (its
                min_parse_rate for train.profile, its intervals)
