@@ -90,7 +90,7 @@ def paper_job(params, name):
     return dataclasses.replace(params.train_job(name), recipe=params.train.recipes["paper"])
 
 
-def test_trainable_parameters_of_both_configs(meta_model, params, tmp_path):
+def test_trainable_parameters_of_every_config(meta_model, params, tmp_path):
     cfg, pretrained = lora_config(paper_job(params, "paper_r64"), "unused", None)
     assert pretrained is None and cfg.r == 64
     assert _lora_parameters(meta_model, cfg) == 92_274_688
@@ -104,6 +104,16 @@ def test_trainable_parameters_of_both_configs(meta_model, params, tmp_path):
     cfg, pretrained = lora_config(paper_job(params, "pretrained_r320"), str(tmp_path / "base"), None)
     assert pretrained == folder and (cfg.r, cfg.lora_alpha) == (320, 640)
     assert _lora_parameters(meta_model, cfg) == 461_373_440
+    # unfreeze: the same speech LoRA plus the audio encoder (441,238,144) and the speech projector
+    # (3,148,800 + 9,440,256) trained as modules_to_save; the vision-speech projector stays frozen
+    cfg, pretrained = lora_config(paper_job(params, "unfreeze"), str(tmp_path / "base"), None)
+    assert pretrained == folder and cfg.r == 320
+    with torch.device("meta"):
+        model = get_peft_model(copy.deepcopy(meta_model), cfg)
+    trainable = {n: p.numel() for n, p in model.named_parameters() if p.requires_grad}
+    audio = {n: k for n, k in trainable.items() if ".lora_" not in n}
+    assert all(".modules_to_save.default." in n and "vision" not in n for n in audio)
+    assert sum(audio.values()) == 453_827_200 and sum(trainable.values()) == 461_373_440 + 453_827_200
 
 
 @pytest.fixture(scope="module")
@@ -156,6 +166,36 @@ def test_collator_labels_are_the_answer_and_end_with_real_ids(real_processor):
 
 # --------------------------------------------------------------------------- the command (pronounce.checks.fullsize)
 
+def test_each_config_is_built_from_its_own_config_and_generates_with_its_cache(tmp_path):
+    """The stand-in builder gives each config's model its own copy of the configuration: the
+    trainer of the first sets use_cache False on its model's config (transformers' Trainer, on
+    every model it gets), and a second model built from that same object would generate without
+    its key/value cache, a prefill per new token. Here (the tiny model's configuration, for speed)
+    the second model still decodes one new token per step against a cache that grows by one."""
+    from transformers import Trainer, TrainingArguments
+
+    from pronounce.checks.fullsize import standin_builder
+    from pronounce.model.tiny import build_tiny_tokenizer, tiny_config
+
+    seconds = []
+    build = standin_builder(tiny_config(build_tiny_tokenizer()), 0, "sdpa", "fp32", seconds)
+    first = build(None, None)
+    Trainer(model=first, args=TrainingArguments(output_dir=str(tmp_path), use_cpu=True, report_to=[]))
+    assert first.config.use_cache is False  # what the trainer did to the first config's model
+    second = build(None, None)
+    assert second.config.use_cache is True and second.generation_config.use_cache is True
+    assert len(seconds) == 2
+
+    steps = []  # per forward: (input width, cache length before it)
+    second.register_forward_pre_hook(lambda m, a, kw: steps.append(
+        (kw["input_ids"].shape[1], kw["cache"].get_seq_length() if kw.get("cache") is not None else None)),
+        with_kwargs=True)
+    prompt = torch.tensor([[5, 6, 7, 8, 9, 10]])
+    second.generate(input_ids=prompt, attention_mask=torch.ones_like(prompt), max_new_tokens=5, min_new_tokens=5,
+                    do_sample=False, pad_token_id=0)
+    assert steps == [(6, 0), (1, 6), (1, 7), (1, 8), (1, 9)]
+
+
 def check_fullsize_report(report, configs, batch, new_tokens, layers, weight_bytes=2):
     from transformers import Phi4MultimodalForCausalLM
 
@@ -169,7 +209,9 @@ def check_fullsize_report(report, configs, batch, new_tokens, layers, weight_byt
     assert len(report["build_seconds"]) == len(configs)
     for name in configs:
         x = report["configs"][name]
-        assert x["lora_modules"] == 4 * (layers or 32) and x["lora_r"] == {"paper_r64": 64, "pretrained_r320": 320}[name]
+        assert x["lora_modules"] == 4 * (layers or 32)
+        assert x["lora_r"] == {"paper_r64": 64, "pretrained_r320": 320, "unfreeze": 320}[name]
+        assert (x["audio_params"] > 0) == (name == "unfreeze")
         rows, width, tokens = x["step_shapes"][0]
         assert rows == batch and width > 250  # the longest clips' audio placeholders alone are over 250
         assert x["forward_seconds"] > 0 and x["backward_seconds"] > 0 and x["optimizer_seconds"] >= 0
@@ -202,11 +244,17 @@ def test_the_command_runs_the_reduced_real_architecture(params, precision):
 
 @pytest.mark.fullsize
 def test_the_command_at_full_size(params):
-    """Both configs at the real size on the two longest clips (~23 GiB of memory; about half an hour
-    on this project's 2-core AVX2 CPU, README "The full-size check")."""
+    """Every config at the real size on the two longest clips (~23 GiB of memory; about half an hour
+    for two configs on this project's 2-core AVX2 CPU, README "The full-size check")."""
     from pronounce.checks.fullsize import run_fullsize
 
-    report = run_fullsize(params, batch_size=2, new_tokens=4, log=lambda m: None)
-    check_fullsize_report(report, ["paper_r64", "pretrained_r320"], 2, 4, None)
+    # On a 24 GiB CPU machine unfreeze does not fit beside the rest: its audio modules' fp32 copy,
+    # gradient and AdamW states add 6.8 GiB (453.8 M weights x 16 bytes) to pretrained_r320's 22.9.
+    configs = ["paper_r64", "pretrained_r320"] + (["unfreeze"] if torch.cuda.is_available() else [])
+    report = run_fullsize(params, batch_size=2, new_tokens=4, configs=configs, log=lambda m: None)
+    check_fullsize_report(report, configs, 2, 4, None)
     assert report["configs"]["paper_r64"]["lora_params"] == 92_274_688
     assert report["configs"]["pretrained_r320"]["lora_params"] == 461_373_440
+    if "unfreeze" in configs:
+        assert report["configs"]["unfreeze"]["lora_params"] == 461_373_440
+        assert report["configs"]["unfreeze"]["audio_params"] == 453_827_200

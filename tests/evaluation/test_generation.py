@@ -186,6 +186,37 @@ def test_growing_cache_generates_byte_identical_tokens(world, monkeypatch):
     assert [generate(rows), generate(rows[:1])] == ours
 
 
+def test_generation_without_the_cache_gives_the_cached_tokens(world):
+    """A model whose generation config turns the key/value cache off (the trainer sets
+    config.use_cache False; a model built from that config inherits it) must still generate the
+    same tokens: the Generator then passes no cache object (given one, generate fed the whole
+    sequence at every step and appended all of it, so attention read every earlier key again;
+    here that changed the answers from their 2nd-3rd token)."""
+    import torch
+    from peft import LoraConfig, get_peft_model
+
+    from pronounce.data.audio import AudioStore
+    from pronounce.model.loader import load_base_model
+    from pronounce.model.processor import load_processor
+
+    base = world / "models" / "base"
+    store = AudioStore(world / "decoded" / "test.arrow")
+    rows = G.test_instances(world / "materialized")
+    rows = [rows[0], rows[3]]  # one clip per task: the uncached path is a prefill per token
+    torch.manual_seed(1)  # a random LoRA strong enough that the tiny model's answers vary token to token
+    model = get_peft_model(load_base_model(base), LoraConfig(
+        r=4, lora_alpha=32, target_modules=r"model\.layers\.\d+\.self_attn\.(qkv|o)_proj", init_lora_weights=False,
+        task_type="CAUSAL_LM")).eval()
+    model.generation_config.min_new_tokens = 16  # no early stop: every row runs all the steps
+    generate = G.Generator(model, load_processor(base), lambda r: store[r["audio_row"]], 16)
+    cached = generate(rows)
+    assert all(r["n_tokens"] == 16 for r in cached)
+    assert all(len(set(generate.tokenizer(r["raw"])["input_ids"])) > 4 for r in cached)  # not one token repeated
+    model.generation_config.use_cache = False
+    assert generate._cache_kwargs(10) == {}
+    assert generate(rows) == cached
+
+
 def _with_token_rows(model, processor, tied: bool):
     """`model` in an adapter like a trained one: a LoRA and the control tokens' rows as PEFT
     trainable tokens, the rows drawn far from the base ones (so they move the answers); with

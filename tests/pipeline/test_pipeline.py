@@ -32,7 +32,7 @@ def repo(tmp_path_factory):
 
 
 def test_repro_produces_every_metric_and_the_report(repo):
-    for config in ("paper_r64", "pretrained_r320"):
+    for config in ("paper_r64", "pretrained_r320", "unfreeze"):
         metrics = json.loads((repo / f"metrics/{config}.json").read_text())
         assert set(HEADLINE) | {"parse_rate", "epochs", "paper", "diff"} <= set(metrics)
         assert "0" in metrics["epochs"]  # the untrained base model's row
@@ -40,7 +40,7 @@ def test_repro_produces_every_metric_and_the_report(repo):
         assert (metrics["n_utterances"], metrics["epoch"]) == (40, 1)
         assert set(HEADLINE) <= set(metrics["paper"])
     report = (repo / "metrics/report.md").read_text()
-    assert "paper_r64" in report and "pretrained_r320" in report and "builtin:tiny" in report
+    assert all(c in report for c in ("paper_r64", "pretrained_r320", "unfreeze", "builtin:tiny"))
     assert (repo / "data/decoded/report.json").is_file() and (repo / "models/paper_r64/adapter").is_dir()
 
 
@@ -64,7 +64,7 @@ def lora_experiment(repo, tmp_path_factory):
 def test_lora_rank_experiment_reruns_only_paper_r64(repo, lora_experiment):
     out = lora_experiment
     assert "Running stage 'train@paper_r64'" in out
-    assert "Running stage 'train@pretrained_r320'" not in out
+    assert "Running stage 'train@pretrained_r320'" not in out and "Running stage 'train@unfreeze'" not in out
     assert "Running stage 'decode'" not in out and "Running stage 'materialize'" not in out
     adapter = json.loads((repo / "models/paper_r64/adapter/adapter_config.json").read_text())
     assert adapter["r"] == 320

@@ -59,6 +59,24 @@ def test_table_has_every_config_epoch_row_beside_the_paper(tmp_path):
     assert rows[i + 1] == ("", "LoRA", "2", "paper")
 
 
+def test_the_report_says_which_config_stands_beside_which_strategy_and_why(tmp_path):
+    """params.yaml's three configs: a fresh LoRA and the continued speech LoRA beside the paper's
+    LoRA-only rows, each with its reading of the paper (which names no rank), and Unfreeze."""
+    p = params(configs=("paper_r64", "pretrained_r320", "unfreeze"))
+    p["configs"]["pretrained_r320"].update(init="speech-lora", lora_params="model")
+    p["configs"]["unfreeze"].update(init="speech-lora", lora_params="model", unfreeze_audio=True)
+    for name in p["configs"]:
+        make_scored(tmp_path, name, p)
+    text = report(tmp_path, p)
+    rows = section_rows(text, "Which config stands beside which of the paper's strategies")
+    assert [r[:2] for r in rows] == [["paper_r64", "LoRA"], ["pretrained_r320", "LoRA"], ["unfreeze", "Unfreeze"]]
+    fresh, speech, unfreeze = (r[2] for r in rows)
+    assert "third-party reproduction" in fresh and "r=64" in fresh and "states no rank" in fresh
+    assert '"only the LoRA adapter requires fine-tuning"' in speech and "speech LoRA" in speech and "r=320" in speech
+    assert "audio encoder and audio projector trained" in unfreeze and "speech LoRA" in unfreeze
+    assert text.index("## Which config") < text.index("## Table 3 layout")
+
+
 def test_paper_rows_appear_once_per_strategy(tmp_path):
     text = report(tmp_path, scored(tmp_path, configs=("cfg_a", "cfg_b", "cfg_c")))
     rows = table_rows(text)
@@ -138,9 +156,10 @@ def test_undefined_values_and_details_are_listed(tmp_path):
 def test_tables_are_padded_pipe_tables_with_cells_as_formatted(tmp_path):
     text = report(tmp_path, scored(tmp_path))
     tables = [t for t in text.split("\n\n") if t.startswith("|")]
-    # verdicts at a glance, Table 3, epoch differences, headline, verdicts, APA with SCC/RMSE, paired
-    # comparisons, PCC details, MDD paper-style, MDD standard with context rows, MDD counts
-    assert len(tables) == 11
+    # verdicts at a glance, Table 3, configs beside strategies, epoch differences, headline, verdicts,
+    # APA with SCC/RMSE, paired comparisons, PCC details, MDD paper-style, MDD standard with context
+    # rows, MDD counts
+    assert len(tables) == 12
     for t in tables:
         lines = t.splitlines()
         assert len({len(line) for line in lines}) == 1, t  # columns line up in the raw file too

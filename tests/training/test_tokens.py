@@ -236,3 +236,39 @@ def test_bf16_model_trains_fp32_master_weights(workspace, params):
     opt.step()
     moved = sum(not torch.equal(before[n], t) for n, t in audio.items())
     assert moved >= len(audio) // 2, f"only {moved} of {len(audio)} audio tensors moved"
+
+
+def test_unfreeze_trains_the_audio_encoder_and_projector_and_nothing_else(workspace, params):
+    """params.yaml's `unfreeze` (the paper's section 3.2): the LoRA it continues (the speech LoRA,
+    as pretrained_r320, its weights loaded), the two task-token rows, and every weight of the
+    audio encoder and of the speech projector (transformers' native names, AUDIO_MODULES), by
+    name and count; the language model, the vision path and the vision-speech projector stay frozen."""
+    from pronounce.training.adapters import AUDIO_MODULES
+
+    base = workspace / "base"
+    processor = load_processor(base)
+    plain = load_base_model(base)
+    audio = {f"{m}.{n}": p.numel() for m in AUDIO_MODULES for n, p in plain.get_submodule(m).named_parameters()}
+    encoder = "model.embed_tokens_extend.audio_embed.encoder."
+    assert {n.removeprefix("model.embed_tokens_extend.audio_embed.").split(".")[0] for n in audio} == {
+        "encoder", "up_proj_for_speech", "down_proj_for_speech"}
+    assert {n for n, _ in plain.named_parameters() if n.startswith(encoder)} <= set(audio)  # the whole encoder
+
+    job = params.train_job("unfreeze")
+    assert (job.config.init, job.config.unfreeze_audio) == ("speech-lora", True)
+    model = build_peft_model(load_base_model(base), job, str(base), None, processor)
+    trainable = {n.removeprefix("base_model.model."): p for n, p in model.named_parameters() if p.requires_grad}
+    lora = {n for n in trainable if ".lora_" in n}
+    tokens = {n for n in trainable if "trainable_tokens_delta" in n}
+    copies = {n.replace(".modules_to_save.default", ""): p.numel() for n, p in trainable.items()
+              if n not in lora | tokens}
+    assert copies == audio  # exactly the audio encoder and projector, each weight once
+    assert tokens == {"model.embed_tokens.token_adapter.trainable_tokens_delta.default"}
+
+    # its LoRA is pretrained_r320's: the same modules, starting from the same (speech LoRA) weights
+    r320 = build_peft_model(load_base_model(base), params.train_job("pretrained_r320"), str(base), None, processor)
+    r320_lora = {n.removeprefix("base_model.model."): p for n, p in r320.named_parameters() if ".lora_" in n}
+    assert lora == set(r320_lora) and all(torch.equal(trainable[n], r320_lora[n]) for n in lora)
+    assert all(n.startswith("model.layers.") for n in lora)
+    n_lora = sum(trainable[n].numel() for n in lora)
+    assert sum(p.numel() for p in trainable.values()) == n_lora + 2 * TINY_HIDDEN + sum(audio.values())

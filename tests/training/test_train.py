@@ -108,17 +108,60 @@ def test_pretrained_r320_starts_from_the_speech_lora(workspace, params, tmp_path
 
 
 @pytest.mark.slow  # trains
-def test_unfreeze_strategy_trains_the_audio_encoder(workspace, params, tmp_path):
-    params["configs"]["unfreeze"] = {"init": "fresh", "lora_params": "lora", "unfreeze_audio": True}
+def test_unfreeze_saves_its_trained_audio_weights_and_evaluation_uses_them(workspace, params, tmp_path):
+    """params.yaml's `unfreeze`: the adapter (and each epoch's) carries the trained audio encoder and
+    speech projector, every weight of them, moved from the base model's; the evaluate stage's
+    loader (generation.load_model) restores them, and its forward computes the audio embedding
+    with them, not with the base model's."""
+    from pronounce.data.audio import AudioStore
+    from pronounce.evaluation.generation import load_model
+    from pronounce.model.loader import load_base_model
+    from pronounce.model.processor import load_processor
+    from pronounce.task.materialize import load_instances
+    from pronounce.training.adapters import AUDIO_MODULES
+    from pronounce.training.collator import PronunciationCollator
+
     train(workspace, params, "unfreeze", tmp_path)
-    saved = load_file(tmp_path / "model/adapter/adapter_model.safetensors")
-    base = load_file(workspace / "base/model.safetensors")
-    audio = {k: v for k, v in saved.items() if "audio_embed.encoder" in k}
-    assert audio, "the audio encoder is saved with the adapter"
-    changed = [k for k, v in audio.items()
-               if not torch.equal(v, base[k.replace("base_model.model.", "").replace(".modules_to_save.default", "")])]
-    assert changed, "the audio encoder's weights moved"
-    assert any("up_proj_for_speech" in k for k in saved)
+    base_dir = workspace / "base"
+    base = load_file(base_dir / "model.safetensors")
+    audio = {k for k in base if k.startswith(tuple(f"{m}." for m in AUDIO_MODULES))}
+    for folder in ("adapter", "epoch-1", "epoch-2"):
+        saved = load_file(tmp_path / "model" / folder / "adapter_model.safetensors")
+        kept = {k.removeprefix("base_model.model.").replace(".modules_to_save.default", ""): v for k, v in saved.items()
+                if ".lora_" not in k and "trainable_tokens" not in k}
+        assert set(kept) == audio, folder  # besides LoRA and the token rows: every audio weight, nothing else
+        moved = [k for k in audio if not torch.equal(kept[k], base[k])]
+        assert len(moved) > len(audio) // 2, f"{folder}: only {len(moved)} of {len(audio)} moved"
+    assert any("up_proj_for_speech" in k for k in moved) and any("down_proj_for_speech" in k for k in moved)
+
+    processor = load_processor(base_dir)
+    model = load_model(str(base_dir), None, processor, tmp_path / "model" / "adapter")
+    restored = {n.removeprefix("base_model.model.").replace(".modules_to_save.default", ""): p
+                for n, p in model.state_dict().items() if ".modules_to_save.default." in n}  # buffers too
+    assert set(restored) == audio and all(torch.equal(restored[k], kept[k]) for k in audio)
+
+    # the audio embedding the loaded model computes is the trained modules' (a plain base model
+    # given the saved audio weights computes the same), not the base model's
+    store = AudioStore(workspace / "decoded" / "train.arrow")
+    rows = load_instances(workspace / "materialized", "train").select(range(2)).to_list()
+    batch = PronunciationCollator(processor, audio_lookup=lambda r: store[r["audio_row"]])(rows)
+    batch.pop("labels")
+    at_audio = batch["input_ids"] == processor.audio_token_id
+
+    def audio_embedding(m):
+        got = []
+        inner = m.get_base_model() if hasattr(m, "get_base_model") else m
+        hook = inner.model.embed_tokens_extend.audio_embed.register_forward_hook(lambda mod, a, out: got.append(out))
+        with torch.no_grad():
+            m(**batch)
+        hook.remove()
+        return got[0][at_audio]
+
+    trained = load_base_model(base_dir).eval()
+    trained.load_state_dict(kept, strict=False)
+    ours = audio_embedding(model)
+    assert torch.equal(ours, audio_embedding(trained))
+    assert not torch.allclose(ours, audio_embedding(load_base_model(base_dir).eval()))
 
 
 class Kill(TrainerCallback):
@@ -325,3 +368,31 @@ def test_a_process_count_other_than_the_launchers_is_refused(workspace, params, 
     with pytest.raises(ParamsError, match=r"train\.num_processes is 2 but this run has 1 process"):
         run_train(job, workspace / "base", workspace / "decoded", workspace / "materialized", tmp_path / "model",
                   tmp_path / "live", runs_dir=tmp_path / "runs")
+
+
+def test_the_paper_recipe_refuses_a_torch_without_a_gpu_in_one_line(params, monkeypatch, tmp_path):
+    """Without a GPU the trainer would train the paper recipe on the CPU in fp32 without a word:
+    train.recipes.paper.allow_cpu (false) refuses it before anything loads, naming the fix (the CUDA
+    wheel for a CPU-only build, the driver for a CUDA build that sees no GPU, or the allowance); the
+    smoke recipe, and the paper recipe explicitly allowed, pass."""
+    from pronounce.training.train import check_device
+
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
+    params["train"]["profile"] = "paper"
+    job = parse_params(params).train_job("paper_r64")
+    monkeypatch.setattr(torch.version, "cuda", None)
+    with pytest.raises(ParamsError) as cpu_build:
+        run_train(job, tmp_path / "no-base", tmp_path, tmp_path, tmp_path / "out", tmp_path / "live",
+                  runs_dir=tmp_path / "runs")  # refused before it reads any input
+    message = str(cpu_build.value)
+    assert "\n" not in message and "is a CPU-only build: install the CUDA wheel" in message
+    assert 'TORCH_SPEC="torch==' in message and "PIP_EXTRA_INDEX_URL=" in message and "./setup.sh" in message
+    assert message.endswith("or set train.recipes.paper.allow_cpu: true to train on the CPU anyway (fp32, slow)")
+    monkeypatch.setattr(torch.version, "cuda", "12.8")
+    with pytest.raises(ParamsError, match=r"\(CUDA 12\.8\) sees no GPU: check the driver and CUDA_VISIBLE_DEVICES"):
+        check_device(job)
+    params["train"]["recipes"]["paper"]["allow_cpu"] = True
+    check_device(parse_params(params).train_job("paper_r64"))
+    params["train"]["profile"] = "smoke"
+    check_device(parse_params(params).train_job("paper_r64"))
+    assert not (tmp_path / "runs").exists()

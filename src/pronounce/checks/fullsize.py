@@ -1,6 +1,6 @@
 """The real model's architecture at full size, with random weights: the preflight without a download.
 
-    python -m pronounce.checks.fullsize                      # both configs, the paper recipe's shapes
+    python -m pronounce.checks.fullsize                      # every config, the paper recipe's shapes
     python -m pronounce.checks.fullsize --batch-size 2 --new-tokens 8   # a CPU: the two longest clips (~23 GiB)
     python -m pronounce.checks.fullsize --layers 2           # reduced depth, full widths (a few GB)
 
@@ -116,11 +116,31 @@ def random_base_model(config, seed: int, attn_implementation: str, precision: st
     return model.eval()
 
 
+def standin_builder(config, seed: int, attn_implementation: str, precision: str, seconds: list):
+    """build(job, source): each config's random base model (random_base_model), from its own copy
+    of `config`, its build time appended to `seconds`. Not one config object for all: the
+    trainer sets `use_cache = False` on the config of the model it trains (transformers'
+    Trainer.__init__, unconditionally), and a model built later from that object inherits it
+    in its generation config, so the second config generated without its key/value cache (a
+    prefill per new token: 42x slower at 1 layer, 14.7x at 2; tested)."""
+    import copy
+    import time
+
+    def build(job, source):
+        t0 = time.perf_counter()
+        model = random_base_model(copy.deepcopy(config), seed, attn_implementation, precision)
+        seconds.append(time.perf_counter() - t0)
+        return model
+
+    return build
+
+
 def fullsize_params(params, batch_size: int | None, new_tokens: int | None, precision: str = "bf16-any"):
     """params with the paper recipe at `precision` (bf16-any, or fp32 for a reduced model on a CPU
     without bf16 matrix kernels); optionally another micro-batch (train and eval) and
     eval.max_new_tokens (a CPU cannot afford the paper's shapes at full size)."""
-    recipe = dataclasses.replace(params.train.recipes["paper"], precision=precision)
+    # allow_cpu: this check runs the paper recipe on a CPU by design (random weights, a few steps)
+    recipe = dataclasses.replace(params.train.recipes["paper"], precision=precision, allow_cpu=True)
     if batch_size:
         recipe = dataclasses.replace(recipe, batch_size=batch_size)
     train = dataclasses.replace(params.train, profile="paper", recipes={**params.train.recipes, "paper": recipe})
@@ -140,20 +160,13 @@ def run_fullsize(params, layers: int | None = None, batch_size: int | None = Non
     ~300x slower than float32), bf16's matrix products run in float32 and round to bf16 once
     (pronounce.checks.cpu_bf16: a GPU's bf16 GEMM), and the report says so. `precision` fp32 builds fp32
     weights instead (a reduced model: fp32 weights at full size need ~26 GiB)."""
-    import time
-
     from .cpu_bf16 import fp32_matmul_if_needed
     from .preflight import run_preflight, train_device
 
     params = fullsize_params(params, batch_size, new_tokens, precision)
     config = fullsize_config(layers)
     build_seconds = []
-
-    def build(job, source):
-        t0 = time.perf_counter()
-        model = random_base_model(config, params.seed, params.model.attn_implementation, precision)
-        build_seconds.append(time.perf_counter() - t0)
-        return model
+    build = standin_builder(config, params.seed, params.model.attn_implementation, precision, build_seconds)
 
     matmul, matmul_note = fp32_matmul_if_needed(precision, train_device().type)
     with tempfile.TemporaryDirectory(prefix="pronounce-fullsize-") as tmp, matmul:

@@ -14,7 +14,8 @@ else decoded into the scratch folder) and recipe (train.profile) it runs:
 1. the checks, before any weight is loaded: the checkpoint is in transformers' native layout;
    processor.audio_token_id is the model's audio_config.audio_token_id; each config's LoRA
    targets are 4 projections in each text layer and none of the audio encoder's; trainable
-   parameters per config (on the meta device, so the real model costs no memory here);
+   parameters per config, the Unfreeze strategy's audio encoder and projector exactly (on the
+   meta device, so the real model costs no memory here);
 2. per config, a few training steps through the pipeline's own path (load_base_model,
    build_peft_model, PronunciationCollator, its trainer with the recipe's SFTConfig) at the recipe's
    batch shape on the LONGEST training clips, one batch per task in turn (the APA prompt is the
@@ -141,7 +142,7 @@ def check_setup(params: Params, names: list[str], source: str, revision, process
 
     from ..model.guards import check_audio_token
     from ..model.processor import check_vocab
-    from ..training.adapters import build_peft_model, lora_config
+    from ..training.adapters import AUDIO_MODULES, build_peft_model, lora_config
 
     kind = check_layout(source, revision)
     config = Phi4MultimodalConfig.from_pretrained(source, revision=revision)
@@ -161,13 +162,21 @@ def check_setup(params: Params, names: list[str], source: str, revision, process
                 f"lora ({name}): the target regex matches {len(targets)} modules, {len(audio)} outside the text "
                 f"decoder (e.g. {audio[:2]}); expected {PROJECTIONS_PER_LAYER} x {layers} text-layer projections")
         lora_expected = peft_cfg.r * sum(m.in_features + m.out_features for m in targets.values())
+        # the Unfreeze strategy's audio encoder and projector, every weight of them
+        audio_expected = sum(p.numel() for m in AUDIO_MODULES for p in model.get_submodule(m).parameters()
+                             ) if job.config.unfreeze_audio else 0
         model = build_peft_model(model, job, source, revision, processor)
         trainable = sum(p.numel() for p in model.parameters() if p.requires_grad)
         lora = sum(p.numel() for n, p in model.named_parameters() if p.requires_grad and ".lora_" in n)
         if lora != lora_expected:
             raise PreflightError(f"lora ({name}): {lora} LoRA parameters, expected r x (in + out) = {lora_expected}")
+        audio = sum(p.numel() for n, p in model.named_parameters()
+                    if p.requires_grad and any(f"{m}." in n for m in AUDIO_MODULES))
+        if audio != audio_expected:
+            raise PreflightError(f"unfreeze_audio ({name}): {audio} trainable audio encoder/projector parameters, "
+                                 f"expected {audio_expected}")
         checks["configs"][name] = {"lora_modules": len(targets), "lora_r": peft_cfg.r, "lora_params": lora,
-                                   "trainable_params": trainable}
+                                   "audio_params": audio, "trainable_params": trainable}
         del model
     return checks
 
@@ -205,6 +214,30 @@ def _memory(device) -> tuple[int, int, str]:
                 torch.cuda.get_device_name(device))
     return (resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024,
             os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES"), f"cpu ({os.cpu_count()} cores)")
+
+
+class StepClock:
+    """generate's streamer as a clock: put() comes with the prompt, then once per new token
+    (after that token is on the host, so the device has finished its step)."""
+
+    def __init__(self, device):
+        self.device, self.times = device, []
+
+    def put(self, value) -> None:
+        _sync_reset(self.device, False)
+        self.times.append(time.perf_counter())
+
+    def end(self) -> None:
+        pass
+
+    def split(self, t0: float) -> tuple[float, float]:
+        """(prefill, per new token) of a generation started at `t0`: the prefill is the batch's
+        set-up and forward up to the first new token; each later token costs the mean of the
+        decode steps after it (0.0 with a single new token: no decode step to time)."""
+        if len(self.times) < 2:
+            raise PreflightError("the probe's generation produced no token to time")
+        first, last, n = self.times[1], self.times[-1], len(self.times) - 1
+        return first - t0, (last - first) / (n - 1) if n > 1 else 0.0
 
 
 def probe_config(params: Params, name: str, source, revision, processor, decoded: Path, train_rows, test_rows,
@@ -300,16 +333,18 @@ def probe_config(params: Params, name: str, source, revision, processor, decoded
     test_store = AudioStore(decoded / "test.arrow")
     gen_rows = test_rows[tasks[0]][:params.eval.batch_size]
     lookup = lambda row: test_store[row["audio_row"]]  # noqa: E731
-    t0 = time.perf_counter()  # the prompt alone (one new token): also warms the generation path
+    # Warm-up (one new token, untimed): the first generation pays for kernel selection and the
+    # allocator. Timed once warm, by the clock of each decode step: a prefill timed on its own cold
+    # run and subtracted from a warm whole once gave a negative time per token.
     Generator(model, processor, lookup, 1)(gen_rows)
-    _sync_reset(device, False)
-    prefill_s = time.perf_counter() - t0
     generate = Generator(model, processor, lookup, params.eval.max_new_tokens)
     model.generation_config.min_new_tokens = params.eval.max_new_tokens  # the worst case: no early stop
+    clock = StepClock(device)
     t0 = time.perf_counter()
-    out = generate(gen_rows)
+    out = generate(gen_rows, streamer=clock)
     _sync_reset(device, False)
     gen_s = time.perf_counter() - t0
+    prefill_s, token_s = clock.split(t0)
     gen_peak = _memory(device)[0]
     new_tokens = max(r["n_tokens"] for r in out)
     weights = sum(p.numel() * p.element_size() for p in model.parameters())
@@ -321,7 +356,7 @@ def probe_config(params: Params, name: str, source, revision, processor, decoded
             "padded_tokens_per_s": sum(shapes[i][0] * shapes[i][1] for i in measured) / sum(times[i] for i in measured),
             "tokens_per_step": max(s[2] for s in shapes), "train_peak_bytes": train_peak,
             "gen_batch": len(gen_rows), "gen_new_tokens": new_tokens, "gen_batch_seconds": gen_s,
-            "gen_prefill_seconds": prefill_s, "gen_token_seconds": (gen_s - prefill_s) / max(1, new_tokens - 1),
+            "gen_prefill_seconds": prefill_s, "gen_token_seconds": token_s,
             "gen_peak_bytes": gen_peak, "weights_bytes": weights}
 
 
@@ -367,11 +402,13 @@ def run_preflight(params: Params, base_dir="models/base", decoded_dir="data/deco
     (pronounce.checks.fullsize). `utterances`: (train, test) utterance counts to project for instead of
     the corpus's own (its mean tokens per utterance scaled to them)."""
     from ..model.processor import load_processor
+    from ..training.train import check_device
 
     names = configs or list(params.configs)
     unknown = [n for n in names if n not in params.configs]
     if unknown:
         raise PreflightError(f"configs: no config {unknown[0]!r} (have: {', '.join(params.configs)})")
+    check_device(params.train_job(names[0]))  # the run would refuse a GPU recipe on a CPU: so does its preview
     device = train_device()
     with tempfile.TemporaryDirectory(prefix="pronounce-preflight-") as tmp:
         work = Path(tmp)
@@ -441,8 +478,9 @@ def table(r: dict) -> str:
              "| gen peak | train, projected | eval, projected | fits |", "|---" * 10 + "|"]
     for name, x in r["configs"].items():
         p, shape = x["projected"], max(x["step_shapes"], key=lambda s: s[1])
+        audio = f" (audio encoder + projector {x['audio_params']:,})" if x["audio_params"] else ""
         lines.append(
-            f"| {name} | {x['lora_modules']} (r {x['lora_r']}) | {x['trainable_params']:,} | {shape[0]} x {shape[1]}, "
+            f"| {name} | {x['lora_modules']} (r {x['lora_r']}) | {x['trainable_params']:,}{audio} | {shape[0]} x {shape[1]}, "
             f"{x['step_seconds']:.3f} | {_gib(x['train_peak_bytes'])} | {x['gen_batch']} x {x['gen_new_tokens']}, "
             f"{x['gen_batch_seconds']:.2f} | {_gib(x['gen_peak_bytes'])} | {_hours(p['train_seconds_expected'])} "
             f"(bound: {p['micro_batches_per_epoch']} x {p['epochs']} steps, {_hours(p['train_seconds'])}) | "

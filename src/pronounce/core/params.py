@@ -17,7 +17,8 @@ How params reach a stage: a stage script (stages/<stage>.py) loads `Params` and 
   base         model.base, revision, attn_implementation and seed (as arguments)
   materialize  nothing
   train        a TrainJob (Params.train_job): the config, its fresh LoRA (None for a speech-lora
-               config), the active recipe, seed, train.num_processes, train.determinism
+               config), the active recipe (and its name, train.profile), seed, train.num_processes,
+               train.determinism
   evaluate     an EvalJob (Params.eval_job): seed, model.base, eval, the epochs for train.profile
   score        a ScoreJob (Params.score_job): the config, model.base, data.corpus, score (its
                min_parse_rate for train.profile, its intervals)
@@ -170,6 +171,9 @@ class Recipe:
         "Train the output head too (it is tied to the input embedding, as in the real model; only the control tokens' "
         "rows train otherwise).")
     cpu_threads: int = _non_negative("torch threads when training on a CPU (0: torch's default, one per core).")
+    allow_cpu: bool = _about(
+        "Whether this recipe may train where torch sees no GPU; false makes the train stage refuse in one line naming "
+        "the CUDA wheel.")
 
 
 @dataclass(frozen=True)

@@ -251,14 +251,21 @@ class Generator:
     def _cache_kwargs(self, prompt_len: int) -> dict:
         """On a CPU, a key/value cache preallocated for the whole generation (`growing_cache`):
         byte-identical generations, without the default cache's copy of itself at every step.
-        On a GPU that copy is cheap and generate keeps its default cache (numerics unchanged)."""
-        if self.device.type != "cpu" or self.model.generation_config.cache_implementation is not None:
+        On a GPU that copy is cheap and generate keeps its default cache (numerics unchanged).
+        None where the model generates without a cache (generation_config.use_cache False): given
+        one anyway, generate feeds the whole sequence at every step and appends all of it to the
+        cache, so attention reads every earlier key twice (the tiny model's tokens then differ from
+        about the 5th; tested)."""
+        gc = self.model.generation_config
+        if self.device.type != "cpu" or gc.cache_implementation is not None or gc.use_cache is False:
             return {}
         from .kvcache import growing_cache
 
         return {"cache": growing_cache(self.model.config, prompt_len + self.max_new_tokens)}
 
-    def __call__(self, rows: list[dict]) -> list[dict]:
+    def __call__(self, rows: list[dict], streamer=None) -> list[dict]:
+        """The answers to `rows`, one batch. `streamer`: generate's hook, called with the prompt and
+        then with each new token (the preflight times the decode steps with it)."""
         torch = self._torch
         batch = self.collator.collate_for_generation(rows)
         batch = {k: (v.to(self.device, self.dtype) if v.is_floating_point() else v.to(self.device))
@@ -273,6 +280,7 @@ class Generator:
                 eos_token_id=self.eos,
                 pad_token_id=self.pad,
                 suppress_tokens=self.suppress or None,
+                streamer=streamer,
             )
         prompt_len = batch["input_ids"].shape[1]
         results = []

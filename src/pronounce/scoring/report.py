@@ -463,6 +463,10 @@ def render(job: ReportJob, details: dict[str, dict], n_test: int, tables: dict[s
     if n_test != PAPER_TEST_UTTERANCES:
         parts += [f"> Note: our test set has {n_test} utterances, the paper's {PAPER_TEST_UTTERANCES}: "
                   "the rows are not directly comparable.", ""]
+    parts += ["## Which config stands beside which of the paper's strategies", "",
+              "The paper compares two strategies, LoRA-only and Unfreeze, and states no LoRA rank.", ""]
+    parts += markdown([[name, d["strategy"], d["strategy_reading"]] for name, d in details.items()],
+                      ["config", "paper's strategy", "why"], "lll") + [""]
     parts += ["## Each epoch minus the paper's row of that epoch and strategy", "",
               "Ours − paper (PCC, F1, precision, recall: positive is better; WER/PER: negative is better).", ""]
     parts += epoch_diffs(details) + [""]

@@ -120,8 +120,23 @@ class ScoreError(PipelineError):
 
 
 def strategy_of(cfg: ConfigParams) -> str:
-    """The paper's strategy a config reproduces."""
+    """The paper's strategy a config stands beside in Table 3 (strategy_reading says why)."""
     return "Unfreeze" if cfg.unfreeze_audio else "LoRA"
+
+
+def strategy_reading(cfg: ConfigParams) -> str:
+    """Why a config stands beside its strategy's rows: which adapter it trains, and how that reads
+    the paper, which names no rank (the report prints it per config)."""
+    lora = ("the base model's own speech LoRA, trained further (r=320 on the real model: the shipped "
+            "adapter's rank)" if cfg.init == "speech-lora" else
+            "a fresh LoRA from params.yaml's `lora` (r=64 by default: a third-party reproduction's choice)")
+    if cfg.unfreeze_audio:
+        return (f"Unfreeze (section 3.2): the LoRA plus the audio encoder and audio projector trained, the "
+                f"language model and tokenizer frozen; its LoRA is {lora}")
+    if cfg.init == "speech-lora":
+        return (f"LoRA-only, the closest reading: the paper says \"only the LoRA adapter requires fine-tuning\", "
+                f"the model's own adapter; here {lora}")
+    return f"LoRA-only, a reproduction's reading: {lora}; the paper states no rank"
 
 
 # --------------------------------------------------------------------------- inputs
@@ -384,7 +399,8 @@ def run_score(job: ScoreJob, decoded_dir, pred_dir, base_pred_dir, metrics_path,
                "diff": _diff(flat, paper), "verdict": _verdicts(final_ci, paper), "epochs": epochs}
 
     details = {
-        "config": name, "strategy": strategy, "model_base": job.model_base,
+        "config": name, "strategy": strategy, "strategy_reading": strategy_reading(job.config),
+        "model_base": job.model_base,
         "corpus": job.corpus, "unparsed_rule": UNPARSED_RULE, "unparsed_apa_worst": UNPARSED_APA_WORST,
         "paper_target": {"source": PAPER_SOURCE, "strategy": strategy, "epoch": paper_epoch},
         "intervals": boot["plan"], "epoch_comparisons": boot["comparisons"],

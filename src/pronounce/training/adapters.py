@@ -20,7 +20,13 @@ from ..model.loader import load_base_model, speech_lora_path
 from ..model.processor import check_vocab
 from ..task import prompts
 
-AUDIO_MODULES = (  # the Unfreeze strategy's audio encoder and speech projector
+# The Unfreeze strategy's modules (the paper's section 3.2: "the Audio Encoder and Audio Projector
+# layers"), as transformers' native Phi4MultimodalForCausalLM names them: the conformer encoder and
+# the two layers of the speech projection (up, GELU, down) that audio-only input goes through
+# (audio_projection_mode "speech"). The *_for_vision_speech pair serves audio with an image: no
+# gradient reaches it here, so it stays frozen. Trained as PEFT modules_to_save (a trainable copy,
+# saved inside the adapter, restored by PeftModel.from_pretrained); tested by name and count.
+AUDIO_MODULES = (
     "model.embed_tokens_extend.audio_embed.encoder",
     "model.embed_tokens_extend.audio_embed.up_proj_for_speech",
     "model.embed_tokens_extend.audio_embed.down_proj_for_speech",

@@ -64,6 +64,24 @@ def params_parts(job: TrainJob) -> tuple:
             job.num_processes)
 
 
+def check_device(job: TrainJob) -> None:
+    """Refuse a recipe that does not allow a CPU (the paper's: allow_cpu false) where torch sees
+    no GPU: the trainer would fall back to the CPU in fp32 without a word. One line naming the
+    fix: the CUDA wheel for a CPU-only torch build, the driver for a CUDA build that sees no GPU,
+    or train.recipes.<profile>.allow_cpu: true to train there anyway."""
+    if job.recipe.allow_cpu or torch.cuda.is_available():
+        return
+    version = torch.__version__.split("+")[0]
+    if torch.version.cuda is None:
+        why = (f"this torch ({torch.__version__}) is a CPU-only build: install the CUDA wheel (TORCH_SPEC="
+               f"\"torch=={version}\" PIP_EXTRA_INDEX_URL=<your CUDA wheel index> ./setup.sh)")
+    else:
+        why = (f"torch {torch.__version__} (CUDA {torch.version.cuda}) sees no GPU: check the driver and "
+               "CUDA_VISIBLE_DEVICES")
+    raise ParamsError(f"params.yaml: train.profile {job.profile} is a GPU recipe and {why}, or set "
+                      f"train.recipes.{job.profile}.allow_cpu: true to train on the CPU anyway (fp32, slow)")
+
+
 def sft_config(recipe: Recipe, run_dir: Path, seed: int, num_processes: int = 1):
     """The trainer's arguments for a recipe, run as `num_processes` DDP processes: each
     accumulates grad_accum / N batches, so the effective batch stays the recipe's
@@ -288,6 +306,7 @@ def run_train(job: TrainJob, base_dir, decoded_dir, materialized_dir, out_dir, l
 
     from ..model.manifest import base_attn_implementation, read_manifest, resolve_base
 
+    check_device(job)
     datasets.disable_caching()  # never write cache files into data/materialized (a DVC input)
     name, recipe, processes = job.name, job.recipe, job.num_processes
     base, revision = resolve_base(base_dir)
