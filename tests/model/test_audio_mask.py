@@ -138,7 +138,10 @@ def test_greedy_answers_do_not_depend_on_the_batch_size(tiny):
     generate = G.Generator(model, processor, lambda r: r["audio"], max_new_tokens=16)
     answers = {bs: [g for b in G.make_batches(instances, bs) for g in generate(b)] for bs in (1, 8)}
     assert len(G.make_batches(instances, 8)) == 2 and answers[1] == answers[8]
-    assert len({a["raw"] for a in answers[1]}) > 8  # the answers depend on the clip: they could differ
+    # the answers depend on the clip within each task, so a clip moved by its batch-mates could show
+    # (measured: 5 distinct APA answers and 3 distinct MDD answers of 8 clips each)
+    distinct = {t: len({a["raw"] for a, i in zip(answers[1], instances) if i["task"] == t}) for t in prompts.TASKS}
+    assert min(distinct.values()) >= 2, distinct
 
 
 def test_an_unpadded_clip_is_unchanged(tiny):
