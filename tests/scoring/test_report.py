@@ -74,7 +74,8 @@ def test_the_report_says_which_config_stands_beside_which_strategy_and_why(tmp_p
     assert "third-party reproduction" in fresh and "r=64" in fresh and "states no rank" in fresh
     assert '"only the LoRA adapter requires fine-tuning"' in speech and "speech LoRA" in speech and "r=320" in speech
     assert "audio encoder and audio projector trained" in unfreeze and "speech LoRA" in unfreeze
-    assert text.index("## Which config") < text.index("## Table 3 layout")
+    # after the verdicts and the table they explain, before the per-epoch detail
+    assert text.index("## Table 3 layout") < text.index("## Which config") < text.index("## Each epoch minus")
 
 
 def test_paper_rows_appear_once_per_strategy(tmp_path):
@@ -428,15 +429,17 @@ def test_every_plot_is_drawn_from_git_and_the_default_metrics_are_the_headline()
     `dvc exp show`) are only metrics/<config>/{headline,verdict}.json; the detail is a plain output."""
     import subprocess
 
+    import yaml
+
+    configs = list(yaml.safe_load((ROOT / "params.yaml").read_text())["configs"])
     plots = _dvc_outputs("plots")
-    assert len(plots) == 8  # 2 configs x (training curves, APA scatter, Figure 5) + vs paper + loss
+    assert len(plots) == 3 * len(configs) + 2  # per config: training curves, APA scatter, Figure 5; vs paper, loss
     for path, settings in plots:
         assert settings.get("cache") is False, path
         ignored = subprocess.run(["git", "check-ignore", "-q", path], cwd=ROOT)
         assert ignored.returncode == 1, f"{path} is ignored by git: a fresh clone could not draw it"
     metrics = sorted(path for path, _ in _dvc_outputs("metrics"))
-    assert metrics == ["metrics/paper_r64/headline.json", "metrics/paper_r64/verdict.json",
-                       "metrics/pretrained_r320/headline.json", "metrics/pretrained_r320/verdict.json"]
+    assert metrics == sorted(f"metrics/{c}/{f}.json" for c in configs for f in ("headline", "verdict"))
     outs = dict(_dvc_outputs("outs"))
     for kept in ("metrics/paper_r64.json", "dvclive/paper_r64/metrics.json"):
         assert outs[kept].get("cache") is False, kept  # in git, not a default metric
