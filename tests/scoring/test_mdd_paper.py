@@ -222,7 +222,7 @@ def test_the_fit_command_writes_the_table(tmp_path, monkeypatch):
 
 
 def test_the_shipped_fit_table_names_the_shipped_reading_and_mixes():
-    text = (ROOT / "docs" / "mdd_paper_fit.md").read_text(encoding="utf-8")
+    text = (ROOT / "docs" / "mdd-paper-fit.md").read_text(encoding="utf-8")
     assert f"**Chosen: {READING}**: it fits on every draw." in text
     row = next(line for line in text.splitlines() if line.startswith(f"| {READING} |"))
     mixes = "; ".join(fit._mix(fit.FITTED[g]) for g in ("untrained", "LoRA", "Unfreeze"))

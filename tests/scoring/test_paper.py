@@ -71,8 +71,8 @@ def test_table3s_precision_recall_f1_are_judged_against_the_paper_style_metrics(
     assert set(P.JUDGED_BY.values()) & {"precision", "recall", "f1"} == set() and set(NAMES) <= set(P.JUDGED)
     assert P.HEADLINE_NAMES["precision"] == "precision_paper_style" and P.HEADLINE_NAMES["wer"] == "wer"
     assert P.judged_label("f1") == "f1 (paper-style)" and P.judged_label("per") == "per"
-    assert READING in P.PAPER_STYLE_NOTE and "reconstructed from Table 3, see docs/mdd_paper_fit.md" in P.PAPER_STYLE_NOTE
-    assert (ROOT / "docs" / "mdd_paper_fit.md").is_file()  # the docs the labels point at
+    assert READING in P.PAPER_STYLE_NOTE and "reconstructed from Table 3, see docs/mdd-paper-fit.md" in P.PAPER_STYLE_NOTE
+    assert (ROOT / "docs" / "mdd-paper-fit.md").is_file()  # the docs the labels point at
 
 
 def test_the_fields_published_mdd_results_are_context_with_their_sources():

@@ -12,7 +12,7 @@ recognised sequences are shorter than the annotated ones, which this reading tur
 P/R = annotated/recognised length. On output simulated at each row's PER it fits all 9 rows within
 0.03 (P, R, F1) and 0.01 (P - R) on four independent draws (worst 0.50-0.77 of that tolerance); the
 nearest other reading (the same, averaged per utterance) misses by 1.02-1.18 of it, every aligned one
-by 7 or more (docs/mdd_paper_fit.md).
+by 7 or more (docs/mdd-paper-fit.md).
 It rewards the right phone at the right index: one phone dropped early shifts all later ones, so
 it falls much faster with insertions and deletions than PER does. Use it only beside the paper.
 """

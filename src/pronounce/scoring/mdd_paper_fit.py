@@ -328,7 +328,7 @@ DESIGNS = {
 }
 JUDGED = "per model"
 # The mixes (del, ins, cv) the default run chose for the chosen reading, one per model (the fit
-# table, docs/mdd_paper_fit.md; a test keeps the two in step).
+# table, docs/mdd-paper-fit.md; a test keeps the two in step).
 FITTED = {"untrained": (0.15, 0.0, 1.0), "LoRA": (0.15, 0.1, 0.5), "Unfreeze": (0.15, 0.1, 0.0)}
 
 

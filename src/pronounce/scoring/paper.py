@@ -20,12 +20,12 @@ TABLE3_NAMES = {"accuracy_pcc": "accuracy", "fluency_pcc": "fluency", "prosodic_
 # are not the field's TA/FR/FA/TR counting (random errors at its PER give a standard precision
 # near 0.06 on the bundled subset, not its 0.73); they are judged against the paper-style metrics
 # (pronounce.scoring.mdd_paper), the reading of "comparing the model outputs with reference
-# phoneme transcriptions" that Table 3's own 9 rows chose, a reconstruction (docs/mdd_paper_fit.md).
+# phoneme transcriptions" that Table 3's own 9 rows chose, a reconstruction (docs/mdd-paper-fit.md).
 # The standard precision, recall and F1 keep their values and intervals but get no verdict:
 # MDD_CONTEXT sets them in context.
 JUDGED_BY = {**{k: k for k in HEADLINE}, **dict(zip(("precision", "recall", "f1"), PAPER_STYLE_NAMES))}
 JUDGED = tuple(JUDGED_BY[k] for k in HEADLINE)  # our metrics with a paper verdict, in HEADLINE's order
-RECONSTRUCTED = "reconstructed from Table 3, see docs/mdd_paper_fit.md"
+RECONSTRUCTED = "reconstructed from Table 3, see docs/mdd-paper-fit.md"
 PAPER_STYLE_NOTE = (f"{READING} (each recognised phone compared with the annotated phone at the same index, no "
                     f"alignment; counts summed over the test set), {RECONSTRUCTED}")
 PAPER_STYLE_SHORT = f"paper-style ({READING}; {RECONSTRUCTED})"

@@ -28,7 +28,7 @@ the test labels (data/decoded/test.arrow); never generates.
   errors to WER/PER.
 - Paper-style MDD (pronounce.scoring.mdd_paper: precision_paper_style, recall_paper_style,
   f1_paper_style): the reading of the paper's own P/R/F1 that its Table 3 chose, a reconstruction
-  (docs/mdd_paper_fit.md): recognised phones compared index by index with the annotated
+  (docs/mdd-paper-fit.md): recognised phones compared index by index with the annotated
   (pronounced) phones, no alignment, counts pooled over the test set. Under the unparsed rule an
   unparsed answer is the empty transcript: its annotated phones count against recall, it adds
   nothing to precision's denominator (the phones the model said). Table 3's precision, recall and F1 are judged against these (paper.JUDGED_BY); the
