@@ -1,33 +1,16 @@
-"""Stage `report`: metrics/report.md, our results in the layout of the paper's Table 3, beside
-the paper's, plus the plot data of the cross-config plots (dvc plots show). (~500 lines: the
-report's sections in the order they print.) Wherever ours stands beside Table 3's precision,
-recall or F1 it is the paper-style metric, labelled so (paper.JUDGED_BY).
+"""Stage `report`: metrics/report.md, our results in the layout of the paper's Table 3 beside the
+paper's, and the plot data of the cross-config plots (`dvc plots show`).
 
-Reads scores/<config>/details.json of every config in params.yaml (pronounce.scoring.score) and the
-training loss DVCLive logged (dvclive/<config>/plots/metrics/train/loss.tsv).
+Reads scores/<config>/{details,utterances}.json of every config (pronounce.scoring.score) and the
+training loss DVCLive logged (dvclive/<config>/plots/metrics/train/loss.tsv). The report prints,
+in this order: a smoke run's warning, the verdicts at a glance (pronounce.scoring.verdicts), the
+Table 3 layout, what produced our rows, each epoch minus the paper's row, the headline, undefined
+values, intervals and comparisons (pronounce.scoring.uncertainty), MDD both ways (verdicts) and the
+counts. Wherever ours stands beside Table 3's precision, recall or F1 it is the paper-style metric,
+labelled so (paper.JUDGED_BY). Plot data: metrics/plots/vs_paper.json (ours with 95% intervals
+against the paper's, each row naming the run: a smoke run says so) and train_loss.json.
 
-Outputs:
-  metrics/report.md                After the banner, the verdicts at a glance (how many of Table
-                                   3's numbers set beside ours are consistent, above, below, too
-                                   few to judge); then the Table 3 layout (config x epoch rows,
-                                   metric columns), ours
-                                   beside the paper's row of the same epoch and strategy (epoch 0:
-                                   the base model with its speech LoRA); every epoch's difference
-                                   from that row; the headline (final adapter vs the paper's row
-                                   of its epoch); undefined values with their reasons; PCC
-                                   p-values and n; parse rates. It names the base model and
-                                   corpus that produced our numbers, and warns loudly when the
-                                   base is `builtin:tiny` (a smoke run, not a reproduction);
-                                   then (pronounce.scoring.uncertainty) 95% intervals and a verdict
-                                   against the paper for each metric, SCC and RMSE beside each
-                                   PCC, and paired comparisons (configs, consecutive epochs);
-                                   then MDD both ways: the paper-style P/R/F1 (Table 3's are
-                                   judged against them, paper.JUDGED_BY) with intervals and
-                                   verdicts, and the standard counting with intervals, no verdict,
-                                   beside the field's published results (paper.MDD_CONTEXT).
-  metrics/plots/vs_paper.json      our headline metrics (with their 95% intervals) against the
-                                   paper's targets, each row naming the run (a smoke run says so)
-  metrics/plots/train_loss.json    training loss per config
+What each section means: docs/scoring.md, the `report` section.
 """
 
 from __future__ import annotations

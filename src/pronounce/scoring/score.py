@@ -1,70 +1,16 @@
 """Stage `score`: the paper's metrics (section 4.3) of one config's predictions, per checkpoint.
 
-Reads predictions/<config>/*.jsonl and predictions/base/epoch-0.jsonl (pronounce.task.predictions) and
-the test labels (data/decoded/test.arrow); never generates.
+Reads predictions/<config>/*.jsonl, predictions/base/epoch-0.jsonl and the test labels; never
+generates. APA: Pearson r per aspect; an unparsed answer is left out (`n_dropped`) and counted in
+the parse rate. MDD: WER, PER, the field's TA/FR/FA/TR counting (metrics.mdd_counts) with its
+insertion-penalised variant beside it, and the paper-style P/R/F1 (mdd_paper) that Table 3's are
+judged against (paper.JUDGED_BY). An unparsed MDD answer is never dropped and never helps: an
+empty transcript for WER/PER (len(reference) errors), every decision wrong for the counts (an
+empty transcript there would give recall 1.0). Writes metrics/<config>.json (the final adapter at
+top level, `epochs`, `<metric>_ci`, `paper`, `diff`, `verdict`), metrics/<config>/{headline,
+verdict}.json and scores/<config>/{details,utterances,apa_scatter,per_vs_accuracy}.json.
 
-- APA: Pearson r (with p-value and n) of predicted vs human score, per aspect (accuracy,
-  fluency, prosodic, total). An unparsed APA answer is no score: it is left out of the PCC
-  (`n_dropped` counts it) and counted in the parse rate. A constant prediction gives
-  `null` with the reason (metrics.pcc).
-- MDD: WER of the word transcript against the sentence, PER of the phoneme transcript against
-  the phones actually pronounced, and TA/FR/FA/TR counts summed over the test set, giving
-  precision, recall, F1, diagnosis accuracy and false rejection rate, by the standard of
-  mdd_scoring.md (metrics.mdd_counts): the canonical<->annotated pairing is taken from each
-  word's mispronunciations (phones.annotation_pairs; it must reproduce the stored
-  `pronounced_phones`, else the labels are stale and scoring stops), model insertions where
-  the annotation has nothing are not counted. Beside them, clearly named, the non-standard
-  variant that counts those insertions as false rejections: precision_ins_penalised,
-  f1_ins_penalised, false_rejection_rate_ins_penalised (recall is the same by construction).
-  THE UNPARSED RULE: an MDD answer that does not parse is never dropped (that could shrink a
-  denominator or hide a hard utterance); it gets no credit anywhere:
-  * WER/PER: an EMPTY transcript, so every reference word and phone is a deletion;
-  * MDD counts: the WORST CASE, every decision wrong: each correctly pronounced position a
-    false rejection (FR), each mispronounced one a missed mispronunciation (FA), no TA, no TR.
-    (Not the empty transcript here: under the table of mdd_scoring.md an empty answer
-    "rejects" every phone, so every mispronunciation would count as a true rejection and
-    recall would be 1.0 -- a parse failure would look like a perfect detector.)
-  So a failed parse cannot raise precision, recall or F1, and adds exactly len(reference)
-  errors to WER/PER.
-- Paper-style MDD (pronounce.scoring.mdd_paper: precision_paper_style, recall_paper_style,
-  f1_paper_style): the reading of the paper's own P/R/F1 that its Table 3 chose, a reconstruction
-  (docs/mdd-paper-fit.md): recognised phones compared index by index with the annotated
-  (pronounced) phones, no alignment, counts pooled over the test set. Under the unparsed rule an
-  unparsed answer is the empty transcript: its annotated phones count against recall, it adds
-  nothing to precision's denominator (the phones the model said). Table 3's precision, recall and F1 are judged against these (paper.JUDGED_BY); the
-  standard ones keep their values and intervals, with no paper verdict.
-- Parse rate: per task and overall (parsed answers / all answers).
-
-Outputs:
-  metrics/<config>.json        the headline metrics of the final adapter at top level (keys as
-                               in the paper's Table 3), the paper's row for the config's strategy
-                               at the final adapter's epoch (`paper_epoch`; epoch 3, the paper's
-                               headline, when Table 3 has no such epoch) under `paper` and ours
-                               minus it under `diff`; `epochs` {"0": base, "<k>": ...}, each
-                               with its own `paper` row (that epoch, that strategy) and `diff`
-                               Beside each headline metric and each paper-style one
-                               `<metric>_ci` {low, high}, its 95% interval; SCC and RMSE beside
-                               each PCC; `verdict` and `diff` keyed by the metric of ours judged
-                               (paper.JUDGED_BY: the paper-style P/R/F1, not the standard ones);
-                               `interval_level` (speaker, or utterance with too few speakers)
-                               Not a default DVC metric (a plain output, in git): `dvc metrics
-                               show metrics/<config>.json` prints it.
-  metrics/<config>/headline.json  what `dvc metrics show` prints by default: the final adapter's
-                               Table 3 numbers (three decimals, named by Table 3's column headers,
-                               `_paper_style` after P/R/F1: paper.HEADLINE_NAMES) and `epoch`
-  metrics/<config>/verdict.json   beside it, the same keys: each number's verdict against the
-                               paper's row (`epoch`: that row's), so the two print as two aligned rows
-  scores/<config>/details.json everything behind those numbers: p-values, n, counts, parse
-                               summaries, every metric's interval, per checkpoint; the paired
-                               comparisons of consecutive epochs (`epoch_comparisons`)
-  scores/<config>/utterances.json  per-utterance sufficient statistics of every checkpoint (the
-                               bootstrap's input; the report pairs configs on them)
-  scores/<config>/apa_scatter.json      predicted vs human score per aspect (final adapter)
-  scores/<config>/per_vs_accuracy.json  per-utterance PER vs human accuracy (the paper's Fig. 5)
-
-(~420 lines, over the ~300 guide: the stage reads, scores, attaches intervals and verdicts and
-writes its four outputs in one pass; the statistics themselves live in metrics, bootstrap and
-intervals.)
+Why, and every file's keys: docs/scoring.md#the-score-stages-files-and-the-unparsed-rule
 """
 
 from __future__ import annotations
