@@ -1,32 +1,16 @@
 """Preflight: what the configured run will cost, measured before it costs it.
 
-(~480 lines, over the ~300 guide: the checks, the probe and the projection read as one
-procedure, and its table is what a user reads before spending GPU hours; pronounce.checks.fullsize
-runs the same procedure on a weightless stand-in of the real model.)
-
     python -m pronounce.checks.preflight            # a table; exit 1 with one line per failed check
     python -m pronounce.checks.preflight --json     # the same report for machines
 
-For the configured base model (models/base if built from the same model.base, else built or
-referenced into a scratch folder by the base stage's own code), corpus (data/decoded if decoded,
-else decoded into the scratch folder) and recipe (train.profile) it runs:
-
-1. the checks, before any weight is loaded: the checkpoint is in transformers' native layout;
-   processor.audio_token_id is the model's audio_config.audio_token_id; each config's LoRA
-   targets are 4 projections in each text layer and none of the audio encoder's; trainable
-   parameters per config, the Unfreeze strategy's audio encoder and projector exactly (on the
-   meta device, so the real model costs no memory here);
-2. per config, a few training steps through the pipeline's own path (load_base_model,
-   build_peft_model, PronunciationCollator, its trainer with the recipe's SFTConfig) at the recipe's
-   batch shape on the LONGEST training clips, one batch per task in turn (the APA prompt is the
-   longer one), then one batched generation (generation.Generator) of the longest test clips, made
-   to run the full eval.max_new_tokens;
-3. peak memory (torch.cuda.max_memory_allocated; on a CPU the process's peak RSS), step and
-   generation speed, and the projected wall time and memory of the whole `dvc repro` per config,
-   against the device's memory. Upper bounds: training = micro-batches per epoch x epochs x step
-   time (all batches as long as the longest), evaluation = checkpoints evaluated x batches x batch
-   time (every answer max length). Training is also projected at the probe's padded tokens/s over
-   the corpus's own token count (the expected figure).
+For the configured base model, corpus and recipe (built or decoded into a scratch folder when
+models/base or data/decoded are not theirs) it runs: 1. the checks, before any weight is loaded
+(native layout, audio token id, each config's LoRA targets and trainable parameters, on the meta
+device); 2. per config, a few training steps and one batched generation through the pipeline's
+own code on the longest clips (pronounce.checks.probe); 3. the projected time and peak memory of
+the whole `dvc repro` per config, against the device's (pronounce.checks.projection). About 13 s
+on 2 CPU cores for the embedded default; pronounce.checks.fullsize runs it on a weightless
+stand-in of the real model. Why, and what each step measures: docs/real-run.md#preflight
 """
 
 from __future__ import annotations
