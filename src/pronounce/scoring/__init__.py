@@ -9,7 +9,9 @@ run's predictions are re-scored anywhere.
 - paper        the paper's Table 3 and how ours is set beside it
 - score        stage `score`: one config's predictions -> metrics
 - report       stage `report`: metrics/report.md in the layout of Table 3
+- verdicts     the report's verdicts at a glance and its MDD section
 - uncertainty  the report's sections on intervals and comparisons
+- plot_data    the report's plot data (ours vs the paper, training loss)
 - tables       the rows and pipe tables those sections share
 - plots        `dvc plots show` offline
 """
