@@ -8,6 +8,7 @@ run's predictions are re-scored anywhere.
 - intervals    intervals, paired comparisons and verdicts of scored checkpoints
 - paper        the paper's Table 3 and how ours is set beside it
 - score        stage `score`: one config's predictions -> metrics
+- config_metrics  metrics/<config>.json and its headline: scores set beside Table 3
 - report       stage `report`: metrics/report.md in the layout of Table 3
 - verdicts     the report's verdicts at a glance and its MDD section
 - uncertainty  the report's sections on intervals and comparisons

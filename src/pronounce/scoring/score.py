@@ -6,9 +6,9 @@ the parse rate. MDD: WER, PER, the field's TA/FR/FA/TR counting (metrics.mdd_cou
 insertion-penalised variant beside it, and the paper-style P/R/F1 (mdd_paper) that Table 3's are
 judged against (paper.JUDGED_BY). An unparsed MDD answer is never dropped and never helps: an
 empty transcript for WER/PER (len(reference) errors), every decision wrong for the counts (an
-empty transcript there would give recall 1.0). Writes metrics/<config>.json (the final adapter at
-top level, `epochs`, `<metric>_ci`, `paper`, `diff`, `verdict`), metrics/<config>/{headline,
-verdict}.json and scores/<config>/{details,utterances,apa_scatter,per_vs_accuracy}.json.
+empty transcript there would give recall 1.0). Writes metrics/<config>.json and its headline,
+metrics/<config>/{headline,verdict}.json (set beside Table 3 by pronounce.scoring.config_metrics),
+and scores/<config>/{details,utterances,apa_scatter,per_vs_accuracy}.json.
 
 Why, and every file's keys: docs/scoring.md#the-score-stages-files-and-the-unparsed-rule
 """
@@ -20,12 +20,13 @@ from pathlib import Path
 
 from ..core.artifacts import read_arrow, write_json
 from ..core.errors import PipelineError
-from ..core.params import ConfigParams, ScoreJob
+from ..core.params import ScoreJob
 from ..data.phones import annotation_pairs
 from ..task.parse import SCORE_RANGE, ParseResult, summarise
 from ..task.predictions import BASE_NAME, FINAL, read_jsonl
 from ..task.prompts import APA_FIELDS, TASKS
-from .intervals import checkpoint_intervals, settings_of, utterance_table, verdict
+from .config_metrics import INS_PENALISED, WITH_CI, config_metrics, headline, strategy_of, strategy_reading
+from .intervals import checkpoint_intervals, settings_of, utterance_table
 from .metrics import (
     mdd_counts,
     mdd_scores,
@@ -40,14 +41,7 @@ from .metrics import (
 )
 from .mdd_paper import NAMES as PAPER_STYLE
 from .mdd_paper import READING, paper_style
-from .paper import HEADLINE, HEADLINE_NAMES, JUDGED_BY, PAPER_SOURCE, RECONSTRUCTED, fmt, paper_epoch_for, paper_row
-
-INS_PENALISED = ("precision", "f1", "false_rejection_rate")  # the variant's fields: <name>_ins_penalised
-EXTRA = ("diagnosis_accuracy", "false_rejection_rate", *(f"{k}_ins_penalised" for k in INS_PENALISED),
-         "parse_rate", "parse_rate_apa", "parse_rate_mdd")
-WITH_CI = (*HEADLINE, *PAPER_STYLE)  # the metrics written with their interval, per epoch too
-EPOCH_KEYS = (*WITH_CI, "parse_rate")
-DIGITS = 6  # metrics/<config>.json is rounded for reading; details.json keeps full precision
+from .paper import PAPER_SOURCE, RECONSTRUCTED, fmt
 
 UNPARSED_RULE = (
     "APA: an unparsed answer is excluded from the PCC (n_dropped) and counted in the parse rate. "
@@ -61,28 +55,9 @@ UNPARSED_APA_WORST = (
     "from the human score (so a model that often answers badly cannot look better than it is)."
 )
 
+
 class ScoreError(PipelineError):
     """Predictions that cannot be scored (wrong test set, a parse rate under score.min_parse_rate)."""
-
-
-def strategy_of(cfg: ConfigParams) -> str:
-    """The paper's strategy a config stands beside in Table 3 (strategy_reading says why)."""
-    return "Unfreeze" if cfg.unfreeze_audio else "LoRA"
-
-
-def strategy_reading(cfg: ConfigParams) -> str:
-    """Why a config stands beside its strategy's rows: which adapter it trains, and how that reads
-    the paper, which names no rank (the report prints it per config)."""
-    lora = ("the base model's own speech LoRA, trained further (r=320 on the real model: the shipped "
-            "adapter's rank)" if cfg.init == "speech-lora" else
-            "a fresh LoRA from params.yaml's `lora` (r=64 by default: a third-party reproduction's choice)")
-    if cfg.unfreeze_audio:
-        return (f"Unfreeze (section 3.2): the LoRA plus the audio encoder and audio projector trained, the "
-                f"language model and tokenizer frozen; its LoRA is {lora}")
-    if cfg.init == "speech-lora":
-        return (f"LoRA-only, the closest reading: the paper says \"only the LoRA adapter requires fine-tuning\", "
-                f"the model's own adapter; here {lora}")
-    return f"LoRA-only, a reproduction's reading: {lora}; the paper states no rank"
 
 
 # --------------------------------------------------------------------------- inputs
@@ -221,22 +196,6 @@ def per_vs_accuracy(rows: list[dict], labels: dict) -> list[dict]:
     return [row for row in out if row["per"] is not None]
 
 
-def _round(v):
-    return None if v is None else round(float(v), DIGITS)
-
-
-def _flat(metrics: dict, keys=(*WITH_CI, *EXTRA)) -> dict:
-    return {k: _round(metrics[k]) for k in keys}
-
-
-def _diff(ours: dict, paper: dict | None) -> dict:
-    """Ours minus the paper's row, keyed by the metric of ours judged (paper.JUDGED_BY)."""
-    if paper is None:
-        return {}
-    return {JUDGED_BY[k]: (None if ours[JUDGED_BY[k]] is None or paper[k] is None
-                           else _round(ours[JUDGED_BY[k]] - paper[k])) for k in HEADLINE}
-
-
 # --------------------------------------------------------------------------- the stage
 
 
@@ -248,52 +207,6 @@ def checkpoint_files(pred_dir) -> list[tuple[str, int | None, Path]]:
         raise ScoreError(f"{summary_path} not found: run the evaluate stage first")
     summary = json.loads(summary_path.read_text(encoding="utf-8"))
     return [(c["name"], c["epoch"], pred_dir / c["file"]) for c in summary["checkpoints"]]
-
-
-def _with_ci(flat: dict, ci: dict, keys) -> dict:
-    """The flat metrics with `<metric>_ci` {low, high} beside each of `keys` (rounded as they are)."""
-    out = dict(flat)
-    for k in keys:
-        out[f"{k}_ci"] = _ci(ci[k])
-    return out
-
-
-def _ci(c: dict) -> dict:
-    """{low, high} rounded; with `too_few` ("too few (n = k)") where the events were too few."""
-    return {"low": _round(c["low"]), "high": _round(c["high"]), **({"too_few": c["too_few"]} if c.get("too_few") else {})}
-
-
-def _verdicts(ci: dict, paper: dict | None) -> dict:
-    """Each Table 3 number's verdict, keyed by the metric of ours judged against it (paper.JUDGED_BY):
-    `precision_paper_style`, not `precision`: the standard counting gets none."""
-    if paper is None:
-        return {}
-    return {JUDGED_BY[k]: verdict(paper[k], ci[JUDGED_BY[k]]) for k in HEADLINE}
-
-
-def _extra_apa(ci: dict) -> dict:
-    """Spearman (SCC) and RMSE beside each PCC: value and interval."""
-    out = {}
-    for a in APA_FIELDS:
-        for m in ("scc", "rmse"):
-            c = ci[f"{a}_{m}"]
-            out[f"{a}_{m}"] = _round(c["value"])
-            out[f"{a}_{m}_ci"] = _ci(c)
-    return out
-
-
-def headline(metrics: dict) -> tuple[dict, dict]:
-    """(headline.json, verdict.json) of a config's metrics: the final adapter's numbers judged against
-    Table 3's (paper.JUDGED_BY) at three decimals, as the paper prints them, and their verdicts ("n/a"
-    where there is none), both keyed by Table 3's column names (`_paper_style` after P/R/F1: ours
-    are the paper-style reconstruction); `epoch` ours in the first, the paper row's in the second."""
-    values = {"epoch": metrics["epoch"]}
-    verdicts = {"epoch": metrics["paper_epoch"]}
-    for key, name in HEADLINE_NAMES.items():
-        ours = metrics[JUDGED_BY[key]]
-        values[name] = None if ours is None else round(ours, 3)
-        verdicts[name] = (metrics.get("verdict") or {}).get(JUDGED_BY[key]) or "n/a"
-    return values, verdicts
 
 
 def run_score(job: ScoreJob, decoded_dir, pred_dir, base_pred_dir, metrics_path, out_dir, log=print,
@@ -327,28 +240,14 @@ def run_score(job: ScoreJob, decoded_dir, pred_dir, base_pred_dir, metrics_path,
         scored["intervals"] = boot["checkpoints"][ckpt]
 
     final_epoch, final, final_rows = checkpoints[FINAL]
-    paper_epoch = paper_epoch_for(strategy, final_epoch)
-    paper = paper_row(strategy, paper_epoch)
+    metrics = config_metrics({c: (e, s) for c, (e, s, _) in checkpoints.items()}, strategy, boot["plan"]["level"])
     final_ci = final["intervals"]
-    flat = {**_with_ci(_flat(final["metrics"]), final_ci, WITH_CI), **_extra_apa(final_ci),
-            **{f"{a}_pcc_unparsed_worst": _round(final["metrics"][f"{a}_pcc_unparsed_worst"]) for a in APA_FIELDS}}
-    per_epoch = [(epoch, scored) for ckpt, (epoch, scored, _) in checkpoints.items() if ckpt != FINAL and epoch is not None]
-    # per epoch only the headline with its intervals, the parse rate and the paper's row of that
-    # epoch and strategy (none where Table 3 has no such epoch), so `dvc metrics show` stays readable
-    epochs = {}
-    for epoch, scored in sorted(per_epoch, key=lambda e: e[0]):
-        ours, theirs = _flat(scored["metrics"], EPOCH_KEYS), paper_row(strategy, epoch)
-        epochs[str(epoch)] = {**_with_ci(ours, scored["intervals"], WITH_CI), "paper": theirs,
-                              "diff": _diff(ours, theirs), "verdict": _verdicts(scored["intervals"], theirs)}
-    metrics = {**flat, "epoch": final_epoch, "n_utterances": final["n_utterances"],
-               "interval_level": boot["plan"]["level"], "paper_epoch": paper_epoch, "paper": paper,
-               "diff": _diff(flat, paper), "verdict": _verdicts(final_ci, paper), "epochs": epochs}
 
     details = {
         "config": name, "strategy": strategy, "strategy_reading": strategy_reading(job.config),
         "model_base": job.model_base,
         "corpus": job.corpus, "unparsed_rule": UNPARSED_RULE, "unparsed_apa_worst": UNPARSED_APA_WORST,
-        "paper_target": {"source": PAPER_SOURCE, "strategy": strategy, "epoch": paper_epoch},
+        "paper_target": {"source": PAPER_SOURCE, "strategy": strategy, "epoch": metrics["paper_epoch"]},
         "intervals": boot["plan"], "epoch_comparisons": boot["comparisons"],
         "metrics": metrics,
         "checkpoints": {ckpt: {"epoch": epoch, **scored} for ckpt, (epoch, scored, _) in checkpoints.items()},
@@ -370,7 +269,7 @@ def run_score(job: ScoreJob, decoded_dir, pred_dir, base_pred_dir, metrics_path,
     bound = job.min_parse_rate
     low = {t: final["parse"][t]["parse_rate"] for t in TASKS if (final["parse"][t]["parse_rate"] or 0) < bound}
     if log:
-        shown = ", ".join(f"{k} {fmt(flat[k])}" + (f" ({final_ci[k]['too_few']})" if final_ci.get(k, {}).get("too_few")
+        shown = ", ".join(f"{k} {fmt(metrics[k])}" + (f" ({final_ci[k]['too_few']})" if final_ci.get(k, {}).get("too_few")
                                                     else "") for k in (*WITH_CI, "parse_rate"))
         log(f"score {name} (final adapter, epoch {final_epoch}): {shown}")
     if low:
