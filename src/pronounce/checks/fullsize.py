@@ -157,7 +157,8 @@ def run_fullsize(params, layers: int | None = None, batch_size: int | None = Non
     (pronounce.checks.cpu_bf16: a GPU's bf16 GEMM), and the report says so. `precision` fp32 builds fp32
     weights instead (a reduced model: fp32 weights at full size need ~26 GiB)."""
     from .cpu_bf16 import fp32_matmul_if_needed
-    from .preflight import run_preflight, train_device
+    from .preflight import run_preflight
+    from .probe import train_device
 
     params = fullsize_params(params, batch_size, new_tokens, precision)
     config = fullsize_config(layers)
@@ -180,7 +181,8 @@ def main(argv=None) -> int:
     from ..core.cli import tune_malloc
     from ..core.errors import PipelineError
     from ..core.params import load_params
-    from .preflight import PreflightError, table
+    from .probe import PreflightError
+    from .projection import table
 
     p = argparse.ArgumentParser(prog="python -m pronounce.checks.fullsize", description=__doc__.split("\n\n")[0])
     p.add_argument("--params", default="params.yaml")
