@@ -3,7 +3,8 @@ run's predictions are re-scored anywhere.
 
 - metrics      PCC, WER, PER and MDD counts (Kaldi-aligned TA/FR/FA/TR)
 - mdd_paper    the paper-style MDD precision/recall/F1 Table 3 is judged against (a reconstruction;
-               mdd_paper_fit is the fit of Table 3 that chose it)
+               mdd_paper_fit is the fit of Table 3 that chose it, among mdd_readings, on the
+               recognised sequences mdd_simulation makes)
 - bootstrap    speaker-clustered bootstrap intervals
 - intervals    intervals, paired comparisons and verdicts of scored checkpoints
 - paper        the paper's Table 3 and how ours is set beside it
