@@ -69,7 +69,8 @@ def _with_ci(flat: dict, ci: dict, keys) -> dict:
 
 def _ci(c: dict) -> dict:
     """{low, high} rounded; with `too_few` ("too few (n = k)") where the events were too few."""
-    return {"low": round_metric(c["low"]), "high": round_metric(c["high"]), **({"too_few": c["too_few"]} if c.get("too_few") else {})}
+    return {"low": round_metric(c["low"]), "high": round_metric(c["high"]),
+            **({"too_few": c["too_few"]} if c.get("too_few") else {})}
 
 
 def paper_verdicts(ci: dict, paper: dict | None) -> dict:
@@ -115,7 +116,8 @@ def config_metrics(scored: dict, strategy: str, level: str) -> dict:
     paper = paper_row(strategy, paper_epoch)
     final_ci = final["intervals"]
     flat = {**_with_ci(flat_metrics(final["metrics"]), final_ci, WITH_CI), **_extra_apa(final_ci),
-            **{f"{a}_pcc_unparsed_worst": round_metric(final["metrics"][f"{a}_pcc_unparsed_worst"]) for a in APA_FIELDS}}
+            **{f"{a}_pcc_unparsed_worst": round_metric(final["metrics"][f"{a}_pcc_unparsed_worst"])
+               for a in APA_FIELDS}}
     per_epoch = [(epoch, s) for ckpt, (epoch, s) in scored.items() if ckpt != FINAL and epoch is not None]
     # per epoch only the headline with its intervals, the parse rate and the paper's row of that
     # epoch and strategy (none where Table 3 has no such epoch), so `dvc metrics show` stays readable

@@ -152,7 +152,8 @@ def epoch_diffs(details: dict[str, dict]) -> list[str]:
             else:
                 cells = [_signed(e["diff"].get(JUDGED_BY[k])) for k, _ in TABLE3_COLUMNS]
             rows.append([BASE_LABEL if epoch == "0" else name, "none" if epoch == "0" else d["strategy"], epoch, *cells])
-    return markdown(rows, ["Config", "Strategy", "Epoch", *[h for _, h in TABLE3_COLUMNS]], "llr" + "r" * len(TABLE3_COLUMNS))
+    return markdown(rows, ["Config", "Strategy", "Epoch", *[h for _, h in TABLE3_COLUMNS]],
+                    "llr" + "r" * len(TABLE3_COLUMNS))
 
 
 def headline(details: dict[str, dict]) -> list[str]:
