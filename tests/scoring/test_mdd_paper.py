@@ -9,6 +9,8 @@ import numpy as np
 import pytest
 
 from pronounce.scoring import mdd_paper_fit as fit
+from pronounce.scoring import mdd_readings as readings
+from pronounce.scoring import mdd_simulation as simulation
 from pronounce.scoring.mdd_paper import (
     COUNT_KEYS,
     READING,
@@ -110,20 +112,20 @@ def test_no_torch_behind_it():
 
 @pytest.fixture(scope="module")
 def utts():
-    return fit.load(str(ROOT / "data" / "speechocean762-mini"))
+    return simulation.load(str(ROOT / "data" / "speechocean762-mini"))
 
 
 def test_the_bundled_corpus_annotates_substitutions_only(utts):
     # the fact behind "the annotated mix gives P = R": 8 substitutions in 1,673 phones
-    assert fit.annotated_mix(utts) == {"substitutions": 8, "deletions": 0, "insertions": 0, "del": 0.0, "ins": 0.0}
+    assert simulation.annotated_mix(utts) == {"substitutions": 8, "deletions": 0, "insertions": 0, "del": 0.0, "ins": 0.0}
     assert sum(len(u.annotated) for u in utts) == 1673
 
 
 def test_recognise_applies_the_thresholds():
-    noise = fit.Noise(op=np.array([0.05, 0.25, 0.9]), sub=("X1", "X2", "X3"), ins_u=np.array([0.9, 0.05, 0.9, 0.05]),
+    noise = simulation.Noise(op=np.array([0.05, 0.25, 0.9]), sub=("X1", "X2", "X3"), ins_u=np.array([0.9, 0.05, 0.9, 0.05]),
                       ins=("I0", "I1", "I2", "I3"), spread=0.5)
     # d = 0.1: phone 0 deleted; s = 0.2: phone 1 replaced (0.25 < 0.3); phone 2 kept; i = 0.1: gaps 1 and 3
-    assert fit.recognise(("A", "B", "C"), noise, s=0.2, d=0.1, i=0.1) == ["I1", "X2", "C", "I3"]
+    assert simulation.recognise(("A", "B", "C"), noise, s=0.2, d=0.1, i=0.1) == ["I1", "X2", "C", "I3"]
 
 
 def test_every_candidate_reading_on_one_hand_worked_pair():
@@ -133,26 +135,26 @@ def test_every_candidate_reading_on_one_hand_worked_pair():
     right, so sklearn's macro P = R = F1 = 1/5 and weighted (T has no support) 1/4 (sklearn 1.9.1
     agrees); the field's counting has one FR, no TR and no mispronunciation: P 0, R 0 by convention."""
     said = tuple("DH AH K AE T".split())
-    u = fit.Utterance(said, said, tuple((p, p) for p in said))
+    u = simulation.Utterance(said, said, tuple((p, p) for p in said))
     want = {"alignment hits": (1, 0.8), "position by position": (0.25, 0.2), "multiset (bag)": (1, 0.8),
             "set of phones": (1, 0.8), "difflib matching blocks": (1, 0.8), "1 - edit distance / length": (0.75, 0.8),
             "alignment hits vs canonical": (1, 0.8), "sklearn macro, zipped positions": (0.2, 0.2, 0.2),
             "sklearn weighted, zipped positions": (0.25, 0.25, 0.25), "standard MDD (TA/FR/FA/TR)": (0, 0),
             "mispronounced positions only": (0, 0)}
-    assert len(fit.READINGS) == 18
-    for rd in fit.READINGS:
+    assert len(readings.READINGS) == 18
+    for rd in readings.READINGS:
         base = rd.name.removesuffix(", pooled").removesuffix(", per utterance")
         got = rd.score([(u, "DH K AE T".split())])
         assert got[:len(want[base])] == pytest.approx(want[base]), rd.name
 
 
 def test_noise_replaces_with_another_phone_and_spreads_as_asked(utts):
-    noises = fit.draw_noise(utts, 8, 3)
+    noises = simulation.draw_noise(utts, 8, 3)
     assert all(s != a for rep in noises for u, n in zip(utts, rep) for s, a in zip(n.sub, u.annotated))
     assert all(len(n.ins) == len(n.ins_u) == len(u.annotated) + 1 for rep in noises for u, n in zip(utts, rep))
-    assert all((m == 1).all() for m in fit.multipliers(noises, 0.0))
+    assert all((m == 1).all() for m in simulation.multipliers(noises, 0.0))
     # cv 1 (Gamma of shape 1): mean 1, SD 1; 856 utterances, so sample error ~0.03 on the mean
-    m = np.concatenate(fit.multipliers(noises, 1.0))
+    m = np.concatenate(simulation.multipliers(noises, 1.0))
     assert abs(m.mean() - 1) < 0.1 and abs(m.std() - 1) < 0.15
     spread = np.array([n.spread for rep in noises for n in rep])
     assert (np.diff(m[np.argsort(spread)]) >= 0).all()  # a quantile of the utterance's own uniform
@@ -166,8 +168,8 @@ def _fitted(row: int) -> tuple:
 
 @pytest.mark.parametrize("row, mix", [(0, _fitted(0)), (3, _fitted(3)), (3, (0.0, 0.0, 0.0))])
 def test_simulate_hits_the_rows_per(utts, row, mix):
-    pairs, got = fit.simulate(utts, fit.draw_noise(utts, 1, 7), PAPER_TABLE3[row]["per"], mix)
-    assert abs(got - PAPER_TABLE3[row]["per"]) <= fit.PER_TOL
+    pairs, got = simulation.simulate(utts, simulation.draw_noise(utts, 1, 7), PAPER_TABLE3[row]["per"], mix)
+    assert abs(got - PAPER_TABLE3[row]["per"]) <= simulation.PER_TOL
     assert per([u.annotated for u, _ in pairs], [r for _, r in pairs])["value"] == pytest.approx(got)
 
 
@@ -178,7 +180,7 @@ def test_the_chosen_reading_reproduces_table3(utts, row):
     the paper's; and P, R, F1 within the fit's tolerance plus three simulation SDs (0.008 each at 8
     replicates, measured across seeds): an aligned count misses by 0.16 or more."""
     paper = PAPER_TABLE3[row]
-    pairs, _ = fit.simulate(utts, fit.draw_noise(utts, 8, 11), paper["per"], _fitted(row))
+    pairs, _ = simulation.simulate(utts, simulation.draw_noise(utts, 8, 11), paper["per"], _fitted(row))
     got = paper_style([(u.annotated, r) for u, r in pairs])
     for ours, theirs in ((P, "precision"), (R, "recall"), (F, "f1")):
         assert abs(got[ours] - paper[theirs]) <= fit.VALUE_TOL + 3 * 0.008, (ours, got[ours], paper[theirs])
@@ -189,8 +191,8 @@ def test_the_chosen_reading_reproduces_table3(utts, row):
 def test_an_alignment_count_cannot_reach_table3(utts):
     """The reason the aligned readings lose: their recall is at least 1 - PER, and Table 3's is far below."""
     paper = PAPER_TABLE3[3]
-    pairs, got_per = fit.simulate(utts, fit.draw_noise(utts, 2, 11), paper["per"], _fitted(3))
-    aligned = next(rd for rd in fit.READINGS if rd.name == "alignment hits, pooled").score(pairs)
+    pairs, got_per = simulation.simulate(utts, simulation.draw_noise(utts, 2, 11), paper["per"], _fitted(3))
+    aligned = next(rd for rd in readings.READINGS if rd.name == "alignment hits, pooled").score(pairs)
     assert aligned[1] >= 1 - got_per - 1e-12
     assert aligned[1] - paper["recall"] > 0.1  # 1 - PER - R is 0.165 in this row of Table 3
 
@@ -227,7 +229,7 @@ def test_the_shipped_fit_table_names_the_shipped_reading_and_mixes():
     row = next(line for line in text.splitlines() if line.startswith(f"| {READING} |"))
     mixes = "; ".join(fit._mix(fit.FITTED[g]) for g in ("untrained", "LoRA", "Unfreeze"))
     assert row.startswith(f"| {READING} | {mixes} |")
-    assert READING in {rd.name for rd in fit.READINGS}
+    assert READING in {rd.name for rd in readings.READINGS}
 
 
 def test_the_fit_command_refuses_a_missing_corpus_in_one_line(tmp_path, capsys):

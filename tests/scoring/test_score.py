@@ -13,6 +13,7 @@ from pronounce.core.params import ConfigParams, IntervalParams, MinEvents, Model
 from pronounce.data.decode import run_decode
 from pronounce.scoring import paper as P
 from pronounce.scoring import score as S
+from pronounce.scoring.config_metrics import diff_from_paper
 from pronounce.task.parse import parse_output
 from pronounce.task.predictions import write_jsonl
 
@@ -366,7 +367,7 @@ def test_each_epoch_is_set_beside_the_papers_row_of_that_epoch(tmp_path, unfreez
 
 def test_no_paper_row_gives_no_diff():
     # (which epochs Table 3 lacks: test_paper)
-    assert S._diff({k: 0.5 for k in P.HEADLINE}, None) == {}
+    assert diff_from_paper({k: 0.5 for k in P.HEADLINE}, None) == {}
 
 
 def test_min_parse_rate_fails_clearly(tmp_path):

@@ -4,15 +4,12 @@
     assessor = Assessor("models/pretrained_r320")          # loads the model once
     results = assessor.assess([Recording("my.wav", "We call it bear")])
 
-Each result (pronounce.assess.report.result) holds the APA scores as the model answers them,
-the MDD transcript and phones, the expected text's CMUdict phones and the per-word diff, or a
-one-line `error` for a recording that cannot be used (the others still run).
-
-The same code paths as the pipeline: audio is read by `audio.decode_audio` (what the decode
-stage does: any file soundfile reads, resampled with soxr, downmixed to the channel mean,
-16-bit, `data.max_seconds`), the model is loaded by evaluate's loader (base model + PeftModel)
-and answers through evaluate's `Generator` (the collator, batches of one task sorted by clip
-length, greedy), and the answers are read by `parse.parse_output`.
+Each result (pronounce.assess.report.result) holds the APA scores as the model answers them, the
+MDD transcript and phones, the expected text's CMUdict phones and the per-word diff, or a one-line
+`error` for a recording that cannot be used (the others still run). The pipeline's own code paths:
+audio read by `audio.decode_audio` (as the decode stage reads it: resampled with soxr, downmixed,
+16-bit, `data.max_seconds`), the model loaded by evaluate's loader (base model + PeftModel),
+answers from evaluate's `Generator` and read by `parse.parse_output`. Why: docs/assess.md.
 """
 
 from __future__ import annotations

@@ -1,22 +1,15 @@
 """The expected text's canonical phones (CMUdict) and, per word, what was said differently.
 
 Pure functions over strings, shared by `pronounce assess` (pronounce.assess.api) and its tests.
-
-- Words: `metrics.normalise_words`, the WER normalisation of the score stage ("bear." -> BEAR,
-  "That's" -> THAT'S). Each is looked up in the CMU Pronouncing Dictionary (the `cmudict`
-  package, pinned); a word it lacks gets the pronunciation g2p-en's model predicts
-  (pronounce.assess.g2p, offline), marked `predicted`. A word neither can give (one without a
-  letter, such as "42") is reported by name, and then no per-word diff is made for the
-  recording (its phones would be unaccounted for).
-- Phones: `phones.normalise_phone` (stress digits stripped), as for every sequence we score.
-- Alignment: `metrics.align`, the score stage's alignment, canonical -> recognised. A
-  recording with no annotation is the score stage's case "annotated == canonical", so each
-  column is TA (equal) or FR (substituted, deleted, inserted), attributed to the canonical
-  word it falls in. An inserted phone between two words belongs to the word before it (the
-  first word when it comes before everything).
-- A word with several CMUdict pronunciations ("the": DH AH / DH IY) is compared with the one
-  closest to what was said in its stretch of the first alignment, so a legitimate variant is
-  not called an error; ties keep CMUdict's order.
+Words are normalised as for WER (`metrics.normalise_words`: "bear." -> BEAR) and looked up in the
+pinned CMU Pronouncing Dictionary; a word it lacks gets g2p-en's predicted pronunciation
+(pronounce.assess.g2p, offline), marked `predicted`; a word neither can give ("42") is named, and
+the recording then gets no per-word diff. Phones are normalised as everywhere (stress stripped),
+and the canonical phones are aligned with the recognised ones by the score stage's `metrics.align`:
+each column is TA (equal) or FR (substituted, deleted, inserted), attributed to the canonical
+word it falls in. A word with several pronunciations ("the": DH AH / DH IY) is compared with the
+one closest to what was said, so a legitimate variant is not called an error.
+Why, and the edge cases: docs/assess.md#how-the-per-word-diff-is-made
 """
 
 from __future__ import annotations

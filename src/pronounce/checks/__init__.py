@@ -1,6 +1,7 @@
 """Checks a user runs, each a command (`python -m pronounce.checks.<name>`):
 
 - preflight      what the configured run will cost, measured before it costs it
+                 (its probe and its projection in probe.py and projection.py)
 - fullsize       the real architecture at full size, random weights: the preflight without a download
 - cpu_bf16       bf16 matrix products in float32 on a CPU without bf16 kernels (used by fullsize)
 - repro_check    after `dvc repro`: does this run reproduce the committed one?

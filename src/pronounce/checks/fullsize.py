@@ -4,17 +4,13 @@
     python -m pronounce.checks.fullsize --batch-size 2 --new-tokens 8   # a CPU: the two longest clips (~23 GiB)
     python -m pronounce.checks.fullsize --layers 2           # reduced depth, full widths (a few GB)
 
-A stand-in base model folder is written to a scratch folder: the vendored real configuration
-(reference/phi4_multimodal_config.json, model.real_config), a tokenizer at the real vocabulary's
-special-token ids (real_id_tokenizer), the feature extractor, and a speech-lora/ of random r=320
-weights laid out like the real one. No weights are saved: each config's base model is built in
-memory directly in bf16 (never an fp32 copy: fp32 weights alone are 19 GB) with random weights,
-then goes through the training stage's own set-up (adapters.training_model) and the preflight's
-probe (pronounce.checks.preflight: the trainer with the recipe's SFTConfig, the collator, one batched
-generation). The recipe is the paper's, at precision bf16-any (bf16 on a CPU too); the corpus is
-params.yaml's, and the projection is scaled to speechocean762's 2,500 + 2,500 utterances.
-
-On a GPU this gives the real step time and memory: it is the first check to run when one is lent.
+A weightless stand-in base folder (the vendored real config, a tokenizer at the real special-token
+ids, the feature extractor, a random r=320 speech-lora/) goes to a scratch folder; each config's
+base model is built in memory directly in bf16 (never fp32: those weights alone are 19 GB), then
+goes through the training stage's set-up (adapters.training_model) and the preflight's probe at
+the paper's recipe (precision bf16-any: bf16 on a CPU too), projected for speechocean762's 2,500 +
+2,500 utterances. On a GPU it gives the real step time and memory, before any download.
+Why, and what ran where: docs/real-run.md, "The full-size check".
 """
 
 from __future__ import annotations
@@ -161,7 +157,8 @@ def run_fullsize(params, layers: int | None = None, batch_size: int | None = Non
     (pronounce.checks.cpu_bf16: a GPU's bf16 GEMM), and the report says so. `precision` fp32 builds fp32
     weights instead (a reduced model: fp32 weights at full size need ~26 GiB)."""
     from .cpu_bf16 import fp32_matmul_if_needed
-    from .preflight import run_preflight, train_device
+    from .preflight import run_preflight
+    from .probe import train_device
 
     params = fullsize_params(params, batch_size, new_tokens, precision)
     config = fullsize_config(layers)
@@ -184,7 +181,8 @@ def main(argv=None) -> int:
     from ..core.cli import tune_malloc
     from ..core.errors import PipelineError
     from ..core.params import load_params
-    from .preflight import PreflightError, table
+    from .probe import PreflightError
+    from .projection import table
 
     p = argparse.ArgumentParser(prog="python -m pronounce.checks.fullsize", description=__doc__.split("\n\n")[0])
     p.add_argument("--params", default="params.yaml")

@@ -1,57 +1,34 @@
 """Preflight: what the configured run will cost, measured before it costs it.
 
-(~480 lines, over the ~300 guide: the checks, the probe and the projection read as one
-procedure, and its table is what a user reads before spending GPU hours; pronounce.checks.fullsize
-runs the same procedure on a weightless stand-in of the real model.)
-
     python -m pronounce.checks.preflight            # a table; exit 1 with one line per failed check
     python -m pronounce.checks.preflight --json     # the same report for machines
 
-For the configured base model (models/base if built from the same model.base, else built or
-referenced into a scratch folder by the base stage's own code), corpus (data/decoded if decoded,
-else decoded into the scratch folder) and recipe (train.profile) it runs:
-
-1. the checks, before any weight is loaded: the checkpoint is in transformers' native layout;
-   processor.audio_token_id is the model's audio_config.audio_token_id; each config's LoRA
-   targets are 4 projections in each text layer and none of the audio encoder's; trainable
-   parameters per config, the Unfreeze strategy's audio encoder and projector exactly (on the
-   meta device, so the real model costs no memory here);
-2. per config, a few training steps through the pipeline's own path (load_base_model,
-   build_peft_model, PronunciationCollator, its trainer with the recipe's SFTConfig) at the recipe's
-   batch shape on the LONGEST training clips, one batch per task in turn (the APA prompt is the
-   longer one), then one batched generation (generation.Generator) of the longest test clips, made
-   to run the full eval.max_new_tokens;
-3. peak memory (torch.cuda.max_memory_allocated; on a CPU the process's peak RSS), step and
-   generation speed, and the projected wall time and memory of the whole `dvc repro` per config,
-   against the device's memory. Upper bounds: training = micro-batches per epoch x epochs x step
-   time (all batches as long as the longest), evaluation = checkpoints evaluated x batches x batch
-   time (every answer max length). Training is also projected at the probe's padded tokens/s over
-   the corpus's own token count (the expected figure).
+For the configured base model, corpus and recipe (built or decoded into a scratch folder when
+models/base or data/decoded are not theirs) it runs: 1. the checks, before any weight is loaded
+(native layout, audio token id, each config's LoRA targets and trainable parameters, on the meta
+device); 2. per config, a few training steps and one batched generation through the pipeline's
+own code on the longest clips (pronounce.checks.probe); 3. the projected time and peak memory of
+the whole `dvc repro` per config, against the device's (pronounce.checks.projection). About 13 s
+on 2 CPU cores for the embedded default; pronounce.checks.fullsize runs it on a weightless
+stand-in of the real model. Why, and what each step measures: docs/real-run.md#preflight
 """
 
 from __future__ import annotations
 
 import argparse
 import contextlib
-import dataclasses
-import gc
 import heapq
 import json
 import math
-import os
-import resource
 import sys
 import tempfile
-import time
 from pathlib import Path
 
 from ..core.params import Params
+from .probe import PreflightError, device_memory, probe_config, train_device
+from .projection import eval_batch_that_fits, project, table, totals
 
 PROJECTIONS_PER_LAYER = 4  # qkv_proj, o_proj, gate_up_proj, down_proj
-
-
-class PreflightError(Exception):
-    """A check failed: the run would fail or silently train the wrong thing."""
 
 
 # --------------------------------------------------------------------------- inputs
@@ -181,218 +158,7 @@ def check_setup(params: Params, names: list[str], source: str, revision, process
     return checks
 
 
-# --------------------------------------------------------------------------- measurements
-
-
-def train_device():
-    import torch
-
-    return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-
-
-def _sync_reset(device, reset: bool) -> None:
-    """Wait for the device; with `reset`, free what is unreferenced and restart its peak."""
-    import torch
-
-    if device.type == "cuda":
-        torch.cuda.synchronize(device)
-    if reset:
-        gc.collect()
-        if device.type == "cuda":
-            torch.cuda.empty_cache()
-            torch.cuda.reset_peak_memory_stats(device)
-
-
-def _memory(device) -> tuple[int, int, str]:
-    """(peak bytes, total bytes, device name): the accelerator's peak allocated since the last
-    reset; on a CPU the process's peak RSS (ru_maxrss, KiB on Linux, never reset: it bounds every
-    phase) and the machine's memory."""
-    import torch
-
-    if device.type == "cuda":
-        return (int(torch.cuda.max_memory_allocated(device)), int(torch.cuda.get_device_properties(device).total_memory),
-                torch.cuda.get_device_name(device))
-    return (resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024,
-            os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES"), f"cpu ({os.cpu_count()} cores)")
-
-
-class StepClock:
-    """generate's streamer as a clock: put() comes with the prompt, then once per new token
-    (after that token is on the host, so the device has finished its step)."""
-
-    def __init__(self, device):
-        self.device, self.times = device, []
-
-    def put(self, value) -> None:
-        _sync_reset(self.device, False)
-        self.times.append(time.perf_counter())
-
-    def end(self) -> None:
-        pass
-
-    def split(self, t0: float) -> tuple[float, float]:
-        """(prefill, per new token) of a generation started at `t0`: the prefill is the batch's
-        set-up and forward up to the first new token; each later token costs the mean of the
-        decode steps after it (0.0 with a single new token: no decode step to time)."""
-        if len(self.times) < 2:
-            raise PreflightError("the probe's generation produced no token to time")
-        first, last, n = self.times[1], self.times[-1], len(self.times) - 1
-        return first - t0, (last - first) / (n - 1) if n > 1 else 0.0
-
-
-def probe_config(params: Params, name: str, source, revision, processor, decoded: Path, train_rows, test_rows,
-                 steps: int, work: Path, standin=None) -> dict:
-    """Training steps, then one generation, of one config; times and peaks. `standin(job, source)`:
-    the base model to adapt instead of loading source's weights (pronounce.checks.fullsize)."""
-    import datasets
-    import torch
-    from transformers import TrainerCallback
-
-    from ..core.determinism import set_determinism
-    from ..data.audio import AudioStore
-    from ..evaluation.generation import Generator, merge_token_rows
-    from ..training.adapters import install_tied_token_head, training_model
-    from ..training.collator import PronunciationCollator
-    from ..training.train import sft_config, trainer_class
-
-    device, job = train_device(), params.train_job(name)
-    recipe = job.recipe
-    bs = recipe.batch_size
-    # run_train's set-up: the run's kernels, then its model (dtype, attention, guards, adapter).
-    set_determinism(job.seed, job.determinism)
-    if recipe.cpu_threads and device.type == "cpu":
-        torch.set_num_threads(recipe.cpu_threads)
-    model = training_model(job, source, revision, processor, params.model.attn_implementation,
-                           base_model=standin(job, source) if standin else None)
-
-    tasks = sorted(train_rows, key=lambda t: -len(train_rows[t][0]["prompt"]))  # the longer prompt first
-    order = [r for i in range(steps) for r in train_rows[tasks[i % len(tasks)]][:bs]]
-    store = AudioStore(decoded / "train.arrow")
-    shapes, times, forward, optimizer, losses = [], [], [], [], []
-    collate = PronunciationCollator(processor, audio_lookup=lambda row: store[row["audio_row"]])
-
-    def collator(rows):
-        batch = collate(rows)
-        shapes.append((*batch["input_ids"].shape, int(batch["attention_mask"].sum())))
-        return batch
-
-    class StepTimer(TrainerCallback):  # a step: forward (compute_loss), backward, optimizer
-        def on_step_begin(self, args, state, control, **kw):
-            _sync_reset(device, False)
-            self.t0 = time.perf_counter()
-
-        def on_pre_optimizer_step(self, args, state, control, **kw):
-            _sync_reset(device, False)
-            self.t_opt = time.perf_counter()
-
-        def on_step_end(self, args, state, control, **kw):
-            _sync_reset(device, False)
-            times.append(time.perf_counter() - self.t0)
-            optimizer.append(time.perf_counter() - self.t_opt)
-
-    # The run's SFTConfig; only what makes this a probe differs: a fixed number of optimizer
-    # steps of one micro-batch each, in our order, nothing saved or logged.
-    args = dataclasses.replace(sft_config(recipe, work / f"run-{name}", job.seed), max_steps=steps,
-                               gradient_accumulation_steps=1, save_strategy="no", report_to=[], logging_steps=steps,
-                               train_sampling_strategy="sequential", disable_tqdm=True)
-    trainer = trainer_class()(model=model, args=args, train_dataset=datasets.Dataset.from_list(order),
-                              data_collator=collator, processing_class=processor, callbacks=[StepTimer()])
-    install_tied_token_head(model)  # as run_train
-    compute_loss = trainer.compute_loss
-
-    def timed_loss(*a, **kw):  # the forward pass and the loss (trl's fused LM head)
-        t0 = time.perf_counter()
-        out = compute_loss(*a, **kw)
-        _sync_reset(device, False)
-        forward.append(time.perf_counter() - t0)
-        losses.append(float((out[0] if isinstance(out, tuple) else out).detach()))
-        return out
-
-    trainer.compute_loss = timed_loss
-    _sync_reset(device, True)
-    trainer.train()
-    train_peak = _memory(device)[0]
-    # A step that runs but computes garbage (a NaN, or a loss of exactly 0 on an untrained
-    # model) would otherwise pass: the probe's figures are only worth something if it learned.
-    norms = [h["grad_norm"] for h in trainer.state.log_history if "grad_norm" in h]
-    if not all(math.isfinite(x) and x > 0 for x in losses + norms):
-        raise PreflightError(f"{name}: the probe's training steps computed losses {losses} and gradient norms "
-                             f"{norms}: a finite, positive loss and gradient are expected (a numerics fault)")
-    # The first step of each task warms kernels and the allocator. Batches come in `order`.
-    measured = list(range(len(tasks), len(times))) or list(range(len(times)))
-    del trainer
-    gc.collect()  # the trainer's reference cycles hold the optimizer's state (3.7 GB fp32 for r=320) until collected
-    model.eval()
-    # As the evaluate stage's load_model: the token rows merged, or every decode step copies the
-    # embedding matrix twice (the generation projected is the stage's).
-    merge_token_rows(model)
-
-    if params.eval.cpu_threads and device.type == "cpu":
-        torch.set_num_threads(params.eval.cpu_threads)
-    _sync_reset(device, True)  # the optimizer's state is gone, as in the evaluate stage
-    test_store = AudioStore(decoded / "test.arrow")
-    gen_rows = test_rows[tasks[0]][:params.eval.batch_size]
-    lookup = lambda row: test_store[row["audio_row"]]  # noqa: E731
-    # Warm-up (one new token, untimed): the first generation pays for kernel selection and the
-    # allocator. Timed once warm, by the clock of each decode step: a prefill timed on its own cold
-    # run and subtracted from a warm whole once gave a negative time per token.
-    Generator(model, processor, lookup, 1)(gen_rows)
-    generate = Generator(model, processor, lookup, params.eval.max_new_tokens)
-    model.generation_config.min_new_tokens = params.eval.max_new_tokens  # the worst case: no early stop
-    clock = StepClock(device)
-    t0 = time.perf_counter()
-    out = generate(gen_rows, streamer=clock)
-    _sync_reset(device, False)
-    gen_s = time.perf_counter() - t0
-    prefill_s, token_s = clock.split(t0)
-    gen_peak = _memory(device)[0]
-    new_tokens = max(r["n_tokens"] for r in out)
-    weights = sum(p.numel() * p.element_size() for p in model.parameters())
-    del model, generate
-    gc.collect()
-    mean = lambda xs: sum(xs[i] for i in measured) / len(measured)  # noqa: E731
-    return {"step_seconds": mean(times), "forward_seconds": mean(forward), "optimizer_seconds": mean(optimizer),
-            "backward_seconds": mean(times) - mean(forward) - mean(optimizer), "steps": len(times), "step_shapes": shapes,
-            "padded_tokens_per_s": sum(shapes[i][0] * shapes[i][1] for i in measured) / sum(times[i] for i in measured),
-            "tokens_per_step": max(s[2] for s in shapes), "train_peak_bytes": train_peak,
-            "gen_batch": len(gen_rows), "gen_new_tokens": new_tokens, "gen_batch_seconds": gen_s,
-            "gen_prefill_seconds": prefill_s, "gen_token_seconds": token_s,
-            "gen_peak_bytes": gen_peak, "weights_bytes": weights}
-
-
-def project(params: Params, probe: dict, n_train_utts: int, n_test_utts: int, train_tokens: int,
-            answer_tokens: dict) -> dict:
-    """The whole `dvc repro` of one config from its probe: upper bounds (see the module doc);
-    training at the probe's (padded) tokens/s over the corpus's own token count; evaluation with
-    each batch stopping at its task's longest training answer (`answer_tokens`, <|end|> included;
-    a trained adapter's batch stops when its last row does) at the probe's prefill + per-token time."""
-    from ..training.checkpoints import select_epochs
-
-    recipe, procs = params.train.recipe, params.train.num_processes
-    micro = math.ceil(2 * n_train_utts / (recipe.batch_size * procs))  # APA + MDD per utterance
-    epochs = recipe.epochs
-    chosen = select_epochs(params.eval.epochs_for(params.train.profile), range(1, epochs + 1))
-    checkpoints = len(chosen) + (epochs not in chosen)  # the final adapter is the last epoch's
-    per_task = math.ceil(n_test_utts / params.eval.batch_size)  # one task per batch
-    stop = {t: min(n, params.eval.max_new_tokens) for t, n in answer_tokens.items()}
-    expected_batches = sum(per_task * (probe["gen_prefill_seconds"] + probe["gen_token_seconds"] * n)
-                           for n in stop.values())
-    return {"micro_batches_per_epoch": micro, "epochs": epochs, "train_seconds": micro * epochs * probe["step_seconds"],
-            "train_seconds_expected": epochs * train_tokens / procs / probe["padded_tokens_per_s"],
-            "checkpoints_evaluated": checkpoints, "eval_batches": 2 * per_task, "answer_tokens": stop,
-            "eval_seconds": checkpoints * 2 * per_task * probe["gen_batch_seconds"],
-            "eval_seconds_expected": checkpoints * expected_batches,
-            "peak_bytes": max(probe["train_peak_bytes"], probe["gen_peak_bytes"])}
-
-
-def eval_batch_that_fits(probe: dict, device_bytes: int, cuda: bool, headroom: float = 0.9) -> int | None:
-    """The largest evaluation batch the device holds, from the probe's generation peak: the
-    weights plus a per-row share (key/value cache, activations) times the batch, within
-    `headroom` of the device. None on a CPU (its peak RSS is the whole process's, training's too)."""
-    per_row = (probe["gen_peak_bytes"] - probe["weights_bytes"]) / probe["gen_batch"]
-    if not cuda or per_row <= 0:
-        return None
-    return int((headroom * device_bytes - probe["weights_bytes"]) // per_row)
+# --------------------------------------------------------------------------- the procedure
 
 
 def run_preflight(params: Params, base_dir="models/base", decoded_dir="data/decoded", steps: int = 4,
@@ -415,8 +181,8 @@ def run_preflight(params: Params, base_dir="models/base", decoded_dir="data/deco
         source, revision, decoded = resolve_inputs(params, base_dir, decoded_dir, work, standin=standin is not None)
         processor = load_processor(source, revision)
         report = {"base": params.model.base, "source": source, "revision": revision, "decoded": str(decoded),
-                  "profile": params.train.profile, "device": _memory(device)[2],
-                  "device_memory_bytes": _memory(device)[1], "checks": None, "configs": {}}
+                  "profile": params.train.profile, "device": device_memory(device)[2],
+                  "device_memory_bytes": device_memory(device)[1], "checks": None, "configs": {}}
         report["checks"] = check_setup(params, names, source, revision, processor)
         log(f"preflight: checks passed ({', '.join(names)}); measuring on {report['device']} ...")
         bs = max(params.train.recipe.batch_size, params.eval.batch_size)
@@ -437,74 +203,11 @@ def run_preflight(params: Params, base_dir="models/base", decoded_dir="data/deco
                                                                                device.type == "cuda"),
                                        "projected": project(params, probe, n_train, n_test, train_tokens,
                                                             answer_tokens)}
-    cfgs = report["configs"].values()
-    # The untrained base model generates to max_new_tokens (it has not learned to stop): the bound.
-    base_eval = min(c["gen_batch_seconds"] for c in cfgs) * next(iter(cfgs))["projected"]["eval_batches"]
-    evals = sum(c["projected"]["eval_seconds"] for c in cfgs) + base_eval
-    evals_expected = sum(c["projected"]["eval_seconds_expected"] for c in cfgs) + base_eval
-    train = sum(c["projected"]["train_seconds"] for c in cfgs)
-    train_expected = sum(c["projected"]["train_seconds_expected"] for c in cfgs)
-    peak = max(c["projected"]["peak_bytes"] for c in cfgs)
-    report["projected"] = {"base_eval_seconds": base_eval, "total_seconds": train + evals,
-                           "total_seconds_expected": train_expected + evals_expected,
-                           "eval_seconds": evals, "eval_seconds_expected": evals_expected,
-                           "eval_share_expected": evals_expected / (train_expected + evals_expected),
-                           "generations": n_test * 2 * (1 + sum(c["projected"]["checkpoints_evaluated"] for c in cfgs)),
-                           "peak_bytes": peak, "fits": peak <= report["device_memory_bytes"]}
-    for c in cfgs:
-        c["fits"] = c["projected"]["peak_bytes"] <= report["device_memory_bytes"]
+    report["projected"] = totals(report["configs"], n_test, report["device_memory_bytes"])
     return report
 
 
-# --------------------------------------------------------------------------- output
-
-
-def _gib(b: int) -> str:
-    return f"{b / 2**30:.2f} GiB"
-
-
-def _hours(s: float) -> str:
-    return f"{s / 3600:.2f} h" if s >= 360 else f"{s:.0f} s"
-
-
-def table(r: dict) -> str:
-    c, t, f = r["checks"], r["projected"], r["projected_for"]
-    lines = [f"preflight: {r['base']} ({r['source']}, revision {r['revision']}), recipe {r['profile']}, corpus "
-             f"{r['decoded']} ({r['train_utterances']} train / {r['test_utterances']} test utterances; projected "
-             f"for {f['train_utterances']} / {f['test_utterances']})",
-             f"device: {r['device']}, {_gib(r['device_memory_bytes'])}",
-             f"checks: layout {c['layout']} ok; audio_token_id {c['audio_token_id']} ok; LoRA targets ok", "",
-             "| config | LoRA modules | trainable | step: batch x len, s | train peak | generation: batch x new, s "
-             "| gen peak | train, projected | eval, projected | fits |", "|---" * 10 + "|"]
-    for name, x in r["configs"].items():
-        p, shape = x["projected"], max(x["step_shapes"], key=lambda s: s[1])
-        audio = f" (audio encoder + projector {x['audio_params']:,})" if x["audio_params"] else ""
-        lines.append(
-            f"| {name} | {x['lora_modules']} (r {x['lora_r']}) | {x['trainable_params']:,}{audio} | {shape[0]} x {shape[1]}, "
-            f"{x['step_seconds']:.3f} | {_gib(x['train_peak_bytes'])} | {x['gen_batch']} x {x['gen_new_tokens']}, "
-            f"{x['gen_batch_seconds']:.2f} | {_gib(x['gen_peak_bytes'])} | {_hours(p['train_seconds_expected'])} "
-            f"(bound: {p['micro_batches_per_epoch']} x {p['epochs']} steps, {_hours(p['train_seconds'])}) | "
-            f"{_hours(p['eval_seconds_expected'])} (bound: {p['checkpoints_evaluated']} x {p['eval_batches']} "
-            f"batches, {_hours(p['eval_seconds'])}) | {'yes' if x['fits'] else '**no**'} |")
-    lines.append("")
-    for name, x in r["configs"].items():
-        fits = x["eval_batch_fits"]
-        lines.append(f"{name}: step {x['step_seconds']:.2f} s = forward {x['forward_seconds']:.2f} + backward "
-                     f"{x['backward_seconds']:.2f} + optimizer {x['optimizer_seconds']:.2f}; generation: prefill "
-                     f"{x['gen_prefill_seconds']:.2f} s + {x['gen_token_seconds']:.3f} s per new token; answers stop "
-                     f"at {x['projected']['answer_tokens']} tokens; weights {_gib(x['weights_bytes'])}; evaluation "
-                     f"batch that fits: {fits if fits is not None else 'measured on a GPU only'}")
-    if r.get("build_seconds"):
-        lines.append(f"model built in {', '.join(f'{s:.0f}' for s in r['build_seconds'])} s")
-    if r.get("matmul"):
-        lines.append(f"matrix products: {r['matmul']}")
-    lines += ["", f"whole dvc repro, projected: {_hours(t['total_seconds_expected'])} (upper bound "
-              f"{_hours(t['total_seconds'])}); evaluation {_hours(t['eval_seconds_expected'])} "
-              f"({100 * t['eval_share_expected']:.0f}%; {t['generations']:,} generations, the base model's "
-              f"{_hours(t['base_eval_seconds'])} to max_new_tokens); "
-              f"peak {_gib(t['peak_bytes'])} of {_gib(r['device_memory_bytes'])}: "
-              f"{'fits' if t['fits'] else 'DOES NOT FIT'} this device"]
-    return "\n".join(lines)
+# --------------------------------------------------------------------------- command line
 
 
 def _params(path, overrides):

@@ -1,25 +1,16 @@
-"""The reproducibility check CI runs after `dvc repro` (users run the same way). It tells a real
-regression from the last bits of another CPU's arithmetic (README, "Reproducibility").
-
-Cross-machine mode (the default; CI): what any x86-64 machine with the pinned versions reproduces.
-1. bytes: the outputs of the stages whose arithmetic does not depend on the CPU (decode, base,
-   materialize) have the committed dvc.lock's hashes;
-2. training: each config's training loss curve (dvclive/<config>/plots/metrics/train/loss.tsv,
-   as this machine's `dvc repro` wrote it) matches the committed one at every logged step up
-   to LOSS_STEPS, within LOSS_RTOL relative. Later steps, the adapters and everything after
-   them may differ: matrix kernels round differently on another CPU and training amplifies it;
-3. what training learns: tests/pipeline/test_learnability.py's thresholds (the model hears its clip),
-   asserted by the test suite CI runs first; `--learnability` runs it here as well.
-Then `dvc status` must be clean (corpus_pin.dvc_status: the corpus stage always runs, so its
-"always changed" counts only when the pin it would write differs).
-
-Same-machine mode (`--same-machine`) adds: `dvc repro -f` reruns every stage, training and
-evaluation included, and reproduces every output hash (seeded, deterministic algorithms).
+"""The reproducibility check CI runs after `dvc repro` (users run the same way): it tells a real
+regression from the last bits of another CPU's arithmetic.
 
     python -m pronounce.checks.repro_check [--same-machine] [--learnability]
 
-Each tier prints what it compared and by how much it differed; the exit status is non-zero,
-with one line per failure naming the stage, config and step, when any tier fails.
+Cross-machine (the default; CI): 1. decode, base and materialize have the committed dvc.lock's
+hashes; 2. each config's training loss (dvclive/<config>/plots/metrics/train/loss.tsv) matches the
+committed one at every logged step up to LOSS_STEPS, within LOSS_RTOL relative (~800 times the
+drift measured across CPU kernels; later steps, and all after training, may differ); 3. what
+training learns: tests/pipeline/test_learnability.py (`--learnability` runs it here too). Then
+`dvc status` must be clean (corpus_pin.dvc_status). `--same-machine` adds `dvc repro -f` of every
+stage, reproducing every hash. Each tier prints what it compared and how far it differed; a
+failure exits non-zero with one line naming the stage, config and step. Why: docs/reproducibility.md
 """
 
 import argparse

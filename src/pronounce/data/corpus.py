@@ -1,20 +1,17 @@
 """speechocean762 in either form users have it -> one stream of typed, validated entries.
 
 Forms:
-- release: the corpus's own layout: train/ and test/ Kaldi-style files (wav.scp, text,
-  utt2spk, spk2age, spk2gender), resource/scores.json (a word's `phones` is one
-  space-separated string) and the WAVE/ tree.
+- release: the corpus's own layout: train/ and test/ Kaldi-style files (wav.scp, text, utt2spk,
+  spk2age, spk2gender), resource/scores.json (a word's `phones` one space-separated string), WAVE/.
 - hf: the Hugging Face form (mispeech/speechocean762): a `datasets` DatasetDict saved with
-  save_to_disk, or `hf:<name>[@<revision>]` for the Hub (pronounce.data.hub_dataset: read from the
-  cache's parquet files, offline too); `phones` is a list, audio an Audio feature read
-  with decode=False (raw bytes; decoded by pronounce.data.audio, no FFmpeg).
+  save_to_disk, or `hf:<name>[@<revision>]` (pronounce.data.hub_dataset: the cache's parquet files,
+  offline too); `phones` is a list, audio raw bytes (decoded by pronounce.data.audio, no FFmpeg).
 
-Both forms yield identical `Entry`s for the same utterance. Labels are validated here; audio
-is validated when it is decoded. Problems with one utterance become a `Reject` (recorded,
-counted); problems with the corpus as a whole raise CorpusError. An oddity that leaves the
-utterance usable is kept with a warning (`Entry.warnings`, counted in decode's report):
-`missing_kaldi_text`, an utterance in wav.scp but not in the split's Kaldi `text` file (its
-text then comes from scores.json alone).
+Both forms yield identical `Entry`s. Labels are validated here, audio when it is decoded. A
+problem with one utterance is a `Reject` (recorded, counted), with the corpus as a whole a
+CorpusError. An oddity that leaves the utterance usable is kept as a warning (`Entry.warnings`,
+counted in decode's report): `missing_kaldi_text` (in wav.scp, not in the split's Kaldi `text`).
+What each reject means: docs/stages.md, `decode`.
 """
 
 import dataclasses

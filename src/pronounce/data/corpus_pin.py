@@ -1,22 +1,15 @@
 """Stage `corpus`: which corpus `data.corpus` is, pinned, so DVC can depend on it in any form.
 
-DVC cannot take `hf:<id>` as a path dependency, and a branch name says nothing of its content,
-so `decode` depends on this pin's values instead (dvc.yaml lists the pin file as a params file
-of decode: the values are written into dvc.lock, and decode reruns exactly when one changes):
-
-  hf:<id>[@<revision>]     kind "hf": the dataset commit the revision resolves to (the cache's
-                           ref when it holds the revision: no network; pronounce.core.hub)
-  a release-layout folder  kind "release": the digest of its files' content
-  a save_to_disk folder    kind "save_to_disk": the same
-
-The stage always runs (a branch moves, a folder changes under the same name) and writes the same
-bytes when nothing changed, so decode is then skipped. decode reads the corpus through the pin
-(`pinned_corpus`): a Hub dataset at the pinned commit, not wherever its branch is by then.
-
-The digest reads every file (names starting with "." skipped), in name order: MD5 over each
-file's path, size and content. Measured on 2 shared cores, page cache warm: 0.05-0.15 s for the
-bundled corpus (123 files, 11 MB), 8 s for 5,000 files of 120 kB (600 MB, the full corpus's
-size); once per `dvc repro`.
+DVC cannot take `hf:<id>` as a path dependency, and a branch name says nothing of its content, so
+`decode` depends on this pin's values (dvc.yaml lists the pin file as a params file of decode:
+the values go into dvc.lock, and decode reruns exactly when one changes): for `hf:<id>[@<rev>]`
+the dataset commit the revision resolves to (no network when the cache holds it;
+pronounce.core.hub); for a release-layout or save_to_disk folder the digest of its files (MD5
+over each file's path, size and content, in name order, dot-files skipped). The stage always runs
+and writes the same bytes when nothing changed, so decode is then skipped; decode reads the corpus
+through the pin (`pinned_corpus`). The digest took 0.05-0.15 s for the bundled corpus (11 MB) and
+8 s for 600 MB (the full corpus's size) on 2 shared cores: once per `dvc repro`.
+Why: docs/real-run.md#how-the-corpus-pin-is-written
 """
 
 from __future__ import annotations

@@ -1,19 +1,15 @@
 """Phone sequences of an utterance: canonical and actually pronounced (annotated).
 
-Conventions (see README, "Phone conventions", and ../shared/reference/mdd_scoring.md):
-- every sequence is normalised the same way: upper case, stress digits stripped (AA0 -> AA);
-- a mispronunciation's `pronounced-phone` replaces the canonical phone at `index` of its word;
-- `<DEL>` deletes the phone (nothing is emitted);
-- `<unk>` (an unidentifiable phone) is kept as the token `<unk>`, in that spelling;
-- a `*` marking a distorted variant is stripped (`AH*` -> `AH`), the common convention.
+Every sequence is normalised the same way: upper case, stress digits stripped (AA0 -> AA), a `*`
+marking a distorted variant stripped (`AH*` -> `AH`), `<unk>` kept in that spelling. A
+mispronunciation's `pronounced-phone` replaces the canonical phone at `index` of its word; `<DEL>`
+deletes it (nothing is emitted). The canonical<->annotated pairing (`annotation_pairs`) comes from
+these annotations, not from an aligner: each names its word and the phone's index. speechocean762
+expresses substitutions and deletions this way, not insertions, so the pairing has one column per
+canonical phone.
 
-The canonical<->annotated pairing (`annotation_pairs`) comes from the annotations themselves,
-not from an aligner: each mispronunciation names its word and the phone's index in it.
-speechocean762 can express substitutions (incl. `<unk>`) and deletions this way, not
-insertions: every entry is tied to a canonical phone (its README: a `mispronunciations`
-block "indicates which phoneme the current phone was actually pronounced"), so the pairing
-has one column per canonical phone. (The per-expert `[X]` insertion marks of the raw
-annotation did not survive into scores.json.)
+The conventions' table: docs/stages.md, "Phone conventions"; why the pairing is built so:
+docs/stages.md#why-the-pairing-comes-from-the-annotations
 """
 
 import functools

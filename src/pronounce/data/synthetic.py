@@ -1,21 +1,16 @@
 """A synthetic corpus in the speechocean762 release layout whose right answers are a function
-of the audio alone: the learnability check's data (tests/pipeline/test_learnability.py, README).
+of the audio alone: the learnability check's data (tests/pipeline/test_learnability.py).
 
-Each utterance is a row of sounds from a small alphabet; each sound stands for one word of one
-phone (the word `OH` is the phone OW, played as a 600 Hz tone). What the labels say is audible:
-- a substituted phone is played as the sound of the phone said instead, with an error mark
-  (a 6 kHz tone on top); a deleted phone leaves the error mark alone in its slot. Both are
-  recorded as speechocean762 mispronunciations (index 0 of the word), so MDD has real true
-  rejections, and a model that misses the mark or the sound makes false acceptances;
-- accuracy = 10 - 2 x (errors), fluency = 9 - 2 x (long pauses between sounds),
-  prosodic = 3, 6 or 9 by the loudness the whole clip is played at, total = their rounded mean.
-What is not audible: the canonical word of a substituted or deleted phone (the word transcript
-is the canonical text), so WER has a floor above zero. Long pauses also lengthen the clip, so
-fluency is the one answer a model can read off the clip's length alone (its number of audio
-tokens): what the tiny model learns (README, "Does the model hear?").
+    python -m pronounce.data.synthetic OUT [--seed N] [--train N] [--test N]
 
-Deterministic: the same arguments give byte-identical files. Seconds for a few hundred clips.
-Usage: python -m pronounce.data.synthetic OUT [--seed N] [--train N] [--test N]
+Each utterance is a row of sounds, each a one-phone word (the word `OH` is OW, a 600 Hz tone). A
+substituted phone is played as the phone said instead plus an error mark (a 6 kHz tone), a deleted
+one as the mark alone, both recorded as mispronunciations; accuracy counts the errors, fluency the
+long pauses, prosodic the clip's loudness, total is their rounded mean. The canonical word of a
+substituted or deleted phone is not audible, so WER has a floor above zero; fluency is the one
+answer the clip's length alone gives (what the tiny model learns). Deterministic: the same
+arguments give byte-identical files, in seconds for a few hundred clips.
+Why, and each label's formula: docs/testing.md#the-synthetic-corpuss-labels
 """
 
 import argparse

@@ -1,23 +1,16 @@
-"""Stage `evaluate`: greedy generation on the test split, both tasks, for one trained config
-(its final adapter and the per-epoch adapters `eval.epochs` selects) or for the untrained
-base model (the paper's "no training" row, epoch 0). The base model is evaluated WITH its speech
-LoRA: the shipped model switches that adapter on for every audio input, so the bare base
-model is not how the model hears (BASE_LABEL names the row); and WITHOUT the control tokens:
-the paper's baseline is the model "for inference without control tokens or additional training"
-(section 3.1), so its prompts are the task prompts alone (prompts.user_turn, control_token=False);
-a trained config's carry <|APA|>/<|MDD|> as in training.
+"""Stage `evaluate`: greedy generation on the test split, both tasks, for one trained config (its
+final adapter and the per-epoch adapters `eval.epochs` selects) or for the untrained base model
+(the paper's "no training" row, epoch 0).
 
-Outputs, under predictions/<config>/ (predictions/base/ for the base model), in the format of
-pronounce.task.predictions:
-  final.jsonl, epoch-<k>.jsonl   one JSON object per test instance, sorted by (utt_id, task)
-  summary.json                   what generated them (`model`: BASE_LABEL for the base model),
-                                 the prompts (`control_tokens`, `prompts`: each task's), the checkpoints, their adapter hashes, cache keys, which
-                                 generations were shared, and the parse summaries
-Every file is byte-identical on a rerun (sorted keys, stable order, no wall-clock values).
-
-Where the rest lives: which adapters to evaluate, pronounce.training.checkpoints; the batching, the
-generator and the generation cache (runs/eval-cache/), pronounce.evaluation.generation. A final adapter
-byte-identical to an epoch's is generated once.
+The base model is evaluated WITH its speech LoRA (the shipped model switches it on for every audio
+input, so the bare base model is not how it hears; BASE_LABEL names the row) and WITHOUT the
+control tokens (the paper's baseline is the model "for inference without control tokens or
+additional training", section 3.1); a trained config's prompts carry <|APA|>/<|MDD|> as in
+training. Writes predictions/<config>/ (predictions/base/): final.jsonl, epoch-<k>.jsonl (one
+object per test instance, sorted by (utt_id, task): pronounce.task.predictions) and summary.json
+(model, prompts, checkpoints, adapter hashes, cache keys, shared generations, parse summaries),
+byte-identical on a rerun. Which adapters: pronounce.training.checkpoints; the batching, generator
+and cache: pronounce.evaluation.generation. Why: docs/stages.md, `evaluate`.
 """
 
 from __future__ import annotations

@@ -1,24 +1,16 @@
 """Batched greedy generation of the test split's answers, with a cache that survives the stage.
 
-Order: instances sorted by task, then clip duration (then utt_id), and cut into batches of
-`eval.batch_size`, never mixing tasks; left padding; greedy; stops at the generation config's
-eos (`<|end|>`, `<|endoftext|>`) or after `eval.max_new_tokens`; the audio/image placeholders
-are suppressed. A clip's logits do not depend on its batch-mates beyond float rounding (audio_mask:
-~1e-6 on the tiny model), which could still flip a near-tied greedy token, so the batch size stays
-part of every cache key. On a CPU the
-key/value cache is preallocated for prompt + max_new_tokens (pronounce.evaluation.kvcache): the same
-values as transformers' default cache, without copying the whole cache at every step. A trained
-adapter's token rows are merged into the embedding once when it loads (merge_token_rows), not
-rebuilt into a copy of the whole matrix at every step: the same logits.
-
-Cache: generations are kept in runs/eval-cache/ (not a DVC output: DVC deletes a stage's outs
-before rerunning it), keyed by the hash of (adapter files, base model folder, eval params that
-shape generation, test set, library versions, GENERATION_VERSION, and the source of every project
-module generating runs: GENERATION_MODULES and what they import, pronounce.core.code_deps, so a fix
-in e.g. audio_mask.py or collator.py misses the cache, while one in parse.py does not). A finished checkpoint is one
-file written atomically; a checkpoint interrupted midway resumes from its last finished batch
-(`<key>.partial.jsonl`, one line per batch; the batches are a deterministic split, so the rest
-is generated exactly as it would have been).
+Instances are sorted by task, then clip duration (then utt_id), cut into batches of
+`eval.batch_size` that never mix tasks, left-padded, and generated greedily to the generation
+config's eos or `eval.max_new_tokens` (audio/image placeholders suppressed). A clip's logits do
+not depend on its batch-mates beyond float rounding (~1e-6 on the tiny model: audio_mask), which
+could still flip a near-tied token, so the batch size is part of every cache key. On a CPU the
+key/value cache is preallocated (pronounce.evaluation.kvcache); a trained adapter's token rows are
+merged into the embedding once (`merge_token_rows`): the same logits, no matrix copied per step.
+The cache, runs/eval-cache/, is keyed by adapter, base model, generation params, test set, library
+versions, GENERATION_VERSION and the source of every module generating runs (GENERATION_MODULES
+and their imports: a fix to audio_mask.py misses it, one to parse.py does not); an interrupted
+checkpoint resumes from its last finished batch. Why: docs/stages.md#the-generation-cache-outside-dvc
 """
 
 from __future__ import annotations

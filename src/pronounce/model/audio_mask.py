@@ -1,20 +1,15 @@
-"""Batch-invariant audio encoding for Phi-4-multimodal (transformers 5.24): each clip of a
-padded batch encodes as it does alone, within float rounding. Padding reaches a clip twice:
-- Attention: ``Phi4MultimodalAudioModel`` adds its boolean keep-mask to the relative bias as
-  +1/+0, no mask at all (tiny model, 0.75 s beside 3 s: tokens moved by 38-55% of their norm).
-  We add 0 / the dtype's minimum instead.
-- The front end's three stride-2 convolutions (kernel 3, padding 1). Alone, a clip of L frames
-  has no padding: where a convolution's window passes the clip's end it reads its own zero
-  padding, in the normalised features (so zeros after the normalisation, not -mean*invstd)
-  and then past ceil(L/2) and ceil(L/4) frames. In a batch it reads the padded frames instead:
-  -mean*invstd, then the previous convolution's output over them (the clip's last frame, the
-  biases). So before each convolution the frames past the clip's length at that layer are
-  zeroed, per clip (tiny model, 118 frames beside 198: logits of ~2 moved by up to 0.12, now
-  < 1e-6). A length that is a multiple of 8 never reads past its end (120 frames: rounding).
-Microsoft's original code does neither (it masks attention in its eager branch only); we depart
-from it for the padded clips of a batch only. A clip without padding (batch size 1, or the
-longest of a batch) is computed as before, so the published single-clip behaviour is kept.
-The encoder and its subsampling module get subclasses per instance; transformers is untouched.
+"""Batch-invariant audio encoding for Phi-4-multimodal (transformers 5.24): each clip of a padded
+batch encodes as it does alone, within float rounding. Padding reaches a clip twice:
+- attention: ``Phi4MultimodalAudioModel`` adds its boolean keep-mask to the relative bias as
+  +1/+0, no mask at all (tiny model, 0.75 s beside 3 s: tokens moved by 38-55% of their norm); we
+  add 0 / the dtype's minimum instead;
+- the front end's three stride-2 convolutions read the padded frames where a clip alone reads its
+  own zero padding; so before each, the frames past the clip's length at that layer are zeroed,
+  per clip (tiny model, 118 frames beside 198: logits of ~2 moved by up to 0.12, now < 1e-6).
+Microsoft's original code does neither; we depart from it for the padded clips of a batch only, so
+an unpadded clip (batch size 1, or a batch's longest) is computed as published. The encoder and
+its subsampling module get subclasses per instance; transformers is untouched.
+Why, frame by frame: docs/stages.md#the-audio-padding-mask-frame-by-frame
 """
 
 from __future__ import annotations

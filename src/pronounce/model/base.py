@@ -1,18 +1,16 @@
 """Stage `base`: make the base model named by `model.base` available to later stages.
 
 - `builtin:tiny` is built into models/base/ (deterministic from `seed`, so its hash is stable).
-- A Hub id is referenced in models/base/base.json with the revision asked for (None = the
-  known native-layout revision, `model.default_revision`) AND the commit it resolved to, so a
-  run is pinned after the fact: later stages load that commit, not the moving branch. Its
-  config is checked to be the native layout first. With a commit pinned, or the revision in
-  the Hugging Face cache (`hf download`), nothing is requested from the Hub (pronounce.core.hub).
+- A Hub id is referenced in models/base/base.json with the revision asked for (None = the known
+  native-layout revision, `model.default_revision`) AND the commit it resolved to, after checking
+  its config is the native layout: later stages load that commit, not the moving branch. With a
+  commit pinned, or the revision in the Hugging Face cache, nothing is requested from the Hub.
 - A local folder in the native layout is referenced; a local copy of the Hub's `main` (the
   remote-code layout, `phi4mm`) is converted into models/base/ (pronounce.model.convert), so its
   native form is a content-hashed DVC output.
-
-Every manifest records `attn_implementation` (params `model.attn_implementation`): a change
-moves models/base's hash, so the stages that load the model rerun. Later stages read
-the manifest through pronounce.model.manifest, so they never know which world they run in.
+Every manifest records `attn_implementation`: a change moves models/base's hash, so the stages
+that load the model rerun. Later stages read the manifest through pronounce.model.manifest, so
+they never know which world they run in. Why: docs/stages.md, `base`.
 """
 
 import json

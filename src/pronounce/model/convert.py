@@ -1,26 +1,17 @@
 """Convert a local copy of Phi-4-multimodal-instruct's ``main`` layout to the native one.
 
-(~310 lines: one key mapping, config mapping and its checks, kept together so the layout is
-read in one place.)
-
-The Hub repo's ``main`` branch (what ``huggingface-cli download microsoft/Phi-4-multimodal-instruct``
-gives) is the original remote-code checkpoint: ``model_type: phi4mm``, some modules under
-other names, and both LoRAs folded into the decoder's projections
-(``...qkv_proj.base_layer.weight``, ``...qkv_proj.lora_A.speech.weight``, ``...lora_B.vision...``).
-transformers' native ``Phi4MultimodalForCausalLM`` reads none of that. This module rewrites
-such a folder into the layout of transformers' own conversion (``refs/pr/70``): native
-config, renamed weights with the base layers un-folded, the speech LoRA as a PEFT adapter
-folder ``speech-lora/`` (keys without PEFT's ``base_model.model.`` prefix, as the converted
-branch has them), tokenizer files copied, a native feature-extractor config.
-
-The mapping is ours, written from the two published layouts (transformers'
-``convert_phi4_multimodal_weights_to_hf.py`` documents them). The vision LoRA is dropped:
-this project is audio-only. Every tensor is accounted for: a weight the native model does
-not have, or a native weight nothing maps to, is an error naming the keys, checked against
-the native model built on the meta device (no memory). Weights are read and written one
-safetensors shard at a time.
+The Hub repo's ``main`` branch is the original remote-code checkpoint (``model_type: phi4mm``, some
+modules under other names, both LoRAs folded into the decoder's projections), which transformers'
+native ``Phi4MultimodalForCausalLM`` cannot read. This rewrites such a folder into the layout of
+transformers' own conversion (``refs/pr/70``): native config, renamed weights with the base layers
+un-folded, the speech LoRA as a PEFT adapter folder ``speech-lora/``, tokenizer files copied, a
+native feature-extractor config. The vision LoRA is dropped (audio-only). Every tensor is
+accounted for: a weight the native model lacks, or a native weight nothing maps to, is an error
+naming the keys, checked against the native model on the meta device (no memory). Weights are
+read and written one safetensors shard at a time.
 
 Public API: MAIN_MODEL_TYPE, native_key, convert_config, convert_checkpoint, write_adapter_config.
+Why, and where the mapping comes from: docs/stages.md#converting-the-remote-code-checkpoint
 """
 
 from __future__ import annotations

@@ -1,21 +1,16 @@
 """Numbers whose bytes do not depend on the CPU or the thread count, for building ``builtin:tiny``:
-seeded random draws (``with portable_init(): ...``), statistics rounded past the reach of
-the kernels' summation order (``rounded_statistic``), and the log-mel features in float64
+seeded random draws (``with portable_init(): ...``), statistics rounded past the reach of the
+kernels' summation order (``rounded_statistic``), and the log-mel features in float64
 (``log_mel_float64``).
 
-torch has one vectorised kernel per CPU capability (``ATEN_CPU_CAPABILITY``: default, avx2,
-avx512), and its float32 ``normal_``/``randn`` and its ranged ``uniform_(a, b)`` (float32 and
-float64) round differently in each: measured with torch 2.13, the same seed gives different
-weights under ``default`` and ``avx2``, so a model initialised on one CPU differs from one
-initialised on another. What agrees on every capability (and thread count: the draws are
-serial) are the float64 draws ``uniform_()`` on [0, 1) and ``normal_()`` with mean 0, std 1.
-
-Inside ``portable_init()`` every ``uniform_``, ``normal_`` and ``randn`` on a CPU floating
-tensor, however it is reached (``nn.init``, a module's ``reset_parameters``, transformers'
-``_init_weights``), draws those from the same generator, scales and shifts them in two
-separate float64 operations (each exactly rounded, so no fused multiply-add can creep in)
-and rounds once to the tensor's dtype. Another random draw on a floating tensor fails
-loudly rather than silently reintroducing a kernel-dependent one.
+Why: torch has one vectorised kernel per CPU capability (``ATEN_CPU_CAPABILITY``), and its float32
+``normal_``/``randn`` and ranged ``uniform_(a, b)`` round differently in each (torch 2.13: other
+weights under ``default`` than under ``avx2`` from one seed). Only the float64 ``uniform_()`` on
+[0, 1) and ``normal_()`` with mean 0, std 1 agree everywhere. Inside ``portable_init()`` every
+``uniform_``, ``normal_`` and ``randn`` on a CPU floating tensor draws those, scales and shifts
+them in two separate float64 operations and rounds once to the tensor's dtype; any other random
+draw on a floating tensor fails loudly.
+Why, in full: docs/reproducibility.md#how-the-tiny-models-draws-are-made-cpu-independent
 """
 
 import torch

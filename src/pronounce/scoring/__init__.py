@@ -1,17 +1,15 @@
 """The paper's metrics, their uncertainty and the report. Imports no torch and no model code, so a
 run's predictions are re-scored anywhere.
 
-- metrics      PCC, WER, PER and MDD counts (Kaldi-aligned TA/FR/FA/TR)
-- mdd_paper    the paper-style MDD precision/recall/F1 Table 3 is judged against (a reconstruction;
-               mdd_paper_fit is the fit of Table 3 that chose it)
-- bootstrap    speaker-clustered bootstrap intervals
-- intervals    intervals, paired comparisons and verdicts of scored checkpoints
-- paper        the paper's Table 3 and how ours is set beside it
-- score        stage `score`: one config's predictions -> metrics
-- report       stage `report`: metrics/report.md in the layout of Table 3
-- uncertainty  the report's sections on intervals and comparisons
-- tables       the rows and pipe tables those sections share
-- plots        `dvc plots show` offline
+- metrics, mdd_paper  PCC, WER, PER and the standard MDD counts (Kaldi-aligned TA/FR/FA/TR); the
+      paper-style P/R/F1 Table 3 is judged against (a reconstruction: mdd_paper_fit chose it among
+      mdd_readings, on the recognised sequences of mdd_simulation)
+- bootstrap, intervals  speaker-clustered intervals, paired comparisons and verdicts
+- paper       the paper's Table 3 and how ours is set beside it
+- score       stage `score`: one config's predictions -> metrics (config_metrics: beside Table 3)
+- report      stage `report`: metrics/report.md in the layout of Table 3; its sections in verdicts
+      (at a glance, MDD), uncertainty (intervals, comparisons) and tables; plot_data its plots
+- plots       `dvc plots show` offline
 """
 
 from .._face import lazy

@@ -1,38 +1,16 @@
-"""Intervals of the paper's metrics by a speaker-clustered bootstrap, from per-utterance
-sufficient statistics resampled as weight vectors (never re-scoring an answer per resample).
+"""Intervals of the paper's metrics by a speaker-clustered bootstrap, from per-utterance sufficient
+statistics resampled as weight vectors (never re-scoring an answer per resample).
 
-Why clustered: speechocean762's test set is 125 speakers x 20 utterances, and one speaker's
-utterances are not independent (their human scores and a model's errors move together), so
-resampling utterances i.i.d. understates the uncertainty (tests/scoring/test_bootstrap.py measures by
-how much). A resample draws speakers with replacement and keeps all their utterances: utterance
-u gets the weight "how often its speaker was drawn". Every metric is a function of weighted sums
-of per-utterance columns (`UtteranceStats`), and a weighted sum over utterances is the sum over
-speakers of (speaker's count) x (the column summed over the speaker's utterances): so the columns
-are summed per speaker once, and all resamples are one matrix product, counts [B x 125] @ sums
-[125 x k] (`Draws`; at the utterance level every utterance is its own unit):
-  PCC, RMSE   sums of w, w*x, w*y, w*x^2, w*y^2, w*x*y, w*(x-y)^2 over parsed answers
-  SCC         Pearson r of weighted mid-ranks, RE-RANKED per resample: the ranks of the full
-              set are not the ranks of the resampled one (a value drawn twice shares a mid-rank
-              with its copy, a speaker left out moves every rank above it), so this equals
-              scipy's spearmanr on the resampled set with its duplicated rows (tested). Scores
-              take few distinct values, so it works on the distinct values and (x, y) pairs:
-              their resampled counts (sparse speaker x value tallies, one product), mid-ranks by
-              a cumulative sum over the values, then Pearson r over the pairs; no sort per resample
-  WER, PER    sum(w*errors) / sum(w*reference length)
-  MDD         sums of w*TA, w*FR, w*FA, w*TR, then precision, recall, F1
-  paper-style sums of w*hits, w*recognised, w*annotated (phones), then mdd_paper.paper_style_arrays:
-              the point estimate's own formula (pooled counts), so a resample is the set re-scored
-Counts are exact in float64 (small integers); the sums of non-integer columns differ from summing
-utterance by utterance only by rounding (~1e-14), in a fixed order, so reruns give the same bits.
-A resample where a metric is undefined (a zero denominator, constant predictions) gives NaN and
-is counted in `n_undefined`; the interval is the percentile interval of the defined ones.
+Why clustered: one speaker's utterances move together, so i.i.d. resampling understates the
+uncertainty (125 synthetic speakers x 20 utterances, 500 sets: the clustered 95% interval covered
+the truth in 94.0% of them, the utterance-level one in 64.6%). A resample draws speakers with
+replacement; every metric is a function of weighted column sums (`UtteranceStats`), so all B
+resamples are one product, counts [B x speakers] @ per-speaker sums (`Draws`). SCC is re-ranked
+per resample (equal to spearmanr on the resampled set). An undefined resample is NaN, counted in
+`n_undefined`. Paired: all checkpoints (and configs) on the same weights, so a difference gets a
+paired interval and p-value. PCG64 seeded with `Settings.seed`, speakers by id: same bits on a rerun.
 
-Paired: every checkpoint (and every config, in the report) is scored on the same weights, so the
-difference of two metrics per resample is their paired bootstrap distribution: its percentile
-interval and a two-sided p-value, p = min(1, 2 * (1 + #{d <= 0 or >= 0, the smaller}) / (B + 1)).
-
-Deterministic: the draws come from numpy's PCG64 seeded with `Settings.seed`, all at once, and
-the speakers are ordered by id, so a rerun gives the same intervals, bit for bit.
+Why, and each metric's columns: docs/scoring.md#how-the-clustered-bootstrap-is-computed
 """
 
 from __future__ import annotations

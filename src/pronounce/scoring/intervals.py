@@ -1,26 +1,17 @@
-"""Intervals, paired comparisons and verdicts of scored checkpoints (pronounce.scoring.bootstrap does the
-resampling): what the score stage writes beside each metric and the report reads back.
+"""Intervals, paired comparisons and verdicts of scored checkpoints (pronounce.scoring.bootstrap
+resamples): what the score stage writes beside each metric and the report reads back.
 
-- `utterance_table`: the per-utterance sufficient statistics of every checkpoint of a config,
-  written to scores/<config>/utterances.json, so that the report (and `--compare` of two runs)
-  can resample two configs on the same speakers without re-scoring.
-- `checkpoint_intervals`: every metric of every checkpoint with its interval, at the level the
-  test set allows (bootstrap.plan), all checkpoints on the same resamples.
-- `comparisons`: a - b of every metric for pairs of checkpoints, paired (the same resampled
-  speakers on both sides), with its interval and p-value; `significant` when p < 1 - confidence.
-- `verdict`: where the paper's value lies against our interval: consistent (inside), or ours
-  above / below it. Our interval covers test-set sampling only: a training seed is another source
-  of variation it does not include (README, score stage).
-
-No interval, verdict or paired test the data cannot carry: each metric rests on a count of events
-(bootstrap.events: scored answers for a PCC, mispronounced phones for recall, rejections and
-mispronounced phones for precision, utterances for WER, PER and the paper-style MDD metrics, ...),
-and below `score.intervals.min_events` of its kind it gets "too few (n = k)"
-instead (`too_few`), as an undefined value gets n/a. Why a minimum: the percentile interval of
-a proportion over k events, measured (1,000 simulated sets, 500 resamples, i.i.d.), covers the
-truth in 0% of sets at k = 1 (every resample the same 0 or 1: `1.000 [1.000, 1.000]`), 27-75% at
-k = 3, 65-96% at k = 10 and 87-96% at k = 20 for true values 0.1-0.9 (the paper's P/R span
-0.13-0.73); a PCC's over n answers 83% at n = 5, 91% at n = 10-30 (true r 0 and 0.6, 0-10 scores).
+- `utterance_table`: every checkpoint's per-utterance statistics (scores/<config>/utterances.json),
+  so the report and `--compare` resample two configs on the same speakers without re-scoring.
+- `checkpoint_intervals`: every metric of every checkpoint with its interval, all checkpoints on
+  the same resamples, at the level the test set allows (bootstrap.plan).
+- `comparisons`: paired a - b with its interval and p-value; `significant` when p < 1 - confidence.
+- `verdict`: the paper's value inside our interval (consistent), or ours above / below it; our
+  interval covers test-set sampling only, not another training seed.
+Below `score.intervals.min_events` events of a metric's kind (bootstrap.events) there is no
+interval, verdict or paired test but "too few (n = k)": a proportion's 95% interval over k events
+covered the truth in 0% of simulated sets at k = 1, 65-96% at k = 10, 87-96% at k = 20.
+Why, measured: docs/scoring.md#why-a-minimum-of-events-measured
 """
 
 from __future__ import annotations

@@ -1,20 +1,16 @@
 """MDD precision, recall and F1 counted as the paper's Table 3 most likely counts them: a
 reconstruction, not the paper's code (which is not public) and not the field's MDD counting.
 
-The paper (section 4.3) says only that they were computed "by comparing the model outputs with
-reference phoneme transcriptions". Its Table 3 chooses the reading (`python -m
-pronounce.scoring.mdd_paper_fit`): position by position, pooled over the corpus, no alignment:
-  hits      = #{k < min(len a, len r): r[k] == a[k]}  (a annotated, r recognised, normalised)
+Position by position, pooled over the corpus, no alignment (a annotated, r recognised, normalised):
+  hits      = #{k < min(len a, len r): r[k] == a[k]}
   precision = sum(hits) / sum(len r),  recall = sum(hits) / sum(len a),  F1 their harmonic mean.
-Why this one: any count over an edit-distance alignment (or a bag of phones) has recall >= 1 - PER,
-and Table 3's recall is 0.07-0.23 below 1 - PER in all 9 rows; P >= R in every row says the
-recognised sequences are shorter than the annotated ones, which this reading turns into
-P/R = annotated/recognised length. On output simulated at each row's PER it fits all 9 rows within
-0.03 (P, R, F1) and 0.01 (P - R) on four independent draws (worst 0.50-0.77 of that tolerance); the
-nearest other reading (the same, averaged per utterance) misses by 1.02-1.18 of it, every aligned one
-by 7 or more (docs/mdd-paper-fit.md).
-It rewards the right phone at the right index: one phone dropped early shifts all later ones, so
-it falls much faster with insertions and deletions than PER does. Use it only beside the paper.
+Why this reading: any count over an alignment (or a bag of phones) has recall >= 1 - PER, and
+Table 3's recall is 0.07-0.23 below 1 - PER in all 9 rows. Simulated at each row's PER it fits all
+9 rows within 0.03 (P, R, F1) and 0.01 (P - R) on four draws; the nearest other reading misses by
+1.02-1.18 of that tolerance, every aligned one by 7 or more (docs/mdd-paper-fit.md, the output of
+`python -m pronounce.scoring.mdd_paper_fit`). One phone dropped early shifts all later ones, so it
+falls much faster with insertions and deletions than PER does: use it only beside the paper.
+Why, in full: docs/scoring.md#how-the-paper-style-reading-was-chosen
 """
 
 from __future__ import annotations

@@ -1,43 +1,24 @@
 """Which reading of the paper's MDD precision/recall/F1 its own Table 3 supports: a simulation.
 
-`python -m pronounce.scoring.mdd_paper_fit [--out FILE]` writes the fit table (markdown; 5.3 CPU-minutes measured).
-
-The paper says only that P/R/F1 compare "the model outputs with reference phoneme transcriptions".
-Each candidate reading (`READINGS`) is scored on recognised sequences simulated, for each Table 3
-row, at that row's PER from the corpus's annotated sequences (`simulate`):
-- each annotated phone is deleted with probability d, else replaced with probability s by another
-  phone; a phone is inserted before each phone and at the end with probability i; replacing and
-  inserted phones are drawn from the corpus's phone frequencies (so chance matches are realistic);
-- (s, d, i) = rate x m x (1 - del - ins, del, ins): the mix (del, ins) sets the shares of deletions
-  and insertions; m is an utterance's multiplier (1, or a Gamma quantile of mean 1 and coefficient
-  of variation cv: real models' per-utterance PER varies); the rate is solved per row so that the
-  realised corpus PER (`metrics.per`) is the row's within 0.001, on random numbers drawn once;
-- the mixes: the corpus's annotated one (`annotated_mix`: 8 substitutions on the bundled subset,
-  no deletion, no insertion) and, per reading, the grid's best for each group of rows (`DESIGNS`:
-  one per model, judged; fewer beside it), its few best re-scored on more draws (`refine`);
-- the table scores every reading at its mixes on fresh draws, the two best on three more seeds;
-  the closest reading fits when every row is within tolerance on all four draws (`chosen_reading`).
-A reconstruction: the paper's code is not public; errors here are independent within an utterance.
-(~540 lines, over the ~300 guide: the simulation, the 18 readings, the fit and its table are one
-analysis that nothing else imports; pronounce.scoring.mdd_paper is the metric it ships.)
+`python -m pronounce.scoring.mdd_paper_fit [--out FILE]` writes the fit table (markdown; 5.3
+CPU-minutes measured; docs/mdd-paper-fit.md is its output). Every candidate reading
+(pronounce.scoring.mdd_readings) is scored on recognised sequences simulated at each Table 3 row's
+PER from the corpus's annotated ones (pronounce.scoring.mdd_simulation), at the corpus's own error
+mix and at mixes searched over `GRID` for each group of rows (`DESIGNS`: one mix per model,
+judged), the few best re-scored on more draws (`refine`). The table scores every reading at its
+mixes on fresh draws, the two best on three more seeds; a reading fits when every row is within
+VALUE_TOL (P, R, F1) and SHAPE_TOL (P - R) on all four draws (`chosen_reading`). A reconstruction:
+the paper's code is not public. Why, in full: docs/scoring.md#how-the-paper-style-reading-was-chosen
 """
 
 from __future__ import annotations
 
 import argparse
 import sys
-from collections import Counter
-from dataclasses import dataclass
-from difflib import SequenceMatcher
 
-import numpy as np
-from scipy import stats
-
-from ..core.errors import CorpusError, PipelineError
-from ..data.corpus import Entry, read_corpus
-from ..data.phones import annotation_pairs, canonical_sequence, pronounced_sequence
-from .mdd_paper import position_hits
-from .metrics import align, mdd_counts, per
+from ..core.errors import PipelineError
+from .mdd_readings import READINGS
+from .mdd_simulation import annotated_mix, draw_noise, load, simulate
 from .paper import PAPER_TABLE3
 
 # A reading fits when, in every row, P, R and F1 are within VALUE_TOL of the paper's and P - R
@@ -48,242 +29,9 @@ from .paper import PAPER_TABLE3
 # 0.0007), but one mix serves four epochs whose P - R differ (0.000-0.009 in the trained rows).
 VALUE_TOL = 0.03
 SHAPE_TOL = 0.01
-PER_TOL = 0.001  # the realised PER's distance from the row's
 CORPUS = "data/speechocean762-mini"
 # The search: deletion and insertion shares on a 0.05 grid, three utterance spreads.
 GRID = {"step": 0.05, "top_del": 0.3, "top_ins": 0.2, "cvs": (0.0, 0.5, 1.0)}
-
-
-@dataclass(frozen=True)
-class Utterance:
-    canonical: tuple
-    annotated: tuple
-    pairs: tuple  # the canonical<->annotated pairing (phones.annotation_pairs)
-
-
-def load(corpus: str) -> list[Utterance]:
-    """Every usable utterance of the corpus (both splits), read through pronounce.data.corpus."""
-    _, stream = read_corpus(corpus)
-    out = [Utterance(tuple(canonical_sequence(e.labels["words"])), tuple(pronounced_sequence(e.labels["words"])),
-                     tuple(annotation_pairs(e.labels["words"])))
-           for e in stream if isinstance(e, Entry)]
-    if not out:
-        raise CorpusError(f"{corpus}: no usable utterance to simulate from")
-    return out
-
-
-def annotated_mix(utts: list[Utterance]) -> dict:
-    """The corpus's annotated errors: substitutions, deletions, insertions, and the shares."""
-    n = Counter()
-    for u in utts:
-        for c, a in u.pairs:
-            if c is None:
-                n["insertions"] += 1
-            elif a is None:
-                n["deletions"] += 1
-            elif a != c:
-                n["substitutions"] += 1
-    total = sum(n.values())
-    return {"substitutions": n["substitutions"], "deletions": n["deletions"], "insertions": n["insertions"],
-            "del": n["deletions"] / total if total else 0.0, "ins": n["insertions"] / total if total else 0.0}
-
-
-# --------------------------------------------------------------------------- the simulation
-
-
-@dataclass(frozen=True)
-class Noise:
-    """One replicate's random numbers for one utterance, drawn once and reused at every rate."""
-    op: np.ndarray  # uniforms, one per annotated phone: deleted below d, replaced below d + s
-    sub: tuple  # the replacing phone of each position (never the annotated one)
-    ins_u: np.ndarray  # uniforms, one per gap (before each phone, and at the end): inserted below i
-    ins: tuple  # the inserted phone of each gap
-    spread: float  # a uniform: the utterance's quantile of the per-utterance rate multiplier
-
-
-def draw_noise(utts: list[Utterance], reps: int, seed: int) -> list[list[Noise]]:
-    rng = np.random.default_rng(seed)
-    freq = Counter(p for u in utts for p in u.annotated)
-    phones = sorted(freq)
-    prob = np.array([freq[p] for p in phones], float) / sum(freq.values())
-    out = []
-    for _ in range(reps):
-        rep = []
-        for u in utts:
-            n = len(u.annotated)
-            sub = rng.choice(len(phones), size=n, p=prob)
-            for k in range(n):  # redraw a replacement that equals the annotated phone
-                while phones[sub[k]] == u.annotated[k]:
-                    sub[k] = rng.choice(len(phones), p=prob)
-            rep.append(Noise(rng.random(n), tuple(phones[j] for j in sub), rng.random(n + 1),
-                             tuple(phones[j] for j in rng.choice(len(phones), size=n + 1, p=prob)),
-                             float(rng.random())))
-        out.append(rep)
-    return out
-
-
-def recognise(annotated, noise: Noise, s: float, d: float, i: float) -> list[str]:
-    out = []
-    for k, phone in enumerate(annotated):
-        if noise.ins_u[k] < i:
-            out.append(noise.ins[k])
-        if noise.op[k] < d:
-            continue
-        out.append(noise.sub[k] if noise.op[k] < d + s else phone)
-    if noise.ins_u[-1] < i:
-        out.append(noise.ins[-1])
-    return out
-
-
-def multipliers(noises, cv: float) -> list[np.ndarray]:
-    """Per replicate, each utterance's rate multiplier: 1 (cv 0), else a Gamma quantile of mean 1
-    and coefficient of variation cv (a real model's per-utterance PER varies widely)."""
-    if cv == 0:
-        return [np.ones(len(rep)) for rep in noises]
-    k = 1 / cv ** 2
-    return [stats.gamma.ppf(np.array([n.spread for n in rep]), k, scale=1 / k) for rep in noises]
-
-
-def simulate(utts, noises, target_per: float, mix: tuple) -> tuple[list, float]:
-    """[(utterance, recognised)] over all replicates at the mix (del, ins, cv), the rate solved so
-    that the realised PER is target_per; and that PER."""
-    dl, ins, cv = mix
-    sb = 1.0 - dl - ins
-    cap = 1.0 / max(sb + dl, 1e-9)  # s + d <= 1 in every utterance
-    g = multipliers(noises, cv)
-
-    def at(rate):
-        pairs = []
-        for rep, mult in zip(noises, g):
-            for u, n, m in zip(utts, rep, mult):
-                x = min(rate * m, cap)
-                pairs.append((u, recognise(u.annotated, n, sb * x, dl * x, ins * x)))
-        return pairs, per([u.annotated for u, _ in pairs], [r for _, r in pairs])["value"]
-
-    lo, hi = 0.0, 4 * cap
-    rate = min(target_per, cap)
-    for _ in range(30):
-        pairs, got = at(rate)
-        if abs(got - target_per) <= PER_TOL:
-            break
-        lo, hi = (rate, hi) if got < target_per else (lo, rate)
-        rate = (lo + hi) / 2
-    return pairs, got
-
-
-# --------------------------------------------------------------------------- the readings
-
-
-def _hm(p, r):
-    return 0.0 if p + r == 0 else 2 * p * r / (p + r)
-
-
-def _ratios(counts, pooled: bool):
-    """counts: per utterance (hits_p, den_p, hits_r, den_r) -> (P, R, F1); pooled sums, or the
-    mean of per-utterance ratios (an empty denominator counting 0, as sklearn's default does)."""
-    c = np.array(counts, float)
-    if pooled:
-        p = c[:, 0].sum() / c[:, 1].sum() if c[:, 1].sum() else 0.0
-        r = c[:, 2].sum() / c[:, 3].sum() if c[:, 3].sum() else 0.0
-    else:
-        p = float(np.mean(np.where(c[:, 1] > 0, c[:, 0] / np.maximum(c[:, 1], 1), 0.0)))
-        r = float(np.mean(np.where(c[:, 3] > 0, c[:, 2] / np.maximum(c[:, 3], 1), 0.0)))
-    return p, r, _hm(p, r)
-
-
-def _align_hits(a, r):
-    return sum(step.op == "equal" for step in align(a, r))
-
-
-def _bag_hits(a, r):
-    return sum((Counter(a) & Counter(r)).values())
-
-
-def _difflib_hits(a, r):
-    return sum(b.size for b in SequenceMatcher(None, list(a), list(r), autojunk=False).get_matching_blocks())
-
-
-def _hits_counts(hits):
-    return lambda u, r: (h := hits(u.annotated, r), len(r), h, len(u.annotated))
-
-
-def _canonical_counts(u, r):
-    h = _align_hits(u.canonical, r)
-    return h, len(r), h, len(u.canonical)
-
-
-def _set_counts(u, r):
-    h = len(set(u.annotated) & set(r))
-    return h, len(set(r)), h, len(set(u.annotated))
-
-
-def _edit_counts(u, r):
-    """1 - edit distance / length: P over the recognised length, R over the annotated (R = 1 - PER)."""
-    e = sum(step.op != "equal" for step in align(u.annotated, r))
-    return len(r) - e, len(r), len(u.annotated) - e, len(u.annotated)
-
-
-def _standard_counts(u, r):
-    c = mdd_counts(u.pairs, r)
-    return c["tr"], c["tr"] + c["fr"], c["tr"], c["tr"] + c["fa"]
-
-
-def _diagnosis_counts(u, r):
-    """Only the mispronounced positions: a hit is the model saying what the human heard there."""
-    c = mdd_counts(u.pairs, r)
-    return c["tr_correct"], c["tr"] + c["fr"], c["tr_correct"], c["tr"] + c["fa"]
-
-
-def _per_class(pairs, weighted: bool):
-    """sklearn's precision_recall_fscore_support(average='macro'|'weighted') over the zipped
-    positions of every utterance (labels: those in either side; 0 for an empty denominator)."""
-    truth = [x for u, r in pairs for x, _ in zip(u.annotated, r)]
-    guess = [y for u, r in pairs for _, y in zip(u.annotated, r)]
-    labels = sorted(set(truth) | set(guess))
-    tp = Counter(x for x, y in zip(truth, guess) if x == y)
-    n_true, n_pred = Counter(truth), Counter(guess)
-    p = np.array([tp[c] / n_pred[c] if n_pred[c] else 0.0 for c in labels])
-    r = np.array([tp[c] / n_true[c] if n_true[c] else 0.0 for c in labels])
-    f = np.where(p + r > 0, 2 * p * r / np.where(p + r > 0, p + r, 1), 0.0)
-    w = np.array([n_true[c] for c in labels], float) if weighted else np.ones(len(labels))
-    w = w / w.sum()
-    return float(w @ p), float(w @ r), float(w @ f)
-
-
-@dataclass(frozen=True)
-class Reading:
-    name: str
-    what: str
-    score: object  # [(Utterance, recognised)] -> (P, R, F1)
-
-
-def _both(name, what, counts):
-    return [Reading(f"{name}, pooled", what, lambda pairs: _ratios([counts(u, r) for u, r in pairs], True)),
-            Reading(f"{name}, per utterance", what, lambda pairs: _ratios([counts(u, r) for u, r in pairs], False))]
-
-
-READINGS = [
-    *_both("alignment hits", "matches of the Kaldi-tie-broken edit-distance alignment (metrics.align); "
-           "P = hits/len(recognised), R = hits/len(annotated)", _hits_counts(_align_hits)),
-    *_both("position by position", "recognised[k] == annotated[k] for k < the shorter length, no alignment; "
-           "P = hits/len(recognised), R = hits/len(annotated)", _hits_counts(position_hits)),
-    *_both("multiset (bag)", "sum over phones of min(count in recognised, count in annotated); same denominators",
-           _hits_counts(_bag_hits)),
-    *_both("set of phones", "distinct phones in both / distinct phones recognised (P), annotated (R)", _set_counts),
-    *_both("difflib matching blocks", "Python difflib.SequenceMatcher's matched phones; same denominators",
-           _hits_counts(_difflib_hits)),
-    *_both("1 - edit distance / length", "P = 1 - ED/len(recognised), R = 1 - ED/len(annotated) = 1 - PER",
-           _edit_counts),
-    *_both("alignment hits vs canonical", "as alignment hits, against the canonical phones", _canonical_counts),
-    Reading("sklearn macro, zipped positions", "precision_recall_fscore_support(average='macro') over "
-            "zip(annotated, recognised); F1 the mean per-class F1", lambda pairs: _per_class(pairs, False)),
-    Reading("sklearn weighted, zipped positions", "as above, average='weighted' (weights: annotated counts)",
-            lambda pairs: _per_class(pairs, True)),
-    Reading("standard MDD (TA/FR/FA/TR)", "the field's counting (metrics.mdd_counts): TR/(TR+FR), TR/(TR+FA)",
-            lambda pairs: _ratios([_standard_counts(u, r) for u, r in pairs], True)),
-    Reading("mispronounced positions only", "correct diagnoses TR_correct over rejections (P) and over "
-            "mispronounced phones (R)", lambda pairs: _ratios([_diagnosis_counts(u, r) for u, r in pairs], True)),
-]
 
 
 # --------------------------------------------------------------------------- the fit

@@ -1,32 +1,15 @@
 """Evaluation metrics of the paper (section 4.3): PCC for APA; WER, PER and MDD counts for MDD.
 
-(~330 lines, over the ~300 guide: the conventions, the aligner with Kaldi's tie rule and the
-counts it feeds are one definition of what a metric means; the bootstrap lives in bootstrap.py.)
+Pure functions over Python sequences. An undefined value (too few pairs, a zero denominator) is
+None with a reason, never a crash and never a made-up 0. Words (WER) are upper-cased with
+punctuation but in-word apostrophes removed ("well-known" -> WELL KNOWN, 'hi' -> HI, THAT'S);
+phones (PER, MDD) are normalised as every reference sequence is (`phones.normalise_phone`).
+`align` is the alignment of Kaldi's `align-text`, which the standard MDD script reads: among the
+cheapest steps the diagonal first, then the deletion, then the insertion ("A A" -> "A" deletes
+the first A). rapidfuzz's, used before, gave other TA/FR counts on about one noisy utterance in
+five (the same distance). How MDD is counted: `mdd_columns`. Tested in tests/scoring/test_metrics.py.
 
-Pure functions over Python sequences. An undefined value (too few pairs, a zero
-denominator) is None with a reason, never a crash and never a made-up 0.
-
-Conventions (tested in tests/scoring/test_metrics.py):
-- Words (WER): upper case; ’ and ‘ become '; every character that is not a
-  letter, digit, apostrophe or whitespace becomes a space ("well-known" ->
-  WELL KNOWN, "bear." -> BEAR); apostrophes at a word's edges are quotes and
-  are stripped ('hi' -> HI), inside a word they stay (THAT'S).
-- Phones (PER, MDD): `phones.normalise_phone` on every token, the same
-  normalisation as the reference sequences (upper case, stress digit
-  stripped, `*` stripped, `<unk>` spelled `<unk>`); a string is
-  whitespace-split first.
-- Alignment: `align` is the alignment Kaldi's `align-text` makes (util/edit-distance-inl.h,
-  `LevenshteinAlignment`), which the standard MDD script reads (mdd_scoring.md): the usual
-  unit-cost edit-distance table e[i][j] of a[:i] vs b[:j] (a the reference, b the
-  hypothesis), then a backtrace from (len a, len b) to (0, 0) that at each cell takes, among
-  the steps that stay on a cheapest path, the DIAGONAL first (a match, or a substitution),
-  then the DELETION (a reference token with nothing), then the INSERTION; on the table's
-  edges the only step there is. So "X Y" -> "Z" is delete X, replace Y->Z; "A" -> "B C" is
-  insert B, replace A->C; "A A" -> "A" deletes the FIRST A. (rapidfuzz's edit operations,
-  used before, prefer the deletion and match a common prefix first: on noisy output about
-  one utterance in five got other TA/FR counts.) The distance, hence WER and PER, is the
-  same under either rule.
-- MDD: the standard of ../shared/reference/mdd_scoring.md, see `mdd_columns`.
+Why, and each convention's cases: docs/scoring.md#the-conventions-of-words-phones-and-alignment
 """
 
 from __future__ import annotations
@@ -209,22 +192,17 @@ Column.__doc__ = "One MDD decision: the phones (None = nothing), its outcome, th
 def mdd_columns(pairs, recognised) -> list[Column]:
     """One Column per column of the annotation (canonical, annotated, recognised; None = nothing).
 
-    The convention of ../shared/reference/mdd_scoring.md (Fu's scoring script):
-    `pairs` is the canonical<->annotated pairing, [(canonical, annotated), ...] with None
-    for a gap, taken from the annotations (phones.annotation_pairs), never from an aligner.
-    Each column is what the human heard: correct (C, annotated == canonical), substituted
-    (S), deleted (D, annotated None) or inserted (I, canonical None). The model's phone for
-    it comes from `align`:
-    - C, S, I (a phone the human said): the recognised phone aligned to that annotated
-      phone in annotated<->recognised (None where the model has nothing there);
-    - D: the recognised phone aligned to the canonical phone in canonical<->recognised.
-    Then, with "nothing" as a token:
+    The field's standard (Fu's scoring script): `pairs` is the canonical<->annotated pairing,
+    [(canonical, annotated), ...] with None for a gap, taken from the annotations
+    (phones.annotation_pairs), never from an aligner. A column is correct (C), substituted (S),
+    deleted (D, annotated None) or inserted (I, canonical None). The model's phone for C, S and I is
+    the recognised phone `align` pairs with the annotated one; for D the one it pairs with the
+    canonical phone. Then, with "nothing" as a token:
       C: recognised == annotated -> TA, else FR
-      S, D, I: recognised == annotated -> TR_correct; recognised == canonical -> FA;
-               else TR_error
-    (a D the model also omits is TR_correct; an I the model omits is FA.) Phones the model
-    inserts where the annotation has nothing make no column: the standard leaves them to
-    PER; `mdd_counts` counts them as `model_insertions` for the insertion-penalised variant.
+      S, D, I: recognised == annotated -> TR_correct; recognised == canonical -> FA; else TR_error
+    Phones the model inserts where the annotation has nothing make no column: the standard leaves
+    them to PER; `mdd_counts` counts them as `model_insertions` for the insertion-penalised variant.
+    Why: docs/scoring.md#the-conventions-of-words-phones-and-alignment
     """
     pairs = [(_norm(c), _norm(a)) for c, a in pairs]
     if any(c is None and a is None for c, a in pairs):

@@ -1,20 +1,15 @@
 """`dvc plots show` offline: an HTML page template with vega, vega-lite and vega-embed inlined.
 
-DVC's default page loads the three libraries from a CDN (cdn.jsdelivr.net), so the plots are
-blank without internet. DVC only inserts those <script> tags where a page template has a
-`{scripts}` placeholder; ours has none, and carries the libraries inline instead, so the
-rendered page needs no network at all. `.dvc/config` points DVC at it:
-
-    [plots]
-        html_template = plots/offline.html     # relative to .dvc/, i.e. .dvc/plots/offline.html
-
-The libraries are vendored under plots/vendor/ (the same versions DVC's page asks for, from
-the npm registry: `npm pack vega@5.20.2 vega-lite@5.2.0 vega-embed@6.18.2`, files
-build/*.min.js; BSD-3-Clause, licences beside them). Regenerate the template after changing
-them:
+DVC's default page loads the three libraries from a CDN, so the plots are blank without internet;
+it inserts those <script> tags only where a template has a `{scripts}` placeholder. Ours has none
+and carries the libraries inline (vendored under plots/vendor/, the versions DVC's page asks for,
+BSD-3-Clause); `.dvc/config` points DVC at it (`[plots] html_template = plots/offline.html`,
+relative to .dvc/). Regenerate it after changing the vendored files:
 
     python -m pronounce.scoring.plots write     # plots/vendor/*.min.js -> .dvc/plots/offline.html
     python -m pronounce.scoring.plots check dvc_plots/index.html   # no http(s) <script src>?
+
+Where the libraries come from: docs/scoring.md#offline-plots-the-page-template
 """
 
 from __future__ import annotations

@@ -1,70 +1,16 @@
 """Stage `score`: the paper's metrics (section 4.3) of one config's predictions, per checkpoint.
 
-Reads predictions/<config>/*.jsonl and predictions/base/epoch-0.jsonl (pronounce.task.predictions) and
-the test labels (data/decoded/test.arrow); never generates.
+Reads predictions/<config>/*.jsonl, predictions/base/epoch-0.jsonl and the test labels; never
+generates. APA: Pearson r per aspect; an unparsed answer is left out (`n_dropped`) and counted in
+the parse rate. MDD: WER, PER, the field's TA/FR/FA/TR counting (metrics.mdd_counts) with its
+insertion-penalised variant beside it, and the paper-style P/R/F1 (mdd_paper) that Table 3's are
+judged against (paper.JUDGED_BY). An unparsed MDD answer is never dropped and never helps: an
+empty transcript for WER/PER (len(reference) errors), every decision wrong for the counts (an
+empty transcript there would give recall 1.0). Writes metrics/<config>.json and its headline,
+metrics/<config>/{headline,verdict}.json (set beside Table 3 by pronounce.scoring.config_metrics),
+and scores/<config>/{details,utterances,apa_scatter,per_vs_accuracy}.json.
 
-- APA: Pearson r (with p-value and n) of predicted vs human score, per aspect (accuracy,
-  fluency, prosodic, total). An unparsed APA answer is no score: it is left out of the PCC
-  (`n_dropped` counts it) and counted in the parse rate. A constant prediction gives
-  `null` with the reason (metrics.pcc).
-- MDD: WER of the word transcript against the sentence, PER of the phoneme transcript against
-  the phones actually pronounced, and TA/FR/FA/TR counts summed over the test set, giving
-  precision, recall, F1, diagnosis accuracy and false rejection rate, by the standard of
-  mdd_scoring.md (metrics.mdd_counts): the canonical<->annotated pairing is taken from each
-  word's mispronunciations (phones.annotation_pairs; it must reproduce the stored
-  `pronounced_phones`, else the labels are stale and scoring stops), model insertions where
-  the annotation has nothing are not counted. Beside them, clearly named, the non-standard
-  variant that counts those insertions as false rejections: precision_ins_penalised,
-  f1_ins_penalised, false_rejection_rate_ins_penalised (recall is the same by construction).
-  THE UNPARSED RULE: an MDD answer that does not parse is never dropped (that could shrink a
-  denominator or hide a hard utterance); it gets no credit anywhere:
-  * WER/PER: an EMPTY transcript, so every reference word and phone is a deletion;
-  * MDD counts: the WORST CASE, every decision wrong: each correctly pronounced position a
-    false rejection (FR), each mispronounced one a missed mispronunciation (FA), no TA, no TR.
-    (Not the empty transcript here: under the table of mdd_scoring.md an empty answer
-    "rejects" every phone, so every mispronunciation would count as a true rejection and
-    recall would be 1.0 -- a parse failure would look like a perfect detector.)
-  So a failed parse cannot raise precision, recall or F1, and adds exactly len(reference)
-  errors to WER/PER.
-- Paper-style MDD (pronounce.scoring.mdd_paper: precision_paper_style, recall_paper_style,
-  f1_paper_style): the reading of the paper's own P/R/F1 that its Table 3 chose, a reconstruction
-  (docs/mdd-paper-fit.md): recognised phones compared index by index with the annotated
-  (pronounced) phones, no alignment, counts pooled over the test set. Under the unparsed rule an
-  unparsed answer is the empty transcript: its annotated phones count against recall, it adds
-  nothing to precision's denominator (the phones the model said). Table 3's precision, recall and F1 are judged against these (paper.JUDGED_BY); the
-  standard ones keep their values and intervals, with no paper verdict.
-- Parse rate: per task and overall (parsed answers / all answers).
-
-Outputs:
-  metrics/<config>.json        the headline metrics of the final adapter at top level (keys as
-                               in the paper's Table 3), the paper's row for the config's strategy
-                               at the final adapter's epoch (`paper_epoch`; epoch 3, the paper's
-                               headline, when Table 3 has no such epoch) under `paper` and ours
-                               minus it under `diff`; `epochs` {"0": base, "<k>": ...}, each
-                               with its own `paper` row (that epoch, that strategy) and `diff`
-                               Beside each headline metric and each paper-style one
-                               `<metric>_ci` {low, high}, its 95% interval; SCC and RMSE beside
-                               each PCC; `verdict` and `diff` keyed by the metric of ours judged
-                               (paper.JUDGED_BY: the paper-style P/R/F1, not the standard ones);
-                               `interval_level` (speaker, or utterance with too few speakers)
-                               Not a default DVC metric (a plain output, in git): `dvc metrics
-                               show metrics/<config>.json` prints it.
-  metrics/<config>/headline.json  what `dvc metrics show` prints by default: the final adapter's
-                               Table 3 numbers (three decimals, named by Table 3's column headers,
-                               `_paper_style` after P/R/F1: paper.HEADLINE_NAMES) and `epoch`
-  metrics/<config>/verdict.json   beside it, the same keys: each number's verdict against the
-                               paper's row (`epoch`: that row's), so the two print as two aligned rows
-  scores/<config>/details.json everything behind those numbers: p-values, n, counts, parse
-                               summaries, every metric's interval, per checkpoint; the paired
-                               comparisons of consecutive epochs (`epoch_comparisons`)
-  scores/<config>/utterances.json  per-utterance sufficient statistics of every checkpoint (the
-                               bootstrap's input; the report pairs configs on them)
-  scores/<config>/apa_scatter.json      predicted vs human score per aspect (final adapter)
-  scores/<config>/per_vs_accuracy.json  per-utterance PER vs human accuracy (the paper's Fig. 5)
-
-(~420 lines, over the ~300 guide: the stage reads, scores, attaches intervals and verdicts and
-writes its four outputs in one pass; the statistics themselves live in metrics, bootstrap and
-intervals.)
+Why, and every file's keys: docs/scoring.md#the-score-stages-files-and-the-unparsed-rule
 """
 
 from __future__ import annotations
@@ -74,12 +20,13 @@ from pathlib import Path
 
 from ..core.artifacts import read_arrow, write_json
 from ..core.errors import PipelineError
-from ..core.params import ConfigParams, ScoreJob
+from ..core.params import ScoreJob
 from ..data.phones import annotation_pairs
 from ..task.parse import SCORE_RANGE, ParseResult, summarise
 from ..task.predictions import BASE_NAME, FINAL, read_jsonl
 from ..task.prompts import APA_FIELDS, TASKS
-from .intervals import checkpoint_intervals, settings_of, utterance_table, verdict
+from .config_metrics import INS_PENALISED, WITH_CI, config_metrics, headline, strategy_of, strategy_reading
+from .intervals import checkpoint_intervals, settings_of, utterance_table
 from .metrics import (
     mdd_counts,
     mdd_scores,
@@ -94,14 +41,7 @@ from .metrics import (
 )
 from .mdd_paper import NAMES as PAPER_STYLE
 from .mdd_paper import READING, paper_style
-from .paper import HEADLINE, HEADLINE_NAMES, JUDGED_BY, PAPER_SOURCE, RECONSTRUCTED, fmt, paper_epoch_for, paper_row
-
-INS_PENALISED = ("precision", "f1", "false_rejection_rate")  # the variant's fields: <name>_ins_penalised
-EXTRA = ("diagnosis_accuracy", "false_rejection_rate", *(f"{k}_ins_penalised" for k in INS_PENALISED),
-         "parse_rate", "parse_rate_apa", "parse_rate_mdd")
-WITH_CI = (*HEADLINE, *PAPER_STYLE)  # the metrics written with their interval, per epoch too
-EPOCH_KEYS = (*WITH_CI, "parse_rate")
-DIGITS = 6  # metrics/<config>.json is rounded for reading; details.json keeps full precision
+from .paper import PAPER_SOURCE, RECONSTRUCTED, fmt
 
 UNPARSED_RULE = (
     "APA: an unparsed answer is excluded from the PCC (n_dropped) and counted in the parse rate. "
@@ -115,28 +55,9 @@ UNPARSED_APA_WORST = (
     "from the human score (so a model that often answers badly cannot look better than it is)."
 )
 
+
 class ScoreError(PipelineError):
     """Predictions that cannot be scored (wrong test set, a parse rate under score.min_parse_rate)."""
-
-
-def strategy_of(cfg: ConfigParams) -> str:
-    """The paper's strategy a config stands beside in Table 3 (strategy_reading says why)."""
-    return "Unfreeze" if cfg.unfreeze_audio else "LoRA"
-
-
-def strategy_reading(cfg: ConfigParams) -> str:
-    """Why a config stands beside its strategy's rows: which adapter it trains, and how that reads
-    the paper, which names no rank (the report prints it per config)."""
-    lora = ("the base model's own speech LoRA, trained further (r=320 on the real model: the shipped "
-            "adapter's rank)" if cfg.init == "speech-lora" else
-            "a fresh LoRA from params.yaml's `lora` (r=64 by default: a third-party reproduction's choice)")
-    if cfg.unfreeze_audio:
-        return (f"Unfreeze (section 3.2): the LoRA plus the audio encoder and audio projector trained, the "
-                f"language model and tokenizer frozen; its LoRA is {lora}")
-    if cfg.init == "speech-lora":
-        return (f"LoRA-only, the closest reading: the paper says \"only the LoRA adapter requires fine-tuning\", "
-                f"the model's own adapter; here {lora}")
-    return f"LoRA-only, a reproduction's reading: {lora}; the paper states no rank"
 
 
 # --------------------------------------------------------------------------- inputs
@@ -275,22 +196,6 @@ def per_vs_accuracy(rows: list[dict], labels: dict) -> list[dict]:
     return [row for row in out if row["per"] is not None]
 
 
-def _round(v):
-    return None if v is None else round(float(v), DIGITS)
-
-
-def _flat(metrics: dict, keys=(*WITH_CI, *EXTRA)) -> dict:
-    return {k: _round(metrics[k]) for k in keys}
-
-
-def _diff(ours: dict, paper: dict | None) -> dict:
-    """Ours minus the paper's row, keyed by the metric of ours judged (paper.JUDGED_BY)."""
-    if paper is None:
-        return {}
-    return {JUDGED_BY[k]: (None if ours[JUDGED_BY[k]] is None or paper[k] is None
-                           else _round(ours[JUDGED_BY[k]] - paper[k])) for k in HEADLINE}
-
-
 # --------------------------------------------------------------------------- the stage
 
 
@@ -302,52 +207,6 @@ def checkpoint_files(pred_dir) -> list[tuple[str, int | None, Path]]:
         raise ScoreError(f"{summary_path} not found: run the evaluate stage first")
     summary = json.loads(summary_path.read_text(encoding="utf-8"))
     return [(c["name"], c["epoch"], pred_dir / c["file"]) for c in summary["checkpoints"]]
-
-
-def _with_ci(flat: dict, ci: dict, keys) -> dict:
-    """The flat metrics with `<metric>_ci` {low, high} beside each of `keys` (rounded as they are)."""
-    out = dict(flat)
-    for k in keys:
-        out[f"{k}_ci"] = _ci(ci[k])
-    return out
-
-
-def _ci(c: dict) -> dict:
-    """{low, high} rounded; with `too_few` ("too few (n = k)") where the events were too few."""
-    return {"low": _round(c["low"]), "high": _round(c["high"]), **({"too_few": c["too_few"]} if c.get("too_few") else {})}
-
-
-def _verdicts(ci: dict, paper: dict | None) -> dict:
-    """Each Table 3 number's verdict, keyed by the metric of ours judged against it (paper.JUDGED_BY):
-    `precision_paper_style`, not `precision`: the standard counting gets none."""
-    if paper is None:
-        return {}
-    return {JUDGED_BY[k]: verdict(paper[k], ci[JUDGED_BY[k]]) for k in HEADLINE}
-
-
-def _extra_apa(ci: dict) -> dict:
-    """Spearman (SCC) and RMSE beside each PCC: value and interval."""
-    out = {}
-    for a in APA_FIELDS:
-        for m in ("scc", "rmse"):
-            c = ci[f"{a}_{m}"]
-            out[f"{a}_{m}"] = _round(c["value"])
-            out[f"{a}_{m}_ci"] = _ci(c)
-    return out
-
-
-def headline(metrics: dict) -> tuple[dict, dict]:
-    """(headline.json, verdict.json) of a config's metrics: the final adapter's numbers judged against
-    Table 3's (paper.JUDGED_BY) at three decimals, as the paper prints them, and their verdicts ("n/a"
-    where there is none), both keyed by Table 3's column names (`_paper_style` after P/R/F1: ours
-    are the paper-style reconstruction); `epoch` ours in the first, the paper row's in the second."""
-    values = {"epoch": metrics["epoch"]}
-    verdicts = {"epoch": metrics["paper_epoch"]}
-    for key, name in HEADLINE_NAMES.items():
-        ours = metrics[JUDGED_BY[key]]
-        values[name] = None if ours is None else round(ours, 3)
-        verdicts[name] = (metrics.get("verdict") or {}).get(JUDGED_BY[key]) or "n/a"
-    return values, verdicts
 
 
 def run_score(job: ScoreJob, decoded_dir, pred_dir, base_pred_dir, metrics_path, out_dir, log=print,
@@ -381,28 +240,14 @@ def run_score(job: ScoreJob, decoded_dir, pred_dir, base_pred_dir, metrics_path,
         scored["intervals"] = boot["checkpoints"][ckpt]
 
     final_epoch, final, final_rows = checkpoints[FINAL]
-    paper_epoch = paper_epoch_for(strategy, final_epoch)
-    paper = paper_row(strategy, paper_epoch)
+    metrics = config_metrics({c: (e, s) for c, (e, s, _) in checkpoints.items()}, strategy, boot["plan"]["level"])
     final_ci = final["intervals"]
-    flat = {**_with_ci(_flat(final["metrics"]), final_ci, WITH_CI), **_extra_apa(final_ci),
-            **{f"{a}_pcc_unparsed_worst": _round(final["metrics"][f"{a}_pcc_unparsed_worst"]) for a in APA_FIELDS}}
-    per_epoch = [(epoch, scored) for ckpt, (epoch, scored, _) in checkpoints.items() if ckpt != FINAL and epoch is not None]
-    # per epoch only the headline with its intervals, the parse rate and the paper's row of that
-    # epoch and strategy (none where Table 3 has no such epoch), so `dvc metrics show` stays readable
-    epochs = {}
-    for epoch, scored in sorted(per_epoch, key=lambda e: e[0]):
-        ours, theirs = _flat(scored["metrics"], EPOCH_KEYS), paper_row(strategy, epoch)
-        epochs[str(epoch)] = {**_with_ci(ours, scored["intervals"], WITH_CI), "paper": theirs,
-                              "diff": _diff(ours, theirs), "verdict": _verdicts(scored["intervals"], theirs)}
-    metrics = {**flat, "epoch": final_epoch, "n_utterances": final["n_utterances"],
-               "interval_level": boot["plan"]["level"], "paper_epoch": paper_epoch, "paper": paper,
-               "diff": _diff(flat, paper), "verdict": _verdicts(final_ci, paper), "epochs": epochs}
 
     details = {
         "config": name, "strategy": strategy, "strategy_reading": strategy_reading(job.config),
         "model_base": job.model_base,
         "corpus": job.corpus, "unparsed_rule": UNPARSED_RULE, "unparsed_apa_worst": UNPARSED_APA_WORST,
-        "paper_target": {"source": PAPER_SOURCE, "strategy": strategy, "epoch": paper_epoch},
+        "paper_target": {"source": PAPER_SOURCE, "strategy": strategy, "epoch": metrics["paper_epoch"]},
         "intervals": boot["plan"], "epoch_comparisons": boot["comparisons"],
         "metrics": metrics,
         "checkpoints": {ckpt: {"epoch": epoch, **scored} for ckpt, (epoch, scored, _) in checkpoints.items()},
@@ -424,7 +269,7 @@ def run_score(job: ScoreJob, decoded_dir, pred_dir, base_pred_dir, metrics_path,
     bound = job.min_parse_rate
     low = {t: final["parse"][t]["parse_rate"] for t in TASKS if (final["parse"][t]["parse_rate"] or 0) < bound}
     if log:
-        shown = ", ".join(f"{k} {fmt(flat[k])}" + (f" ({final_ci[k]['too_few']})" if final_ci.get(k, {}).get("too_few")
+        shown = ", ".join(f"{k} {fmt(metrics[k])}" + (f" ({final_ci[k]['too_few']})" if final_ci.get(k, {}).get("too_few")
                                                     else "") for k in (*WITH_CI, "parse_rate"))
         log(f"score {name} (final adapter, epoch {final_epoch}): {shown}")
     if low:
