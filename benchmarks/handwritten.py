@@ -1,4 +1,4 @@
-"""Four hand-written parts weighed against the library that could replace each (issue 11, item 6):
+"""Four hand-written parts weighed against the library that could replace each :
 
     python -m benchmarks.handwritten [--only jsonindex,arrow,gencache,kvcache] [--repeats 3] [--scale 5000]
 

@@ -1,8 +1,8 @@
-"""Real DVC remotes for the tests of sharing a run (README "Share a run"): a folder, and an S3
+"""Real DVC remotes for the tests of sharing a run (docs/reproducibility.md, "Share a run"): a folder, and an S3
 endpoint on localhost (moto's standalone server, started and stopped here; loopback only).
 
 The stand-in differs from a team's storage only in where it lives: the folder remote is the
-README's "local or network folder" itself; the S3 one is the same `dvc-s3` client talking S3 to
+docs' "local or network folder" itself; the S3 one is the same `dvc-s3` client talking S3 to
 moto instead of AWS or MinIO (moto keeps objects in memory and checks no signature)."""
 
 from __future__ import annotations
@@ -62,7 +62,7 @@ def published_run(dst: Path) -> Path:
 
 
 def add_remote(repo: Path, url: str, endpoint: str | None = None, commit_only: str | None = None) -> None:
-    """The README's two lines (the second for S3-compatible storage only), committed (only the
+    """The docs' two lines (the second for S3-compatible storage only), committed (only the
     path `commit_only` if given: the rest of the working tree stays as it is)."""
     sh("dvc", "remote", "add", "-d", "storage", url, cwd=repo)
     if endpoint:

@@ -245,7 +245,7 @@ def test_the_command_runs_the_reduced_real_architecture(params, precision):
 @pytest.mark.fullsize
 def test_the_command_at_full_size(params):
     """Every config at the real size on the two longest clips (~23 GiB of memory; about half an hour
-    for two configs on this project's 2-core AVX2 CPU, README "The full-size check")."""
+    for two configs on this project's 2-core AVX2 CPU, docs/real-run.md, "The full-size check")."""
     from pronounce.checks.fullsize import run_fullsize
 
     # On a 24 GiB CPU machine unfreeze does not fit beside the rest: its audio modules' fp32 copy,

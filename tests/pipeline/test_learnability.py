@@ -1,6 +1,6 @@
 """Does the model hear? The tiny model, trained with the smoke recipe (for 20 epochs) on the
 synthetic corpus (pronounce.data.synthetic: every right answer is audible), against the same run with
-each instance given another utterance's clip (the ablation). Measured (README, "Does the model
+each instance given another utterance's clip (the ablation). Measured (docs/testing.md, "Does the model
 hear?"): the real run's fluency PCC 0.97, prosodic 0.76, total 0.82, PER 0.65, WER 0.62, MDD
 F1 0.33; the ablation's PCCs constant or not significant, PER 0.79, WER 0.85, F1 0.27.
 
@@ -43,7 +43,7 @@ SEED, N_TRAIN, N_TEST = 0, 240, 60
 # the phones' teacher-forced accuracy is 0.46-0.58 after 600 steps and 0.64 after 1,200.
 EPOCHS = 20
 # The embedded default's strategy (the paper's frozen encoder): the tiny encoder is calibrated to
-# pass its input on (tiny.calibrate_audio); training it loses content (README, "Does the model hear?").
+# pass its input on (tiny.calibrate_audio); training it loses content (docs/testing.md, "Does the model hear?").
 CONFIG = {"init": "fresh", "lora_params": "lora", "unfreeze_audio": False}
 
 

@@ -55,7 +55,7 @@ LORA_EXP = "lora-r320"
 
 @pytest.fixture(scope="module")
 def lora_experiment(repo, tmp_path_factory):
-    """The team's folder remote committed (README "Share a run"), then `dvc exp run -S lora.r=320`:
+    """The team's folder remote committed (docs/reproducibility.md, "Share a run"), then `dvc exp run -S lora.r=320`:
     its output."""
     add_remote(repo, str(tmp_path_factory.mktemp("dvc-remote")), commit_only=".dvc/config")
     return sh("dvc", "exp", "run", "-n", LORA_EXP, "-S", "lora.r=320", cwd=repo)

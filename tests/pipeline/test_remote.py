@@ -1,4 +1,4 @@
-"""Sharing a run through a DVC remote (README "Share a run") against real storage: a folder, and
+"""Sharing a run through a DVC remote (docs/reproducibility.md, "Share a run") against real storage: a folder, and
 an S3 endpoint on localhost (tests/remotes.py). The run shared is the workspace's own `dvc repro`
 of the embedded default (marker pipeline_outputs: skipped until it exists; .ci/run runs these
 right after its `dvc repro`), so no pipeline runs here: push, a teammate's fresh clone, `dvc

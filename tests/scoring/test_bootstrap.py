@@ -180,4 +180,4 @@ def test_clustered_interval_covers_and_utterance_level_undercovers():
     got = coverage()
     # 500 sets: a coverage's Monte Carlo standard error is ~0.01
     assert 0.93 <= got["speaker"] <= 0.97, got
-    assert got["utterance"] < 0.85, got  # (measured: README, score stage)
+    assert got["utterance"] < 0.85, got  # (measured: docs/scoring.md)

@@ -31,7 +31,7 @@ SPECIAL_TOKENS = {199999: "<|endoftext|>", 200010: "<|endoftext10|>", 200011: "<
 FULL_CORPUS_UTTERANCES = (2500, 2500)  # speechocean762: train, test
 KNOWN_FAILURES = {  # (exception type, words in its message): the one line that names it
     (AttributeError, "TrainableTokensWrapper", "bias"):
-        "known failure (issue 17 section 1): trl's fused LM head reads lm_head.bias, which PEFT's "
+        "known failure: trl's fused LM head reads lm_head.bias, which PEFT's "
         "TrainableTokensWrapper of the tied lm_head lacks; fixed by the tied-head change to the adapter set-up",
 }
 

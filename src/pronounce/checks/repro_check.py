@@ -25,7 +25,7 @@ from ..data.corpus_pin import dvc_status
 # Stages reproduced bit for bit on any machine: no floating-point kernel beyond exact
 # conversions; the tiny model's draws and statistics are CPU-independent (pronounce.model.portable).
 CROSS_MACHINE_STAGES = ("decode", "base", "materialize")
-# Training loss: logged steps compared and their tolerance. Measured (README, "Reproducibility":
+# Training loss: logged steps compared and their tolerance. Measured (docs/reproducibility.md:
 # smoke recipe, bundled corpus, paper_r64, against ATEN_CPU_CAPABILITY=avx2 at 1 thread): the
 # `default` capability moves the logged loss by at most 1.1e-7 relative over 68 steps; `default`
 # with MKL_CBWR=COMPATIBLE (another CPU's matrix products) and 2 threads by 1.2e-7 over the 20

@@ -137,7 +137,7 @@ def main(argv=None) -> int:
                     help=f"first `{PULL_HINT}` from the default remote (the test labels and the predictions)")
     args = ap.parse_args(argv)
     if args.pull and subprocess.run(["dvc", "pull", *PULL_TARGETS]).returncode != 0:
-        print(f"error: `{PULL_HINT}` failed (is a default remote configured? README \"Share a run\")",
+        print(f"error: `{PULL_HINT}` failed (is a default remote configured? docs/reproducibility.md, \"Share a run\")",
               file=sys.stderr)
         return 2
     try:

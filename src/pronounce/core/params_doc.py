@@ -1,7 +1,7 @@
 """The params reference, generated from the typed params (pronounce.core.params): every key of
 params.yaml with its type, its allowed values, its value in params.yaml and its help text, so the
-docs, the code and params.yaml cannot disagree. The docs site builds its page from this
-(docs/hooks.py); `python -m pronounce.core.params_doc [params.yaml]` prints it.
+docs, the code and params.yaml cannot disagree. `python -m pronounce.core.params_doc > docs/reference/params.md`
+writes the page; tests/test_docs.py fails when it is stale.
 """
 
 from __future__ import annotations

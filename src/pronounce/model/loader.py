@@ -44,7 +44,7 @@ DEFAULT_ATTN_IMPLEMENTATION = "sdpa"
 # decoder uses it, and the encoders keep sdpa (attn_implementations).
 ENCODER_ATTN_IMPLEMENTATIONS = ("eager", "sdpa")
 # The real model's native configuration (microsoft/Phi-4-multimodal-instruct at refs/pr/70, as
-# transformers loads it; a copy of ../shared/reference/phi4-multimodal-instruct/config.json), for
+# transformers loads it; the published config.json), for
 # structural checks and estimates without the weights.
 REAL_CONFIG = Path(__file__).resolve().parent / "reference" / "phi4_multimodal_config.json"
 

@@ -142,7 +142,7 @@ TINY_HIDDEN, TINY_LAYERS, TINY_HEADS, TINY_KV_HEADS, TINY_MLP = 144, 2, 6, 2, 38
 
 # Where the tiny configuration may differ from the real one (model.REAL_CONFIG), each with its
 # reason: tests/model/test_tiny.py walks both configurations field by field and fails on any other
-# difference; the README's "The tiny model vs the real one" lists this table.
+# difference; docs/tiny-model.md lists this table.
 _SIZE = "a size: the tiny model is small enough to build and train on a CPU in minutes"
 _VOCAB = "the tiny tokenizer's vocabulary (2,055 tokens) padded to a multiple of 64, as the real 200,064 rows are"
 _TOKEN_ID = "a special token's id in the tiny vocabulary (the layout is checked: pad = bos = eos[0], eos[1] = <|end|>)"
@@ -284,7 +284,7 @@ def reference_audio(seed: int):
 def calibrate_audio(model, seed: int) -> None:
     """Make the random audio path pass its input on, as a trained one does (in place).
 
-    Measured on the synthetic corpus (README, "Does the model hear?"), transformers' random
+    Measured on the synthetic corpus (docs/testing.md, "Does the model hear?"), transformers' random
     initialisation leaves the audio embeddings 99.8% a constant: the log-mel features are 99%
     their offset (the real model normalises them with its training audio's statistics; a new
     model has mean 0, std 1), the front end's std-0.02 convolutions shrink them ~10^6-fold,

@@ -67,7 +67,7 @@ MDD_CONTEXT = [
 # OUR CHOICE, not the paper's: the row a final adapter of an epoch Table 3 lacks (the smoke run's
 # 20th) is set beside. The paper names no headline epoch: it bolds its best value of each metric
 # across epochs (among LoRA epochs 2-4 and Unfreeze epoch 4). We take epoch 3, the middle of the
-# LoRA rows it bolds, and label it as ours wherever it is used (report, README).
+# LoRA rows it bolds, and label it as ours wherever it is used (report, docs).
 PAPER_TARGET_EPOCH = 3
 PAPER_TEST_UTTERANCES = 2500  # speechocean762's test split, all of it
 

@@ -51,12 +51,12 @@ TINY_WARNING = (
     "> `data.corpus` to the full speechocean762 and `train.profile` to `paper`, and run on a GPU.\n"
 )
 
-MACHINE_NOTE = (  # issue 18: a user must tell kernel noise from a regression
+MACHINE_NOTE = (  # a user must tell kernel noise from a regression
     "> **Machine-dependent:** the data and the base model are the same bytes on any machine (their\n"
     "> `dvc.lock` hashes); training, and so every number below, depends on the CPU's (or GPU's)\n"
     "> floating-point kernels. On another machine the loss curves agree over the first steps and\n"
     "> the adapters, predictions and these numbers differ slightly: `python -m pronounce.checks.repro_check`\n"
-    "> tells that from a regression (README, \"Reproducibility\").\n"
+    "> tells that from a regression (docs/reproducibility.md).\n"
 )
 
 

@@ -40,7 +40,7 @@ VERDICT_NOTE = (
     "tested), not the variation between training runs (seeds, data order, hardware): a verdict of "
     "above/below says the paper's number is unlikely under *our* run's sampling error, not that the "
     "paper's method differs from ours. The paper publishes no intervals, so its own uncertainty is not "
-    "in the comparison either; seed variance needs several runs (`--seeds`, README).")
+    "in the comparison either; seed variance needs several runs (`--seeds`, docs/experiments.md).")
 
 
 def _ci(c: dict | None) -> str:
