@@ -70,6 +70,10 @@ def test_a_speech_lora_config_takes_no_adapter_params():
     (lambda p: p["lora"].update(r="sixty"), r"lora\.r must be int, got 'sixty'"),
     (lambda p: p["lora"].update(r=True), r"lora\.r must be int, got True"),
     (lambda p: p["train"]["recipes"]["paper"].update(learning_rate=-1e-5), r"train\.recipes\.paper\.learning_rate must be > 0"),
+    (lambda p: p["train"]["recipes"]["smoke"].update(audio_learning_rate=0),
+     r"train\.recipes\.smoke\.audio_learning_rate must be > 0 or null, got 0"),
+    (lambda p: p["train"]["recipes"]["paper"].update(audio_learning_rate="1e-5"),  # YAML 1.1 reads 1e-5 as a string
+     r"train\.recipes\.paper\.audio_learning_rate must be int or float or null, got '1e-5'"),
     (lambda p: p["data"].update(max_reject_fraction=1.5), r"data\.max_reject_fraction must be between 0 and 1"),
     (lambda p: p["data"].pop("corpus"), r"missing key data\.corpus"),
     (lambda p: p["train"].update(profile="fast"), r"train\.profile 'fast' names no recipe"),

@@ -18,7 +18,8 @@ from transformers import TrainerCallback
 from pronounce.core.errors import ParamsError
 from pronounce.core.params import load_params, parse_params
 from pronounce.training.adapters import load_pretrained_lora, lora_config
-from pronounce.training.train import EpochAdapters, SamplerEpoch, latest_checkpoint, run_train, sft_config
+from pronounce.training.train import (EpochAdapters, SamplerEpoch, latest_checkpoint, run_train, sft_config,
+                                      trainer_class)
 
 
 @pytest.fixture(scope="module")
@@ -164,9 +165,87 @@ def test_unfreeze_saves_its_trained_audio_weights_and_evaluation_uses_them(works
     assert not torch.allclose(ours, audio_embedding(load_base_model(base_dir).eval()))
 
 
+def optimizer_rates(workspace, params, name, tmp_path):
+    """{trainable weight's name: its peak learning rate} and the optimizer's groups, as the train
+    stage's trainer builds them for config `name` under `params` (nothing trained)."""
+    import datasets
+
+    from pronounce.model.processor import load_processor
+    from pronounce.training.adapters import training_model
+
+    job = parse_params(params).train_job(name)
+    processor = load_processor(workspace / "base")
+    model = training_model(job, str(workspace / "base"), None, processor, "sdpa")
+    trainer = trainer_class()(model=model, args=sft_config(job.recipe, tmp_path, job.seed),
+                              train_dataset=datasets.Dataset.from_list([{"x": 0}]), processing_class=processor,
+                              audio_learning_rate=job.recipe.audio_learning_rate)
+    groups = trainer.create_optimizer().param_groups
+    names = {id(p): n.removeprefix("base_model.model.") for n, p in model.named_parameters()}
+    rates = [(names[id(p)], g["lr"]) for g in groups for p in g["params"]]
+    assert sorted(n for n, _ in rates) == sorted(names[id(p)] for p in model.parameters() if p.requires_grad)
+    return dict(rates), groups
+
+
+def test_the_audio_modules_train_at_the_recipes_audio_learning_rate(workspace, params, tmp_path):
+    """train.recipes.<profile>.audio_learning_rate: the unfrozen audio encoder and projector, every
+    weight of them and nothing else, get their own groups at that rate, after the groups of the
+    LoRA and token rows at learning_rate (the first group's rate is the one logged); null, or a
+    config that trains no audio module, leaves transformers' groups as they are, at one rate."""
+    from pronounce.training.adapters import AUDIO_MODULES
+
+    recipe = params["train"]["recipes"]["smoke"]
+    recipe["audio_learning_rate"] = 1e-4
+    rates, groups = optimizer_rates(workspace, params, "unfreeze", tmp_path)
+    audio = {n for n in rates if n.startswith(AUDIO_MODULES)}
+    assert audio and all(".modules_to_save.default." in n for n in audio)
+    assert {rates[n] for n in audio} == {1e-4}
+    assert {r for n, r in rates.items() if n not in audio} == {3e-3}  # the LoRA and the token rows
+    assert groups[0]["lr"] == 3e-3 and [g["lr"] for g in groups if g["params"]] == [3e-3, 1e-4, 1e-4]
+    assert all(g["weight_decay"] == 0.0 for g in groups)  # the recipe's (transformers' default), kept per group
+
+    recipe["audio_learning_rate"] = None  # the paper's: one rate for every trained weight
+    one_rate, default_groups = optimizer_rates(workspace, params, "unfreeze", tmp_path)
+    assert one_rate.keys() == rates.keys() and set(one_rate.values()) == {3e-3}
+    assert len(default_groups) == 2  # transformers' own: with weight decay and without
+    recipe["audio_learning_rate"] = 1e-4  # a config with no audio module trained: nothing to split
+    r320, r320_groups = optimizer_rates(workspace, params, "pretrained_r320", tmp_path)
+    assert set(r320.values()) == {3e-3} and len(r320_groups) == 2
+
+
 class Kill(TrainerCallback):
     def on_save(self, args, state, control, **kwargs):
         raise KeyboardInterrupt("killed after the first checkpoint")
+
+
+class OptimizerAtStart(TrainerCallback):
+    """The optimizer's group rates and how many weights have Adam state, as training begins
+    (after a resumed run has loaded its checkpoint's optimizer)."""
+
+    def on_train_begin(self, args, state, control, optimizer=None, **kwargs):
+        weights = [p for g in optimizer.param_groups for p in g["params"]]
+        self.rates = [g["lr"] for g in optimizer.param_groups if g["params"]]
+        self.with_state = sum(bool(optimizer.state.get(p)) for p in weights) / len(weights)
+
+
+@pytest.mark.slow  # trains
+def test_unfreeze_at_its_audio_rate_resumes_to_the_same_adapters(workspace, params, tmp_path):
+    """The train stage's optimizer with the audio modules' own groups (audio_learning_rate) is
+    saved in a checkpoint and loaded back on resume, groups, rates and Adam state, to the bytes
+    an uninterrupted run ends with (a resumed optimizer of other groups fails to load)."""
+    params["train"]["recipes"]["smoke"]["audio_learning_rate"] = 1e-4
+    with pytest.raises(KeyboardInterrupt, match="killed after the first checkpoint"):
+        train(workspace, params, "unfreeze", tmp_path / "x", callbacks=[Kill()])  # after step 4 (epoch 1)
+    start = OptimizerAtStart()
+    assert train(workspace, params, "unfreeze", tmp_path / "x", callbacks=[start])["resumed_from"] == "checkpoint-4"
+    fresh = OptimizerAtStart()
+    train(workspace, params, "unfreeze", tmp_path / "y", callbacks=[fresh])
+    assert (fresh.with_state, fresh.rates) == (0, [0.0, 0.0, 0.0])  # warm-up (1 step) starts every rate at 0
+    # resumed after step 4 of 8: both peaks decayed alike (linear, 4 of the 7 steps after warm-up
+    # left), and Adam state for every trained weight
+    assert start.rates == pytest.approx([3e-3 * 4 / 7, 1e-4 * 4 / 7, 1e-4 * 4 / 7])
+    assert start.with_state == 1
+    for folder in ("adapter", "epoch-1", "epoch-2"):
+        assert adapter_bytes(tmp_path / "x/model" / folder) == adapter_bytes(tmp_path / "y/model" / folder), folder
 
 
 # The stage's training code (run_train) in a process of its own, which stops (sleeps) in the

@@ -135,7 +135,8 @@ def probe_config(params: Params, name: str, source, revision, processor, decoded
                                gradient_accumulation_steps=1, save_strategy="no", report_to=[], logging_steps=steps,
                                train_sampling_strategy="sequential", disable_tqdm=True)
     trainer = trainer_class()(model=model, args=args, train_dataset=datasets.Dataset.from_list(order),
-                              data_collator=collator, processing_class=processor, callbacks=[StepTimer()])
+                              data_collator=collator, processing_class=processor, callbacks=[StepTimer()],
+                              audio_learning_rate=recipe.audio_learning_rate)
     install_tied_token_head(model)  # as run_train
     compute_loss = trainer.compute_loss
 

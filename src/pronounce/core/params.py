@@ -151,6 +151,10 @@ class Recipe:
     batch_size: int = _positive("Instances per micro-batch (per process).")
     grad_accum: int = _positive("Micro-batches per optimizer step (the effective batch is batch_size x grad_accum).")
     learning_rate: float = _positive("The peak learning rate.")
+    audio_learning_rate: float | None = _check(
+        lambda v: v > 0, "> 0 or null",
+        "The peak learning rate of the audio encoder and projector where a config trains them (unfreeze_audio), on the"
+        " same schedule; null: learning_rate, as the paper trains every weight at one rate.")
     lr_scheduler: str = _about("transformers' scheduler name (linear, cosine, constant, ...).")
     warmup_ratio: float = _fraction("The fraction of the steps spent warming the learning rate up.")
     optim: str = _about("transformers' optimizer name (adamw_torch, ...).")

@@ -32,6 +32,14 @@ AUDIO_MODULES = (
     "model.embed_tokens_extend.audio_embed.down_proj_for_speech",
 )
 
+
+def audio_parameters(model) -> list:
+    """The trainable weights of AUDIO_MODULES (their modules_to_save copies): none unless the
+    config unfreezes the audio path. Found by module, not by name, so lm_head's copy is not one."""
+    inner = model.get_base_model() if hasattr(model, "get_base_model") else model
+    return [p for m in AUDIO_MODULES for p in inner.get_submodule(m).parameters() if p.requires_grad]
+
+
 # The speech LoRA's adapter_config.json, field by field. CARRIED: what shapes or scales the
 # adapter, copied as the file says (load_pretrained_lora then refuses weights that do not fit).
 # OURS: set by the config being trained, or bookkeeping and run-time settings that change no

@@ -35,7 +35,7 @@ from ..core.params import Recipe, TrainJob
 from ..data.audio import AudioStore
 from ..model.processor import load_processor
 from ..task.materialize import load_instances
-from .adapters import install_tied_token_head, precision_flags, training_model
+from .adapters import audio_parameters, install_tied_token_head, precision_flags, training_model
 from .checkpoints import ADAPTER_FILES, TRAINING_RECORD
 from .collator import PronunciationCollator
 
@@ -229,9 +229,18 @@ def trainer_class():
     from .sampler import TaskLengthSampler
 
     class Trainer(SFTTrainer):
-        def __init__(self, *args, **kwargs):
+        def __init__(self, *args, audio_learning_rate=None, **kwargs):
             super().__init__(*args, **kwargs)
+            self.audio_learning_rate = audio_learning_rate
             self.add_callback(SamplerEpoch(self))
+
+        def create_optimizer(self, model=None):
+            if self.optimizer is not None or self.audio_learning_rate is None:
+                return super().create_optimizer(model)
+            optimizer = super().create_optimizer(model)
+            split_audio_groups(optimizer, audio_parameters(self.model if model is None else model),
+                               self.audio_learning_rate)
+            return optimizer
 
         def _get_train_sampler(self, train_dataset=None):
             if self.args.train_sampling_strategy != "group_by_length":
@@ -243,6 +252,23 @@ def trainer_class():
             return self.task_sampler
 
     return Trainer
+
+
+def split_audio_groups(optimizer, audio: list, learning_rate: float) -> None:
+    """Move the audio weights (`audio`) of each of the optimizer's parameter groups into a group
+    of their own at `learning_rate` (a recipe's audio_learning_rate), appended after the others:
+    the trainer logs the first group's rate, the scheduler scales every group's by the same
+    factor, and a checkpoint's optimizer state (its groups in this order) loads back on resume.
+    Called before the first step, so no optimizer state is moved. Why a rate of their own: the
+    tiny audio path trained at the smoke recipe's 1e-3 collapses, every clip heard alike
+    (measured: params.yaml, the smoke recipe's audio_learning_rate)."""
+    ids = {id(p) for p in audio}
+    for group in list(optimizer.param_groups):
+        moved = [p for p in group["params"] if id(p) in ids]
+        if moved:
+            group["params"] = [p for p in group["params"] if id(p) not in ids]
+            optimizer.add_param_group({**{k: v for k, v in group.items() if k != "params"}, "params": moved,
+                                       "lr": learning_rate})
 
 
 class SamplerEpoch(TrainerCallback):
@@ -338,6 +364,7 @@ def run_train(job: TrainJob, base_dir, decoded_dir, materialized_dir, out_dir, l
         data_collator=collator,
         processing_class=processor,
         callbacks=[LiveLogger(Path(live_dir)), epoch_adapters, *callbacks],
+        audio_learning_rate=recipe.audio_learning_rate,
     )
     install_tied_token_head(model)  # a tied lm_head's token rows in trl's fused head (adapters.py)
     # Every rank finds the same newest complete checkpoint; only rank 0 removes partial ones.
