@@ -95,7 +95,7 @@ def _pin_is_current(root: Path) -> bool:
     """Whether the pin file holds what the corpus stage would write now (run from `root`)."""
     import yaml
 
-    from .params import load_params
+    from ..core.params import load_params
 
     try:
         path = root / yaml.safe_load((root / "dvc.yaml").read_text(encoding="utf-8"))["vars"][0]["paths"]["corpus_pin"]
