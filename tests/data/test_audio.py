@@ -1,3 +1,5 @@
+import struct
+
 import numpy as np
 import pytest
 import soundfile as sf
@@ -94,3 +96,58 @@ def test_truncated_wav_is_detected(tmp_path):
     with pytest.raises(AudioError, match=r"^truncated_audio: data chunk declares \d+ bytes, file has \d+$") as e:
         decode_audio(whole[: len(whole) // 2])
     assert e.value.reason == "truncated_audio"
+
+
+def _chunk(tag: bytes, body: bytes) -> bytes:
+    return tag + len(body).to_bytes(4, "little") + body + b"\0" * (len(body) & 1)
+
+
+def _wav(fmt: bytes, data: bytes, extra: bytes = b"") -> bytes:
+    body = b"WAVE" + _chunk(b"fmt ", fmt) + _chunk(b"data", data) + extra
+    return b"RIFF" + len(body).to_bytes(4, "little") + body
+
+
+PCM16_FMT = struct.pack("<HHIIHH", 1, 1, SAMPLE_RATE, 2 * SAMPLE_RATE, 2, 16)
+
+
+def test_the_corpus_format_is_read_from_the_data_chunk_as_soundfile_reads_it(tmp_path):
+    """The bundled clips and odd layouts (a chunk after the data, an odd data length, a LIST chunk
+    before it): the samples soundfile returns, bit for bit, read from the data chunk itself."""
+    from conftest import BUNDLED
+
+    from pronounce.data.audio import riff_layout
+
+    clips = sorted(BUNDLED.glob("WAVE/*/*.WAV"))
+    assert len(clips) == 107
+    pcm = np.random.default_rng(3).integers(-32768, 32768, 999, dtype=np.int16).tobytes()
+    odd = [_wav(PCM16_FMT, pcm, _chunk(b"LIST", b"INFOxxxx")), _wav(PCM16_FMT, pcm + b"\x01"),
+           b"RIFF\0\0\0\0WAVE" + _chunk(b"LIST", b"a" * 37) + _wav(PCM16_FMT, pcm)[12:]]
+    for i, content in enumerate(odd):
+        (tmp_path / f"odd{i}.wav").write_bytes(content)
+    for path in clips + sorted(tmp_path.glob("odd*.wav")):
+        content = path.read_bytes()
+        assert riff_layout(content[:4096], len(content)).pcm16 is not None, path  # the fast path
+        expected = sf.read(path, dtype="int16")[0]
+        for source in (path, content):
+            got = decode_audio(source).samples
+            assert got.dtype == np.int16 and np.array_equal(got, expected), path
+
+
+def test_other_layouts_of_16k_mono_16_bit_go_through_soundfile(tmp_path):
+    """WAVE_FORMAT_EXTENSIBLE, or a header that is not the corpus's, is left to soundfile: same samples."""
+    from pronounce.data.audio import riff_layout
+
+    pcm = np.arange(-500, 500, dtype=np.int16)
+    p = tmp_path / "x.wav"
+    sf.write(p, pcm, SAMPLE_RATE, subtype="PCM_16", format="WAVEX")
+    content = p.read_bytes()
+    assert riff_layout(content[:4096], len(content)).pcm16 is None
+    assert np.array_equal(decode_audio(p).samples, pcm)
+    eight_k = _wav(struct.pack("<HHIIHH", 1, 1, 8000, 16000, 2, 16), pcm.tobytes())
+    assert riff_layout(eight_k, len(eight_k)).pcm16 is None
+    assert len(decode_audio(eight_k).samples) == 2 * len(pcm)  # resampled to 16 kHz, not read as is
+
+
+def test_an_empty_data_chunk_is_empty_audio():
+    with pytest.raises(AudioError, match=r"^empty_audio: no samples$"):
+        decode_audio(_wav(PCM16_FMT, b""))

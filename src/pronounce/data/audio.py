@@ -6,7 +6,8 @@ corpus scale). Readers get float32 back as `pcm / 32768`, bit-identical to what 
 returns for the file. Other sources (another rate, stereo, float or 24-bit files) are converted
 in float32 and rounded to 16 bits, which clips any sample beyond full scale: decode counts them.
 
-soundfile (libsndfile) decodes; `librosa.resample` resamples with its default backend, soxr HQ.
+soundfile (libsndfile) decodes, but for the corpus's own format, read straight from the WAV's
+data chunk (decode_audio); `librosa.resample` resamples with its default backend, soxr HQ.
 Neither needs FFmpeg or torchcodec, so the Hugging Face form of the corpus is read as raw
 bytes (`Audio(decode=False)`) and decoded here, the same way as the release layout's files.
 """
@@ -52,44 +53,85 @@ class AudioError(ValueError):
         self.detail = detail
 
 
+# The corpus's own format, as a WAV's `fmt ` chunk spells it: PCM (tag 1), mono, 16 kHz, 32,000
+# bytes/s, 2-byte frames, 16 bits. Such a file's samples are its data chunk's bytes, little-endian.
+_PCM16_FMT = (1, 1, SAMPLE_RATE, 2 * SAMPLE_RATE, 2, 16)
+
+
+class RiffLayout(NamedTuple):
+    truncated: str | None  # what is missing, when the data chunk is cut off
+    pcm16: tuple[int, int] | None  # (offset, bytes) of the data chunk of a _PCM16_FMT file
+
+
+def riff_layout(head: bytes, size: int) -> RiffLayout:
+    """The RIFF chunks of a WAV's first bytes (`head`; `size` the file's length): whether its data
+    chunk is cut off (libsndfile silently shortens such a file), and, for the corpus's own format,
+    where the samples lie. Anything else (no RIFF, another format, chunks past `head`) is None."""
+    if len(head) < 12 or head[:4] != b"RIFF" or head[8:12] != b"WAVE":
+        return RiffLayout(None, None)
+    pos, fmt = 12, None
+    while pos + 8 <= len(head):
+        chunk, length = head[pos:pos + 4], struct.unpack_from("<I", head, pos + 4)[0]
+        if chunk == b"fmt " and length >= 16 and pos + 24 <= len(head):
+            fmt = struct.unpack_from("<HHIIHH", head, pos + 8)
+        elif chunk == b"data":
+            have = size - (pos + 8)
+            if have < length:
+                return RiffLayout(f"data chunk declares {length} bytes, file has {have}", None)
+            return RiffLayout(None, (pos + 8, length) if fmt == _PCM16_FMT else None)
+        pos += 8 + length + (length & 1)
+    return RiffLayout(None, None)
+
+
 def wav_truncation(head: bytes, size: int) -> str | None:
     """libsndfile silently shortens a WAV whose data chunk is cut off; the RIFF header tells.
     `head` is the file's first bytes, `size` its length. Returns a detail, or None if whole."""
-    if len(head) < 12 or head[:4] != b"RIFF" or head[8:12] != b"WAVE":
-        return None
-    pos = 12
-    while pos + 8 <= len(head):
-        chunk, length = head[pos:pos + 4], struct.unpack("<I", head[pos + 4:pos + 8])[0]
-        if chunk == b"data":
-            have = size - (pos + 8)
-            return f"data chunk declares {length} bytes, file has {have}" if have < length else None
-        pos += 8 + length + (length & 1)
-    return None
+    return riff_layout(head, size).truncated
+
+
+def _too_long(frames: int, rate: int, max_seconds: float | None) -> None:
+    if max_seconds is not None and frames > max_seconds * rate:
+        raise AudioError("too_long", f"{frames / rate:.2f} s > data.max_seconds={max_seconds}")
 
 
 def decode_audio(source, max_seconds: float | None = None) -> Decoded:
-    """Read a path or raw bytes into 16 kHz mono 16-bit samples, or raise AudioError."""
+    """Read a path or raw bytes into 16 kHz mono 16-bit samples, or raise AudioError.
+
+    The corpus's own format (16 kHz mono 16-bit PCM WAV, its `fmt ` chunk exactly that) is read
+    straight from the data chunk: its samples are those bytes, as soundfile returns them (tested
+    bit for bit), at a third of soundfile's cost per file (0.13 s against 0.35 s of CPU for
+    5,000 clips: decode's largest share). Every other source goes through soundfile."""
     if isinstance(source, (bytes, bytearray)):
         head, size = bytes(source[:4096]), len(source)
+        if size == 0:
+            raise AudioError("empty_audio", "zero-byte file")
+        layout = riff_layout(head, size)
+        if layout.pcm16:
+            offset, length = layout.pcm16
+            _too_long(length // 2, SAMPLE_RATE, max_seconds)
+            return _pcm16(bytes(source[offset:offset + length]))
     else:
         try:
             with open(source, "rb") as f:
                 head, size = f.read(4096), os.fstat(f.fileno()).st_size
+                if size == 0:
+                    raise AudioError("empty_audio", "zero-byte file")
+                layout = riff_layout(head, size)
+                if layout.pcm16:
+                    offset, length = layout.pcm16
+                    _too_long(length // 2, SAMPLE_RATE, max_seconds)  # before reading a huge file
+                    f.seek(offset)
+                    return _pcm16(f.read(length))
         except OSError as e:
             raise AudioError("unreadable_audio", str(e)) from None
-    if size == 0:
-        raise AudioError("empty_audio", "zero-byte file")
-    truncated = wav_truncation(head, size)
-    if truncated:
-        raise AudioError("truncated_audio", truncated)
+    if layout.truncated:
+        raise AudioError("truncated_audio", layout.truncated)
     try:
         with sf.SoundFile(io.BytesIO(source) if isinstance(source, (bytes, bytearray)) else source) as f:
             rate = f.samplerate
-            # Reject before reading a huge file into memory.
-            if max_seconds is not None and f.frames > max_seconds * rate:
-                raise AudioError("too_long", f"{f.frames / rate:.2f} s > data.max_seconds={max_seconds}")
+            _too_long(f.frames, rate, max_seconds)  # before reading a huge file into memory
             if rate == SAMPLE_RATE and f.channels == 1 and f.subtype == "PCM_16":
-                # The corpus's own format: the file's samples as they are, no conversion.
+                # The corpus's format under another header (e.g. WAVE_FORMAT_EXTENSIBLE): as it is.
                 pcm = f.read(dtype="int16")
                 if pcm.size == 0:
                     raise AudioError("empty_audio", "no samples")
@@ -113,6 +155,14 @@ def decode_audio(source, max_seconds: float | None = None) -> Decoded:
         # default pads to ceil(n * ratio), one zero sample more at some rates.
         mono = librosa.resample(mono, orig_sr=rate, target_sr=SAMPLE_RATE, res_type="soxr_hq", fix=False)
     return to_pcm16(mono)
+
+
+def _pcm16(data: bytes) -> Decoded:
+    """A PCM16 data chunk's samples (an odd last byte, half a frame, is dropped as libsndfile does)."""
+    pcm = np.frombuffer(data, dtype="<i2", count=len(data) // 2).astype(np.int16, copy=False)
+    if pcm.size == 0:
+        raise AudioError("empty_audio", "no samples")
+    return Decoded(pcm, 0)
 
 
 class AudioStore:

@@ -38,6 +38,13 @@ SCHEMA = pa.schema(
 )
 
 
+def silent(audio) -> bool:
+    """Every sample 0. The head first: speech has a non-zero sample within its first few (the
+    bundled clips within 2), so most clips are settled without a pass over their samples
+    (np.any on int16 casts every sample to bool: 0.05 s of CPU per 5,000 clips)."""
+    return not (audio[:1024].any() or audio.any())
+
+
 def record(entry: Entry, audio) -> dict:
     words = entry.labels["words"]
     return {
@@ -67,7 +74,7 @@ def run_decode(corpus: str, out_dir, max_seconds: float, max_reject_fraction: fl
                 else:
                     if n_clipped:
                         clipped[item.utt_id] = n_clipped
-                    for code in (*item.warnings, *((SILENT_AUDIO,) if not audio.any() else ())):
+                    for code in (*item.warnings, *((SILENT_AUDIO,) if silent(audio) else ())):
                         warnings[code].append(item.utt_id)
                     writers[item.split].write(record(item, audio))
                     kept[item.split] += 1
