@@ -16,8 +16,8 @@ from pronounce.training.adapters import control_token_ids
 
 
 @pytest.fixture(scope="module")
-def tiny_dir(tmp_path_factory):
-    return T.build_tiny_model(tmp_path_factory.mktemp("tiny"), seed=1234)
+def tiny_dir(tiny_base):
+    return tiny_base  # the test run's models/base: build_tiny_model(seed=1234) plus base.json
 
 
 @pytest.fixture(scope="module")
@@ -123,3 +123,26 @@ def test_the_docs_list_the_table():
     page = (ROOT / "docs" / "tiny-model.md").read_text(encoding="utf-8")
     missing = [field for field in T.ALLOWED_DIFFERENCES if f"`{field}`" not in page]
     assert not missing, f"docs/tiny-model.md's table lacks {missing}"
+
+
+def test_the_output_norm_lets_a_token_be_likely(tiny_dir):
+    """tiny.calibrate_output: with the final norm's weight at transformers' 1, a hidden state aligned
+    with a token's embedding row gives it at most ~0.8% (the tied head's logits stay under ~3); at
+    OUTPUT_NORM_WEIGHT the model can be confident, as a trained one is."""
+    import torch
+
+    from pronounce.model.loader import load_base_model
+
+    model = load_base_model(tiny_dir)
+    assert torch.all(model.model.norm.weight == T.OUTPUT_NORM_WEIGHT)
+    emb = model.get_output_embeddings().weight.detach()
+    token = 100
+    aligned = emb[token] / emb[token].norm() * T.TINY_HIDDEN**0.5  # what RMSNorm leaves: norm sqrt(hidden)
+
+    def best(weight):
+        return torch.softmax(emb @ (aligned * weight), 0)[token].item()
+    assert best(1.0) < 0.01  # transformers' initialisation: never confident
+    assert best(T.OUTPUT_NORM_WEIGHT) > 0.5
+    with torch.no_grad():  # and the model's own head applies it (its last norm feeds lm_head)
+        hidden = model.model.norm(aligned[None, None])
+    assert torch.softmax(model.lm_head(hidden)[0, 0], 0)[token].item() > 0.5
