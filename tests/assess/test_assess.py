@@ -11,7 +11,7 @@ from html.parser import HTMLParser
 import numpy as np
 import pytest
 import soundfile as sf
-from conftest import BUNDLED, ROOT, raw_params, training_workspace
+from conftest import BUNDLED, ROOT, SHORT_RECIPE, raw_params
 
 from pronounce.__main__ import main as pronounce
 from pronounce.assess.api import AssessError, Assessor, Recording, find_adapter, read_manifest
@@ -21,13 +21,12 @@ from pronounce.core.artifacts import read_arrow
 from pronounce.core.params import parse_params
 from pronounce.data.audio import AudioStore
 from pronounce.evaluation.generation import Generator
-from pronounce.training.train import run_train
 
 
 @pytest.fixture(scope="module")
-def workspace(tmp_path_factory):
-    """A decoded corpus, a training slice and the base model (as tests/training/test_train.py's)."""
-    return training_workspace(tmp_path_factory.mktemp("train"))
+def workspace(training_ws):
+    """A decoded corpus, a training slice and the base model: the test run's, read only."""
+    return training_ws
 
 
 WAVE = BUNDLED / "WAVE" / "SPEAKER0003"
@@ -40,20 +39,19 @@ APA_OK = '{"accuracy": 8, "fluency": 9, "prosodic": 7, "total": 8}'
 def params():
     """params.yaml's dict, its smoke recipe short and its answers short."""
     p = raw_params()
-    p["train"]["recipes"]["smoke"].update(epochs=2, batch_size=4, logging_steps=1, learning_rate=3e-3)
+    p["train"]["recipes"]["smoke"].update(SHORT_RECIPE)  # what the test run's trained_r64 was trained with
     p["eval"].update(batch_size=2, max_new_tokens=40)  # short answers keep each generation to a second
     return p
 
 
 @pytest.fixture(scope="module")
-def model_dir(workspace, params):  # noqa: F811
-    """models/<config> layout: ws/paper_r64 beside ws/base (the base model with its base.json)."""
-    import torch
-
-    torch.set_num_threads(1)
-    run_train(parse_params(params).train_job("paper_r64"), workspace / "base", workspace / "decoded", workspace / "materialized",
-              workspace / "paper_r64", workspace / "live", runs_dir=workspace / "runs")
-    return workspace / "paper_r64"
+def model_dir(workspace, trained_r64, tmp_path_factory):  # noqa: F811
+    """models/<config> layout: paper_r64 beside base (the base model with its base.json): the
+    test run's trained adapter and base, linked (no test writes into either)."""
+    models = tmp_path_factory.mktemp("models")
+    (models / "base").symlink_to(workspace / "base")
+    (models / "paper_r64").symlink_to(trained_r64 / "model")
+    return models / "paper_r64"
 
 
 @pytest.fixture(scope="module")

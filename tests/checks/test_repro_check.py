@@ -7,7 +7,7 @@ import sys
 
 import pytest
 import torch
-from conftest import ROOT, training_workspace
+from conftest import ROOT
 
 from pronounce.checks.repro_check import LOSS_RTOL, LOSS_STEPS, compare_curve, moved, out_hashes, read_curve
 
@@ -80,8 +80,8 @@ def train_on(machine: dict, ws, out):
 
 
 @pytest.mark.slow  # trains twice
-def test_a_run_on_another_machine_passes_the_cross_machine_tolerance(tmp_path):
-    ws = training_workspace(tmp_path / "ws")
+def test_a_run_on_another_machine_passes_the_cross_machine_tolerance(training_ws, tmp_path):
+    ws = training_ws  # the test run's, read only: both runs write under tmp_path
     best = torch.backends.cpu.get_cpu_capability().lower()
     here = train_on({"OMP_NUM_THREADS": "1", "ATEN_CPU_CAPABILITY": best}, ws, tmp_path / "here")
     # MKL_CBWR=COMPATIBLE: MKL's matrix products (which ATEN_CPU_CAPABILITY does not reach) take

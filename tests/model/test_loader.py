@@ -29,8 +29,8 @@ def wave(utt: str) -> np.ndarray:
 
 
 @pytest.fixture(scope="module")
-def tiny(tmp_path_factory) -> Path:
-    return T.build_tiny_model(tmp_path_factory.mktemp("tiny"), seed=SEED)
+def tiny(tiny_base) -> Path:
+    return tiny_base  # the test run's models/base: build_tiny_model(seed=SEED) plus base.json
 
 
 @pytest.fixture(scope="module")

@@ -50,7 +50,9 @@ def test_an_unknown_group_is_a_one_line_error_naming_the_choices(capsys):
     from benchmarks.__main__ import parse_args
 
     assert parse_args(["--only", "collator,decode"]).groups == ["decode", "collator"]  # in the report's order
-    assert parse_args(["--e2e"]).groups == list(FIGURES)
+    assert parse_args(["--e2e"]).groups == [g for g in FIGURES if g != "release"]
+    assert parse_args(["--e2e", "--release"]).groups == list(FIGURES)
+    assert parse_args([]).groups == [g for g in FIGURES if g not in ("e2e", "release")]
     with pytest.raises(SystemExit, match="2"):
         parse_args(["--only", "decode,gpus"])
     assert "--only: unknown group(s) gpus; choose from decode, materialize," in capsys.readouterr().err
@@ -200,3 +202,28 @@ def test_handwritten_jsonindex_reads_what_json_load_reads(capsys):
     rows = [line.split(" | ") for line in capsys.readouterr().out.splitlines() if line.startswith("| scores.json")]
     assert {(r[0], r[1]) for r in rows} >= {("| scores.json, 40 entries", "index"), ("| scores.json, 160 entries", "index")}
     assert all(r[-1] == "True |" for r in rows), rows
+
+
+def test_the_release_group_copies_a_commit_and_times_a_suite(tmp_path):
+    """benchmarks.release's parts: a commit's tracked files as a fresh repository, and a test
+    suite's wall and CPU time, exit code and summary line (here a one-test suite of its own)."""
+    from benchmarks.release import commit_copy, resolve, run_suite
+
+    copy = commit_copy(tmp_path / "copy", "HEAD")
+    tracked = subprocess.run(["git", "ls-files"], cwd=ROOT, capture_output=True, text=True, check=True).stdout.split()
+    copied = subprocess.run(["git", "ls-files"], cwd=copy, capture_output=True, text=True, check=True).stdout.split()
+    committed = subprocess.run(["git", "ls-tree", "-r", "--name-only", "HEAD"], cwd=ROOT, capture_output=True,
+                               text=True, check=True).stdout.split()
+    assert copied == sorted(committed) and set(copied) <= set(tracked) | set(committed)
+    assert not (copy / ".venv").exists() and resolve("HEAD") != ""
+
+    suite = tmp_path / "suite"
+    (suite / "tests").mkdir(parents=True)
+    (suite / "pyproject.toml").write_text("[tool.pytest.ini_options]\ntestpaths = ['tests']\n")
+    (suite / "tests" / "test_one.py").write_text("def test_one():\n    assert sum(range(10**6)) > 0\n")
+    got = run_suite(suite, [], timeout=300)
+    assert got["rc"] == 0 and "1 passed" in got["summary"], got
+    assert got["seconds"] > 0 and got["cpu_seconds"] > 0
+    (suite / "tests" / "test_two.py").write_text("def test_two():\n    assert False\n")
+    failed = run_suite(suite, [], timeout=300)
+    assert failed["rc"] == 1 and "1 failed" in failed["summary"], failed

@@ -1,5 +1,5 @@
 """The whole default pipeline through `dvc repro` in a temporary copy of the repository,
-on a shortened smoke recipe (1 epoch) so it takes about a minute; then the README's
+on a shortened smoke recipe (1 epoch, answers cut at 32 tokens) so it takes about a minute; then the README's
 `dvc exp run -S lora.r=320`, and that experiment shared with a teammate through a DVC remote
 (`dvc exp push`/`dvc exp pull`): the one place a test trains for an experiment, so it is shared
 from here rather than trained again elsewhere."""
@@ -11,7 +11,7 @@ import re
 import subprocess
 
 import pytest
-from conftest import repo_copy, sh
+from conftest import repo_copy, sh, short_answers
 from remotes import add_remote, clone
 
 from pronounce.data.corpus_pin import dvc_status
@@ -21,13 +21,17 @@ pytestmark = pytest.mark.slow  # the whole pipeline through dvc repro
 
 
 @pytest.fixture(scope="module")
-def repo(tmp_path_factory):
+def repo(tmp_path_factory, pipeline_cache):
     def one_epoch(params):
         params["train"]["recipes"]["smoke"]["epochs"] = 1
         params["eval"]["epochs"] = "none"
+        short_answers(params)
 
-    dst = repo_copy(tmp_path_factory.mktemp("pipeline") / "repo", one_epoch)
-    sh("dvc", "repro", cwd=dst)
+    # decode, base, materialize and evaluate_base come from the test run's run cache (run once for
+    # the pipeline tests); every other stage runs here.
+    dst = repo_copy(tmp_path_factory.mktemp("pipeline") / "repo", one_epoch, cache=pipeline_cache)
+    out = sh("dvc", "repro", cwd=dst)
+    assert "Stage 'decode' is cached" in out and "Running stage 'train@paper_r64'" in out, out[-2000:]
     return dst
 
 

@@ -7,10 +7,8 @@ from pathlib import Path
 
 import pyarrow as pa
 import pytest
-from conftest import BUNDLED
 
 from pronounce.core.params import ConfigParams, IntervalParams, MinEvents, ModelParams, ReportJob, ScoreJob
-from pronounce.data.decode import run_decode
 from pronounce.scoring import paper as P
 from pronounce.scoring import score as S
 from pronounce.scoring.config_metrics import diff_from_paper
@@ -150,11 +148,10 @@ def test_labels_whose_annotations_disagree_with_the_stored_phones_stop_scoring(t
         S.with_pairs(stale[0])
 
 
-def test_pairing_of_the_bundled_test_set(tmp_path):
+def test_pairing_of_the_bundled_test_set(decoded_bundle):
     """The real decoded labels: the pairing reproduces both stored sequences (load_labels checks
     it), one column per canonical phone, a mispronunciation where the corpus names one."""
-    run_decode(str(BUNDLED), tmp_path / "decoded", 30.0, 0.0, progress=False)
-    labels = S.load_labels(tmp_path / "decoded" / "test.arrow")
+    labels = S.load_labels(decoded_bundle / "test.arrow")
     assert len(labels) == 40
     assert all(len(lab["pairs"]) == len(lab["canonical_phones"]) for lab in labels.values())
     named = sorted((u, w["text"], m["index"], m["pronounced_phone"]) for u, lab in labels.items()

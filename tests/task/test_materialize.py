@@ -5,10 +5,8 @@ import json
 
 import pyarrow as pa
 import pytest
-from conftest import BUNDLED
 
 from pronounce.core.artifacts import ArrowWriter, read_arrow
-from pronounce.data.decode import run_decode
 from pronounce.task import prompts
 from pronounce.task.materialize import SCHEMA, instances, load_instances, run_materialize
 
@@ -16,15 +14,13 @@ AUDIO = "<|audio|>"  # the tiny model's placeholder; materialize takes it as giv
 
 
 @pytest.fixture(scope="module")
-def decoded(tmp_path_factory):
-    out = tmp_path_factory.mktemp("materialize") / "decoded"
-    run_decode(str(BUNDLED), out, 30.0, 0.0, progress=False)
-    return out
+def decoded(decoded_bundle):
+    return decoded_bundle  # the test run's, read only
 
 
 @pytest.fixture(scope="module")
-def materialized(decoded):
-    out = decoded.parent / "materialized"
+def materialized(decoded, tmp_path_factory):
+    out = tmp_path_factory.mktemp("materialize") / "materialized"
     counts = run_materialize(decoded, out, AUDIO, progress=False)
     return counts, out
 

@@ -13,13 +13,11 @@ import pytest
 import torch
 import yaml
 from accelerate.commands.launch import launch_command_parser
-from conftest import BUNDLED, ROOT
+from conftest import ROOT
 
 from pronounce.core.artifacts import read_arrow
 from pronounce.core.errors import ParamsError
 from pronounce.core.params import load_params
-from pronounce.data.decode import run_decode
-from pronounce.model.base import run_base
 from pronounce.task.materialize import run_materialize
 from pronounce.training.launch import LAUNCHED, relaunch_command
 from pronounce.training.train import sft_config
@@ -110,11 +108,13 @@ def test_params_refuse_a_process_count_that_breaks_the_effective_batch(tmp_path)
 
 
 @pytest.fixture(scope="module")
-def workspace(tmp_path_factory):
+def workspace(tmp_path_factory, decoded_bundle, tiny_base):
     """The stage's inputs at the paths it reads, on the first 8 utterances (16 instances)."""
+    import shutil
+
     ws = tmp_path_factory.mktemp("ddp")
-    run_decode(str(BUNDLED), ws / "data/decoded", 30.0, 0.0, progress=False)
-    run_base("builtin:tiny", None, 1234, ws / "models/base")
+    shutil.copytree(decoded_bundle, ws / "data/decoded")  # the test run's, copied to the stage's paths
+    shutil.copytree(tiny_base, ws / "models/base")
     from pronounce.model.processor import load_processor
 
     run_materialize(ws / "data/decoded", ws / "data/materialized", load_processor(ws / "models/base").audio_token,

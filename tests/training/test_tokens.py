@@ -7,7 +7,7 @@ from dataclasses import replace
 
 import pytest
 import torch
-from conftest import raw_params, training_workspace
+from conftest import raw_params
 from safetensors.torch import load_file
 
 from pronounce.core.errors import ParamsError
@@ -29,8 +29,8 @@ def one_thread():
 
 
 @pytest.fixture(scope="module")
-def workspace(tmp_path_factory):
-    return training_workspace(tmp_path_factory.mktemp("tokens"))
+def workspace(training_ws):
+    return training_ws  # the test run's, read only
 
 
 @pytest.fixture
