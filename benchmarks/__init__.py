@@ -6,6 +6,7 @@ from the repository root:
     python -m benchmarks --quick          # a smoke-scale run
     python -m benchmarks --only decode,collator --repeats 5
     python -m benchmarks --e2e            # adds the default `dvc repro` of a clean copy
+    python -m benchmarks --only release --baseline REF   # dvc repro and the suite vs commit REF
 
 Writes metrics/bench.json and metrics/bench.md. Each figure holds the value, the baseline measured
 beside it (interleaved repeat by repeat, every measurement a fresh process), their ratio (the
@@ -14,7 +15,9 @@ median of the per-repeat ratios), the bar and whether it is met. A missed bar ne
 
 Where things are: __main__ (command line), groups (what each figure compares), child (the
 workloads, one fresh process each), workspace (scaled corpora, the small prepared workspace, DVC
-copies), profiles (cProfile read back), report (figures and the markdown), gpu (the GPU figures).
+copies), profiles (cProfile read back), report (figures and the markdown), gpu (the GPU figures),
+release (the default run and the suite against a previous commit), trainsplit (where a training
+stage's time goes, by part of the step).
 """
 
 from pathlib import Path

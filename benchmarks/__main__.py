@@ -24,11 +24,15 @@ def parse_args(argv):
     p.add_argument("--repeats", type=int, default=0, help="runs per measurement (default 3; 1 with --quick)")
     p.add_argument("--scale", type=int, default=0, help="utterances of the 1x corpus (default 5000; 200 with --quick)")
     p.add_argument("--e2e", action="store_true", help="also the default `dvc repro` of a clean copy (many minutes)")
+    p.add_argument("--release", action="store_true",
+                   help="also the release group: the default dvc repro and the test suite against --baseline (an hour)")
+    p.add_argument("--baseline", default="HEAD~1", help="the release group's previous release: a git ref (default HEAD~1)")
     p.add_argument("--no-profile", action="store_true", help="skip the profiles of missed bars")
     p.add_argument("--out", default="metrics/bench.json", help="JSON output; the markdown goes beside it (.md)")
     p.add_argument("--workdir", default="", help="scratch folder, kept (default: a temp folder, removed at the end)")
     args = p.parse_args(argv)
-    groups = [g for g in args.only.split(",") if g] or list(DEFAULT_GROUPS) + (["e2e"] if args.e2e else [])
+    groups = [g for g in args.only.split(",") if g] or (list(DEFAULT_GROUPS) + (["e2e"] if args.e2e else [])
+                                                         + (["release"] if args.release else []))
     if unknown := set(groups) - set(GROUPS):
         p.error(f"--only: unknown group(s) {', '.join(sorted(unknown))}; choose from {', '.join(GROUPS)}")
     args.groups = [g for g in GROUPS if g in groups]

@@ -12,14 +12,14 @@ import sys
 import tempfile
 from pathlib import Path
 
-from . import ROOT, workspace
+from . import ROOT, release, workspace
 from .child import MARK
 from .report import MiB, bar, figure, skipped
 
 # Every figure of each group (the GPU's also when skipped), in the order they are reported.
 FIGURES = {
-    "decode": ("decode.throughput_vs_floor", "decode.throughput_vs_naive", "decode.peak_rss_4x_vs_1x",
-               "decode.peak_anon_rss_4x_vs_1x"),
+    "decode": ("decode.throughput_vs_floor", "decode.cpu_vs_floor", "decode.throughput_vs_naive",
+               "decode.peak_rss_4x_vs_1x", "decode.peak_anon_rss_4x_vs_1x"),
     "materialize": ("materialize.throughput_vs_floor", "materialize.peak_rss_4x_vs_1x",
                     "materialize.peak_anon_rss_4x_vs_1x"),
     "collator": ("collator.examples_per_s",),
@@ -28,9 +28,11 @@ FIGURES = {
     "score": ("score.intervals_overhead",),
     "gpu": ("gpu.train_mfu", "gpu.train_tokens_per_s", "gpu.generate_batched_vs_one", "gpu.peak_memory"),
     "e2e": ("e2e.dvc_repro",),
+    "release": release.FIGURES,  # and release.stage.<stage>, one per stage
 }
 GROUPS = tuple(FIGURES)
-DEFAULT_GROUPS = GROUPS[:-1]
+OPT_IN = ("e2e", "release")  # tens of minutes each: only when asked for
+DEFAULT_GROUPS = tuple(g for g in GROUPS if g not in OPT_IN)
 
 
 def read_params() -> dict:
@@ -130,7 +132,7 @@ def g_decode(b: Bench) -> dict:
         "decode.throughput_vs_floor": figure(
             f"pronounce.data.decode.run_decode, {n1} utterances (release layout) -> Arrow", "clips/s", _rates(dec1),
             "the floor: sf.read(path, dtype='float32') of the same files, nothing else", _rates(floor),
-            bar("ratio", ">=", 0.5, "within 2x of the floor (ratio >= 0.5)"), **setup,
+            bar("ratio", ">=", 1 / 1.6, "within 1.6x of the floor (ratio >= 0.625)"), **setup,
             floor_int16=round(statistics.median(_rates(floor16))), ratio_vs_floor_int16=ratio(floor16),
             floor_int16_note="sf.read(path, dtype='int16'): the read decode does for 16-bit 16 kHz files "
                              "(no conversion to float): clips/s, and decode's ratio to it",
@@ -138,6 +140,15 @@ def g_decode(b: Bench) -> dict:
             ratio_vs_floor_with_write=ratio(floor_write),
             floor_with_write_note="sf.read as int16 plus ArrowWriter (background) of the 16-bit audio column alone "
                                   "(the output decode writes whatever it does): clips/s, and decode's ratio to it"),
+        "decode.cpu_vs_floor": figure(
+            f"CPU seconds of run_decode, {n1} utterances (every thread: the reader and the Arrow writer)", "s",
+            [r["cpu_seconds"] for r in dec1], "the floor's CPU seconds (sf.read float32, one thread)",
+            [r["cpu_seconds"] for r in floor], bar("ratio", "<=", 1.6, "within 1.6x of the floor's CPU time"),
+            digits=3, main_thread_cpu_s=round(statistics.median(r["main_thread_cpu_seconds"] for r in dec1), 3),
+            main_thread_ratio=round(statistics.median(r["main_thread_cpu_seconds"] / f["cpu_seconds"]
+                                                      for r, f in zip(dec1, floor)), 3),
+            note="what a shared machine measures steadily; on idle cores the writer thread overlaps the reader, "
+                 "so decode's wall time follows its main thread (main_thread_ratio)"),
         "decode.throughput_vs_naive": figure(
             f"pronounce.data.decode.run_decode, {n1} utterances", "clips/s", _rates(dec1),
             "naive: datasets.Dataset.from_dict(paths).map(librosa.load(path, sr=16000), keep_in_memory=True)",
@@ -148,7 +159,7 @@ def g_decode(b: Bench) -> dict:
             naive_first_call_note="untimed warm-up: librosa's first load in a fresh process (lazy imports)"),
         **rss_figures("decode", "run_decode", dec1, dec4, n1, n4),
     }
-    b.explain(figs, ("decode.throughput_vs_floor", "decode.throughput_vs_naive"), "decode",
+    b.explain(figs, ("decode.throughput_vs_floor", "decode.cpu_vs_floor", "decode.throughput_vs_naive"), "decode",
               lambda: {"corpus": c1["corpus"], "out": fresh(b.ws / "decoded-profile")},
               f"run_decode, {n1} utterances (cProfile, top by own time)")
     n = max(b.scale // 4, 50)
@@ -300,4 +311,4 @@ def g_e2e(b: Bench) -> dict:
 
 
 RUNNERS = {"score": g_score, "decode": g_decode, "materialize": g_materialize, "collator": g_collator, "evaluate": g_evaluate,
-           "dvc": g_dvc, "gpu": g_gpu, "e2e": g_e2e}
+           "dvc": g_dvc, "gpu": g_gpu, "e2e": g_e2e, "release": release.g_release}

@@ -93,9 +93,25 @@ def markdown(result: dict) -> str:
         lines += ["", "Notes:", ""] + [f"- {n}" for n in notes]
     if "stages" in (e2e := figs.get("e2e.dvc_repro", {})):
         lines += ["", f"## End to end: the default `dvc repro` of a clean copy (rc {e2e['rc']})", "",
-                  "| stage | wall time | peak RSS |", "|---|---|---|"]
-        lines += [f"| {st['stage']} | {st['seconds']:.1f} s | {st['peak_rss_mib']:.0f} MiB |" for st in e2e["stages"]]
-        lines.append(f"| **all** (dvc included) | {e2e['value']:.1f} s | {_num(e2e.get('peak_rss_mib'), 'MiB')} |")
+                  "| stage | wall time | CPU time | peak RSS |", "|---|---|---|---|"]
+        lines += [f"| {st['stage']} | {st['seconds']:.1f} s | {st.get('cpu_seconds', 0):.1f} s | {st['peak_rss_mib']:.0f} MiB |"
+                  for st in e2e["stages"]]
+        lines.append(f"| **all** (dvc included) | {e2e['value']:.1f} s | "
+                     f"{sum(st.get('cpu_seconds', 0) for st in e2e['stages']):.1f} s (stages) | "
+                     f"{_num(e2e.get('peak_rss_mib'), 'MiB')} |")
+    stages = {n: f for n, f in figs.items() if n.startswith("release.stage.")}
+    if stages:
+        ref = figs.get("release.dvc_repro", {}).get("baseline_ref", "the baseline")
+        lines += ["", f"## Release: each stage of the default `dvc repro`, this tree vs {ref} (medians)", "",
+                  "| stage | wall | baseline wall | ratio | CPU | baseline CPU | CPU ratio |", "|---|---|---|---|---|---|---|"]
+        for name, f in stages.items():
+            cpu = [c for c, b in zip(f.get("cpu_seconds") or [], f.get("baseline_cpu_seconds") or []) if c and b]
+            base = [b for c, b in zip(f.get("cpu_seconds") or [], f.get("baseline_cpu_seconds") or []) if c and b]
+            cpu_ratio = f"{statistics.median(c / b for c, b in zip(cpu, base)):.3f}" if cpu else "-"
+            ratio = "-" if f["ratio"] is None else f"{f['ratio']:.3f}"
+            lines.append(f"| {name[len('release.stage.'):]} | {_num(f['value'], 's')} | {_num(f['baseline'], 's')} | "
+                         f"{ratio} | {_num(statistics.median(cpu) if cpu else None, 's')} | "
+                         f"{_num(statistics.median(base) if base else None, 's')} | {cpu_ratio} |")
     missed = [(n, f) for n, f in figs.items() if f.get("met") is False]
     lines += ["", "## Missed bars", ""] if missed else []
     for name, f in missed:

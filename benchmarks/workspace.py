@@ -115,7 +115,7 @@ def profile_noop_repro(repo, target: str, out) -> list[dict]:
 
 
 # The `python` first on PATH in the end-to-end run: runs the real interpreter and logs each stage
-# command's wall time and peak RSS (wait4: the stage and any process it waited for).
+# command's wall time, CPU time and peak RSS (wait4: the stage and any process it waited for).
 _WRAPPER = '''#!{python}
 import json, os, subprocess, sys, time
 start = time.perf_counter()
@@ -123,6 +123,7 @@ child = subprocess.Popen([{python!r}] + sys.argv[1:])
 _, status, usage = os.wait4(child.pid, 0)
 with open(os.environ["BENCH_STAGE_LOG"], "a", encoding="utf-8") as f:
     f.write(json.dumps({{"argv": sys.argv[1:], "seconds": time.perf_counter() - start,
+                        "cpu_seconds": usage.ru_utime + usage.ru_stime,
                         "peak_rss_bytes": usage.ru_maxrss * 1024, "rc": os.waitstatus_to_exitcode(status)}}) + "\\n")
 sys.exit(os.waitstatus_to_exitcode(status))
 '''
@@ -156,11 +157,12 @@ def clean_copy(dst: Path) -> Path:
     return dst
 
 
-def end_to_end(ws: Path, timeout: int) -> dict:
-    """The default `dvc repro` of a clean copy: its wall time, and each stage's wall time and peak
-    RSS (wait4's ru_maxrss, which starts at the small wrapper's own, ~10 MiB). Killed, stages and
-    all, after `timeout` seconds."""
-    repo, wrap, log = clean_copy(ws / "e2e-repo"), ws / "e2e-bin", ws / "e2e-stages.jsonl"
+def end_to_end(ws: Path, timeout: int, repo: Path | None = None, tag: str = "e2e") -> dict:
+    """The default `dvc repro` of a clean copy (`repo`, else one made of the working tree): its wall
+    time, and each stage's wall time, CPU time (user + system) and peak RSS (wait4's ru_maxrss,
+    which starts at the small wrapper's own, ~10 MiB). Killed, stages and all, after `timeout` seconds."""
+    repo = repo or clean_copy(ws / "e2e-repo")
+    wrap, log = ws / "e2e-bin", ws / f"{tag}-stages.jsonl"
     wrap.mkdir(exist_ok=True)
     (wrap / "python").write_text(_WRAPPER.format(python=sys.executable), encoding="utf-8")
     (wrap / "python").chmod(0o755)
@@ -168,7 +170,7 @@ def end_to_end(ws: Path, timeout: int) -> dict:
     env = dvc_env(repo, {"BENCH_STAGE_LOG": str(log)})
     env["PATH"] = f"{wrap}{os.pathsep}{env['PATH']}"
     start = time.perf_counter()
-    with open(ws / "e2e-dvc.log", "w+", encoding="utf-8") as out:
+    with open(ws / f"{tag}-dvc.log", "w+", encoding="utf-8") as out:
         # Its own session, so that on a timeout the stage processes go down with dvc.
         proc = subprocess.Popen(["dvc", "repro"], cwd=repo, env=env, stdout=out, stderr=subprocess.STDOUT,
                                 start_new_session=True)
@@ -184,4 +186,5 @@ def end_to_end(ws: Path, timeout: int) -> dict:
     stages = [json.loads(line) for line in (log.read_text(encoding="utf-8").splitlines() if log.is_file() else [])]
     return {"seconds": seconds, "rc": rc, "tail": tail,
             "stages": [{"stage": stage_name(s["argv"]), "seconds": round(s["seconds"], 2),
+                        "cpu_seconds": round(s.get("cpu_seconds", 0.0), 2),
                         "peak_rss_mib": round(s["peak_rss_bytes"] / 2**20, 1), "rc": s["rc"]} for s in stages]}
