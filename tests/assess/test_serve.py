@@ -268,18 +268,34 @@ def test_the_page_in_headless_chromium(browser, server, baseline, tmp_path):  # 
 @pytest.mark.browser
 def test_a_microphone_recording_is_assessed(browser, server):
     """The page's recorder (Chromium's fake microphone: a test tone) hands the server a WAV it reads."""
+    from playwright.sync_api import TimeoutError as PlaywrightTimeout
+
     context = browser.new_context(permissions=["microphone"])
     page = context.new_page()
     page.goto(server.url)
     page.locator("#recording button[aria-label='Record audio']").click()
     page.locator("#recording button", has_text="Record").first.click()
     page.wait_for_timeout(2500)
-    page.locator("#recording button", has_text="Stop").first.click()
+    # Stop hands the recording to the server (POST .../upload). Under load (once in CI, once in 12
+    # runs here), Assess clicked right after Stop got no answer in 5 minutes, cause not pinned down:
+    # the test waits for the upload's answer, as a user waits for the player, and a missing answer
+    # fails with the server's log instead of a bare timeout.
+    with page.expect_response(lambda r: r.url.endswith("/gradio_api/upload") and r.request.method == "POST",
+                              timeout=120_000) as upload:
+        page.locator("#recording button", has_text="Stop").first.click()
+    assert upload.value.ok, f"the recording's upload failed: HTTP {upload.value.status}"
     page.locator("#recording button[aria-label=Clear]").wait_for(timeout=60_000)  # the recording is in the player
     page.locator("#sentence textarea").fill("We call it bear")
     page.locator("#assess").click()
+    # a section (the assessment) or a refusal (p.err): either ends the wait, and a refusal fails
+    # here with its reason instead of a timeout
+    try:
+        page.locator("#result section, #result > p.err").first.wait_for(timeout=300_000)
+    except PlaywrightTimeout:
+        raise AssertionError("no answer; the server said:\n" + "\n".join(server.lines[-20:])
+                             + "\nthe page: " + page.locator("#recording").inner_text()[:500]) from None
     section = page.locator("#result section")
-    section.wait_for(timeout=300_000)
+    assert section.count() == 1, page.locator("#result").inner_text()
     heading = section.locator("h2").inner_text()
     assert heading.endswith(".wav") and "error:" not in section.inner_text(), section.inner_text()
     assert re.search(r"expected: We call it bear · (\d+\.\d+) s", " ".join(section.inner_text().split()))
