@@ -55,8 +55,8 @@ def adapter_bytes(folder):
 # build may sum in another order; rel 1e-4 admits that, while a change of the model, recipe,
 # data, collator or masking moves these losses by much more (one step to the next differs by 1e-2-1e-1).
 # REGENERATE when the tiny model, the smoke recipe or the training code changes on purpose:
-# run this test; its failure message prints the new values to paste here. (Last: the output norm
-# calibrated and the smoke recipe at batch 4, lr 7e-4; the same values under ATEN_CPU_CAPABILITY=avx2.)
+# run this test; its failure message prints the new values to paste here. (Last: the tiny model's
+# output norm calibrated; the same values under ATEN_CPU_CAPABILITY=avx2.)
 GOLDEN_LOSSES_PAPER_R64 = [12.527426, 12.581205, 9.313462, 8.369319, 7.006356, 6.798216, 4.191944, 7.224796]
 
 
